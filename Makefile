@@ -1,0 +1,101 @@
+# pandagpm top-level make file.
+#
+#   make demo   - the main job: build what is needed and run the demo.
+#   make test   - build everything and run every test (CI runs this).
+#
+# Both install what is missing first: Debian packages through
+# scripts/install-system-deps.sh (apt-get) and Python packages into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+CC_SAN ?= clang-14
+GLIB_CFLAGS = $(shell pkg-config --cflags glib-2.0)
+GLIB_LIBS = $(shell pkg-config --libs glib-2.0)
+CORE_SRCS := $(sort $(wildcard csrc/core/*.c))
+CTEST_SRCS := $(sort $(wildcard tests/c/test_*.c))
+CTEST_BINS := $(patsubst tests/c/%.c,tests/c/build/%,$(CTEST_SRCS))
+CWARN := -std=gnu11 -Wall -Wextra -Werror
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all -g -O1
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv build guest image ctest ctest-valgrind pytest test \
+	demo bench fuzz-smoke format format-check clean
+
+all: build
+
+deps:
+	@bash scripts/install-system-deps.sh
+
+$(VPY):
+	@echo "[venv] creating $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "setuptools>=61" wheel "pytest>=7"
+
+venv: $(VPY)
+
+# Builds pandagpm._gpm in place with zero warnings allowed.
+build: venv
+	@echo "[build] pandagpm._gpm"
+	GPM_EXTRA_CFLAGS="-Werror" $(VPY) setup.py -q build_ext --inplace
+
+guest:
+	@$(MAKE) -C guest
+
+image: build
+	$(VPY) -m pandagpm.image build
+
+# C unit tests of the core, under ASan and UBSan.
+tests/c/build/%: tests/c/%.c $(CORE_SRCS) $(wildcard csrc/include/gpm/*.h) \
+		$(wildcard csrc/core/*.h) $(wildcard tests/c/*.h)
+	@mkdir -p $(@D)
+	$(CC_SAN) $(CWARN) $(SANFLAGS) -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
+		-o $@ $< $(CORE_SRCS) $(GLIB_LIBS) -lcmocka
+
+ctest: $(CTEST_BINS)
+	@set -e; for t in $(CTEST_BINS); do \
+		echo "[ctest] $$t"; \
+		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$$t; \
+	done
+
+# The same C tests without sanitizers, under valgrind.
+ctest-valgrind:
+	@mkdir -p tests/c/build/vg
+	@set -e; for t in $(CTEST_SRCS); do \
+		b=tests/c/build/vg/$$(basename $$t .c); \
+		$(CC) $(CWARN) -g -O1 -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
+			-o $$b $$t $(CORE_SRCS) $(GLIB_LIBS) -lcmocka; \
+		echo "[valgrind] $$b"; \
+		valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+			--error-exitcode=3 $$b >/dev/null; \
+	done
+
+pytest: build
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test: deps build guest
+	@$(MAKE) --no-print-directory ctest
+	@$(MAKE) --no-print-directory format-check
+	$(VPY) -m pytest -ra $(PYTEST_ARGS)
+
+demo: deps build guest
+	$(VPY) examples/demo.py
+
+bench: deps build guest
+	@for b in bench/bench_*.py; do $(VPY) $$b || exit 1; done
+
+format:
+	git ls-files 'csrc/*.c' 'csrc/*.h' 'guest/*.c' 'guest/*.h' \
+		'tests/c/*.c' 'tests/c/*.h' 'fuzz/*.c' | xargs -r clang-format-14 -i
+
+format-check:
+	@echo "[format] clang-format-14 --dry-run"
+	@git ls-files 'csrc/*.c' 'csrc/*.h' 'guest/*.c' 'guest/*.h' \
+		'tests/c/*.c' 'tests/c/*.h' 'fuzz/*.c' | \
+		xargs -r clang-format-14 --dry-run --Werror
+
+clean:
+	rm -rf build tests/c/build pandagpm/*.so
+	-@$(MAKE) -C guest clean

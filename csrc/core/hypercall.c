@@ -1,0 +1,307 @@
+/*
+ * hypercall.c - the hypercall dispatcher. Every register value comes from
+ * the guest and is treated as hostile: ids are looked up, lengths bounded,
+ * address ranges checked for wrap-around, and guest memory reached only
+ * through the host's checked accessors.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct hc_args {
+    uint64_t op;
+    uint64_t chan;
+    uint64_t a1;
+    uint64_t a2;
+} hc_args_t;
+
+typedef struct hc_ctx {
+    gpm_manager_t *m;
+    const gpm_host_ops_t *ops;
+    void *cpu;
+    uint64_t word_mask;
+} hc_ctx_t;
+
+/* True if [addr, addr + len) stays inside the guest's address space. */
+static bool range_ok(const hc_ctx_t *c, uint64_t addr, uint64_t len)
+{
+    if (len == 0)
+        return true;
+    return addr <= c->word_mask && len - 1 <= c->word_mask - addr;
+}
+
+/* Maps a host memory accessor failure to the guest's result. */
+static int64_t mem_result(int rc)
+{
+    return rc == GPM_EROFS ? GPM_HC_EAGAIN : GPM_HC_EFAULT;
+}
+
+/* A channel id from the guest, or 0 if it cannot name a channel. */
+static gpm_channel_id_t chan_id(uint64_t v)
+{
+    return v > UINT32_MAX ? GPM_CHANNEL_NONE : (gpm_channel_id_t)v;
+}
+
+static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
+{
+    gpm_event_t ev = {0};
+    gpm__channel_t *ch;
+
+    g_mutex_lock(&c->m->lock);
+    ch = gpm__channel_get(c->m, chan_id(a->chan));
+    if (ch != NULL)
+        ch->started = start;
+    g_mutex_unlock(&c->m->lock);
+    if (ch == NULL)
+        return GPM_HC_EBADF;
+    ev.type = start ? GPM_EVENT_CHANNEL_START : GPM_EVENT_CHANNEL_STOP;
+    ev.channel = chan_id(a->chan);
+    ev.pid = -1;
+    gpm__emit(c->m, &ev);
+    return 0;
+}
+
+static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
+{
+    gpm__channel_t *ch;
+    const uint8_t *src;
+    size_t avail, n;
+    int rc;
+
+    g_mutex_lock(&c->m->lock);
+    ch = gpm__channel_get(c->m, chan_id(a->chan));
+    if (ch == NULL) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EBADF;
+    }
+    src = gpm__channel_peek_locked(ch, &avail);
+    n = avail;
+    if (n > a->a2)
+        n = (size_t)a->a2;
+    if (n > GPM_HC_MAX_TRANSFER)
+        n = GPM_HC_MAX_TRANSFER;
+    if (n == 0) {
+        g_mutex_unlock(&c->m->lock);
+        return 0;
+    }
+    if (!range_ok(c, a->a1, n)) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EFAULT;
+    }
+    /*
+     * The copy happens under the lock so that the head message cannot be
+     * consumed by another reader meanwhile; the host's accessor never calls
+     * back into the manager. Nothing is consumed unless the whole copy
+     * succeeded, so a fault loses no queued data.
+     */
+    rc = c->ops->write_mem(c->cpu, a->a1, src, n);
+    if (rc == 0) {
+        gpm__channel_take_locked(c->m, ch, n);
+        c->m->stats.bytes_to_guest += n;
+    }
+    g_mutex_unlock(&c->m->lock);
+    return rc == 0 ? (int64_t)n : mem_result(rc);
+}
+
+static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
+{
+    gpm__channel_t *ch, *dead;
+    gpm_channel_id_t id = chan_id(a->chan);
+    GSList *stale = NULL;
+    gpm_recv_cb recv;
+    void *opaque;
+    uint8_t *buf;
+    size_t n;
+    int rc;
+
+    n = a->a2 > GPM_HC_MAX_TRANSFER ? GPM_HC_MAX_TRANSFER : (size_t)a->a2;
+    g_mutex_lock(&c->m->lock);
+    ch = gpm__channel_get(c->m, id);
+    if (ch == NULL) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EBADF;
+    }
+    if (ch->recv == NULL) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EPIPE;
+    }
+    if (n == 0) {
+        g_mutex_unlock(&c->m->lock);
+        return 0;
+    }
+    ch->refs++;
+    recv = ch->recv;
+    opaque = ch->opaque;
+    g_mutex_unlock(&c->m->lock);
+
+    if (!range_ok(c, a->a1, n)) {
+        rc = GPM_EFAULT;
+        buf = NULL;
+    } else {
+        buf = g_try_malloc(n);
+        rc = buf == NULL ? GPM_ENOMEM : c->ops->read_mem(c->cpu, a->a1, buf, n);
+    }
+    if (rc == 0)
+        recv(id, buf, n, opaque);
+    g_free(buf);
+
+    g_mutex_lock(&c->m->lock);
+    if (rc == 0)
+        c->m->stats.bytes_from_guest += n;
+    dead = gpm__channel_put(c->m, ch);
+    if (dead == NULL && ch->refs == 1 && !ch->closed) {
+        stale = ch->stale;
+        ch->stale = NULL;
+    }
+    g_mutex_unlock(&c->m->lock);
+    if (dead != NULL)
+        gpm__channel_destroy(dead);
+    gpm__run_stale(stale);
+    if (rc == GPM_ENOMEM)
+        return GPM_HC_EBUSY;
+    return rc == 0 ? (int64_t)n : GPM_HC_EFAULT;
+}
+
+static int64_t op_error(hc_ctx_t *c, const hc_args_t *a)
+{
+    char text[GPM_HC_MAX_ERROR_MSG + 1];
+    gpm_event_t ev = {0};
+    size_t n;
+    int rc;
+    bool known;
+
+    g_mutex_lock(&c->m->lock);
+    known = gpm__channel_get(c->m, chan_id(a->chan)) != NULL;
+    g_mutex_unlock(&c->m->lock);
+    if (!known)
+        return GPM_HC_EBADF;
+    n = a->a2 > GPM_HC_MAX_ERROR_MSG ? GPM_HC_MAX_ERROR_MSG : (size_t)a->a2;
+    if (!range_ok(c, a->a1, n))
+        return GPM_HC_EFAULT;
+    rc = n == 0 ? 0 : c->ops->read_mem(c->cpu, a->a1, text, n);
+    if (rc != 0)
+        return GPM_HC_EFAULT;
+    text[n] = '\0';
+    ev.type = GPM_EVENT_GUEST_ERROR;
+    ev.channel = chan_id(a->chan);
+    ev.text = text;
+    ev.pid = -1;
+    gpm__emit(c->m, &ev);
+    return 0;
+}
+
+static int64_t op_get_manager(hc_ctx_t *c)
+{
+    gpm_event_t ev = {0};
+    gpm_channel_id_t id;
+    int rc;
+
+    g_mutex_lock(&c->m->lock);
+    rc = gpm__channel_alloc_locked(c->m, NULL, NULL, NULL, NULL, true, &id);
+    g_mutex_unlock(&c->m->lock);
+    if (rc != 0)
+        return rc == GPM_ENOMEM ? GPM_HC_EBUSY : GPM_HC_ENOSPC;
+    ev.type = GPM_EVENT_GUEST_CHANNEL;
+    ev.channel = id;
+    ev.pid = -1;
+    gpm__emit(c->m, &ev);
+    return id;
+}
+
+static int64_t op_get_channel(hc_ctx_t *c, const hc_args_t *a)
+{
+    char name[GPM_HC_MAX_NAME + 1];
+    gpm_channel_id_t id;
+    size_t n;
+
+    if (a->a2 == 0)
+        return GPM_HC_EINVAL;
+    if (a->a2 > GPM_HC_MAX_NAME)
+        return GPM_HC_ENAMETOOLONG;
+    n = (size_t)a->a2;
+    if (!range_ok(c, a->a1, n) || c->ops->read_mem(c->cpu, a->a1, name, n) != 0)
+        return GPM_HC_EFAULT;
+    /* A C string passed with its terminator counted ends at the NUL. */
+    name[n] = '\0';
+    if (name[0] == '\0')
+        return GPM_HC_EINVAL;
+    if (gpm_channel_lookup(c->m, name, &id) != 0)
+        return GPM_HC_NOT_FOUND;
+    return id;
+}
+
+static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
+{
+    switch (a->op) {
+    case GPM_HC_OP_START:
+        return op_start_stop(c, a, true);
+    case GPM_HC_OP_STOP:
+        return op_start_stop(c, a, false);
+    case GPM_HC_OP_READ:
+        return op_read(c, a);
+    case GPM_HC_OP_WRITE:
+        return op_write(c, a);
+    case GPM_HC_OP_ERROR:
+        return op_error(c, a);
+    case GPM_HC_OP_GET_MANAGER:
+        return op_get_manager(c);
+    case GPM_HC_OP_GET_CHANNEL:
+        return op_get_channel(c, a);
+    default:
+        return GPM_HC_ENOSYS;
+    }
+}
+
+int gpm_hypercall_handle(gpm_manager_t *m, const gpm_host_ops_t *ops, void *cpu,
+                         bool *handled)
+{
+    const gpm_arch_info_t *arch;
+    uint64_t regs[GPM_HC_NREGS];
+    hc_ctx_t c;
+    hc_args_t a;
+    int64_t result;
+    int rc;
+
+    if (handled != NULL)
+        *handled = false;
+    if (m == NULL || ops == NULL || handled == NULL)
+        return GPM_EINVAL;
+    arch = m->arch;
+    c.m = m;
+    c.ops = ops;
+    c.cpu = cpu;
+    c.word_mask = arch->word_bits == 64 ? UINT64_MAX : UINT32_MAX;
+
+    rc = ops->read_reg(cpu, arch->hc_regs[0], &regs[0]);
+    if (rc != 0)
+        return rc;
+    if ((regs[0] & c.word_mask) != GPM_HC_MAGIC) {
+        g_mutex_lock(&m->lock);
+        m->stats.not_ours++;
+        g_mutex_unlock(&m->lock);
+        return 0;
+    }
+    for (unsigned i = 1; i < GPM_HC_NREGS; i++) {
+        rc = ops->read_reg(cpu, arch->hc_regs[i], &regs[i]);
+        if (rc != 0)
+            return rc;
+        regs[i] &= c.word_mask;
+    }
+    a.op = regs[1];
+    a.chan = regs[2];
+    a.a1 = regs[3];
+    a.a2 = regs[4];
+
+    result = dispatch(&c, &a);
+
+    g_mutex_lock(&m->lock);
+    m->stats.hypercalls++;
+    if (result < 0 && result >= -4095)
+        m->stats.guest_errors++;
+    g_mutex_unlock(&m->lock);
+    rc = ops->write_reg(cpu, arch->ret_reg, (uint64_t)result & c.word_mask);
+    if (rc != 0)
+        return rc;
+    *handled = true;
+    return 0;
+}

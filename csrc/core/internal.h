@@ -1,0 +1,109 @@
+/*
+ * internal.h - structures shared by the core's files. Not installed.
+ */
+#ifndef GPM_CORE_INTERNAL_H
+#define GPM_CORE_INTERNAL_H
+
+#include <glib.h>
+
+#include "gpm/gpm.h"
+
+/* What one queued message costs against the limits beyond its bytes. */
+#define GPM__MSG_OVERHEAD 32u
+
+typedef struct gpm__msg {
+    size_t len;
+    uint8_t data[];
+} gpm__msg_t;
+
+typedef struct gpm__channel {
+    gpm_channel_id_t id;
+    char *name; /* NULL for an anonymous channel */
+    gpm_recv_cb recv;
+    gpm_release_cb release;
+    void *opaque;
+    GQueue queue;    /* gpm__msg_t *, host -> guest, oldest first */
+    size_t head_off; /* bytes of the head message already read */
+    size_t queued;   /* payload bytes still queued */
+    size_t cost;     /* queued bytes plus per-message overhead */
+    unsigned refs;   /* one for the table, one per running callback */
+    bool closed;
+    bool started;
+    bool guest_made; /* allocated by the guest's GET_MANAGER */
+    /* Replaced (release, opaque) pairs waiting for running callbacks. */
+    GSList *stale;
+} gpm__channel_t;
+
+/* A replaced callback's release, deferred while the old one may run. */
+typedef struct gpm__stale {
+    gpm_release_cb release;
+    void *opaque;
+} gpm__stale_t;
+
+/* Runs and frees a list of gpm__stale_t; the lock must NOT be held. */
+void gpm__run_stale(GSList *stale);
+
+struct gpm_manager {
+    GMutex lock;
+    gpm_manager_config_t cfg;
+    const gpm_arch_info_t *arch;
+    GHashTable *by_id;   /* id -> gpm__channel_t * (owns the table ref) */
+    GHashTable *by_name; /* name -> gpm__channel_t * (borrowed) */
+    gpm_channel_id_t next_id;
+    unsigned guest_channels;
+    size_t total_cost;
+    gpm_event_cb event_cb;
+    void *event_opaque;
+    gpm_manager_stats_t stats;
+    /* The link to the guest daemon (daemon_link.c). */
+    gpm_channel_id_t daemon_id;
+    uint32_t next_seq;
+    GHashTable *loads; /* seq -> plugin name, for FAILED replies */
+    GByteArray *rx;    /* partial frame from the daemon */
+};
+
+/*
+ * Lookup and reference counting; the lock must be held. channel_get
+ * returns NULL for unknown or closed ids. gpm__channel_put drops a
+ * reference and returns the channel when it must be destroyed, which the
+ * caller then does with gpm__channel_destroy() after unlocking.
+ */
+gpm__channel_t *gpm__channel_get(gpm_manager_t *m, gpm_channel_id_t id);
+gpm__channel_t *gpm__channel_put(gpm_manager_t *m, gpm__channel_t *ch);
+void gpm__channel_destroy(gpm__channel_t *ch);
+
+/* Allocates a channel; the lock must be held. Same codes as the API. */
+int gpm__channel_alloc_locked(gpm_manager_t *m, const char *name,
+                              gpm_recv_cb cb, gpm_release_cb release,
+                              void *opaque, bool guest_made,
+                              gpm_channel_id_t *out);
+
+/* Queues a copy of a message; the lock must be held. */
+int gpm__channel_push_locked(gpm_manager_t *m, gpm__channel_t *ch,
+                             const void *buf, size_t len);
+
+/*
+ * The unread part of the head message (NULL and 0 if the queue is empty),
+ * and consuming @n bytes of it (returns the count taken); lock held.
+ */
+const uint8_t *gpm__channel_peek_locked(gpm__channel_t *ch, size_t *avail);
+size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n);
+
+/* Removes @ch from the tables; the caller then puts the table reference. */
+void gpm__channel_unlink_locked(gpm_manager_t *m, gpm__channel_t *ch);
+
+/* Calls the event callback, if any; the lock must NOT be held. */
+void gpm__emit(gpm_manager_t *m, const gpm_event_t *ev);
+
+/* Initialises and frees the daemon link's part of the manager. */
+void gpm__daemon_init(gpm_manager_t *m);
+void gpm__daemon_fini(gpm_manager_t *m);
+
+/* Writes a daemon frame header (little-endian) into @p. */
+void gpm__dframe_put_hdr(uint8_t *p, uint16_t type, uint32_t seq, uint32_t len);
+
+/* Writes a NUL-terminated printf-style explanation if @why is not NULL. */
+void gpm__why(char *why, size_t why_len, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+#endif /* GPM_CORE_INTERNAL_H */

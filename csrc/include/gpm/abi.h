@@ -1,0 +1,73 @@
+/*
+ * gpm/abi.h - the hypercall ABI shared by the host and the guest.
+ *
+ * This header is plain C99 with no dependencies so that the guest library,
+ * the guest daemon and the host core all compile the same definitions.
+ *
+ * A hypercall is a CPUID (x86), or the arch's own trap, with GPM_HC_MAGIC in
+ * the first hypercall register. The five registers carry, in order: magic,
+ * op, channel id, arg1, arg2. The host writes the result into the return
+ * register (see gpm/arch.h for the registers of each architecture).
+ *
+ * Results are unsigned register values. A result in the range
+ * [-4095, -1], read as a signed value of the guest's word size, is an error
+ * code from the GPM_HC_E* list below; anything else is a success value.
+ */
+#ifndef GPM_ABI_H
+#define GPM_ABI_H
+
+#include <stdint.h>
+
+/* The value in the first hypercall register that marks a hypercall. */
+#define GPM_HC_MAGIC 0x1337c0d3u
+
+/*
+ * On the stock-QEMU host every guest binary places its hypercall
+ * instruction (a CPUID followed by a return) at this fixed virtual address,
+ * in a section of its own named ".gpmhc", so one breakpoint catches all of
+ * them. PANDA catches the CPUID itself and ignores the address.
+ */
+#define GPM_HC_X86_ADDR 0x10000000u
+#define GPM_HC_SECTION  ".gpmhc"
+
+/* Hypercall operations (the second register). */
+enum gpm_hc_op {
+    GPM_HC_OP_START = 1,       /* chan: the guest starts using chan. -> 0 */
+    GPM_HC_OP_STOP = 2,        /* chan: the guest stops using chan. -> 0 */
+    GPM_HC_OP_READ = 3,        /* chan, buf, maxlen -> bytes copied, 0 = none */
+    GPM_HC_OP_WRITE = 4,       /* chan, buf, len -> bytes taken */
+    GPM_HC_OP_ERROR = 5,       /* chan, msg, len: report an error. -> 0 */
+    GPM_HC_OP_GET_MANAGER = 6, /* -> id of a new anonymous channel */
+    GPM_HC_OP_GET_CHANNEL = 7, /* name, len -> id, or GPM_HC_NOT_FOUND */
+};
+
+/*
+ * Error results. The values are the negated Linux errno values, so a guest
+ * program can hand them to strerror() after negating them.
+ *
+ * GPM_HC_NOT_FOUND is what GET_CHANNEL returns for an unknown name; it is
+ * -1 for compatibility with the original guest channel library.
+ */
+#define GPM_HC_NOT_FOUND (-1)
+#define GPM_HC_EBADF     (-9) /* unknown or closed channel id */
+#define GPM_HC_EAGAIN                                                          \
+    (-11)                         /* buffer page not writable or not resident: \
+                                   * write-touch every page of it and retry */
+#define GPM_HC_EFAULT       (-14) /* pointer not mapped (or range wraps) */
+#define GPM_HC_EINVAL       (-22) /* bad argument, e.g. zero-length name */
+#define GPM_HC_ENOSPC       (-28) /* channel table full */
+#define GPM_HC_EPIPE        (-32) /* the host has no receiver on this channel */
+#define GPM_HC_ENAMETOOLONG (-36) /* channel name longer than the limit */
+#define GPM_HC_ENOSYS       (-38) /* unknown op */
+#define GPM_HC_EBUSY        (-16) /* the host cannot take more now: retry */
+
+/*
+ * Limits the host applies to every hypercall. A READ or WRITE longer than
+ * GPM_HC_MAX_TRANSFER moves at most that many bytes and reports the count,
+ * so the guest loops; lengths are never an error by themselves.
+ */
+#define GPM_HC_MAX_TRANSFER  (1u << 20)
+#define GPM_HC_MAX_NAME      255u
+#define GPM_HC_MAX_ERROR_MSG 4096u
+
+#endif /* GPM_ABI_H */

@@ -1,0 +1,75 @@
+/*
+ * gpm/daemon_proto.h - the framed protocol on the "guest_daemon" channel.
+ *
+ * Plain C99, shared by the host core and the guest daemon. A channel moves
+ * bytes; on the daemon channel those bytes are a stream of frames, each a
+ * 16-byte header followed by @len payload bytes. Every integer is
+ * little-endian on the wire, whatever the guest's byte order; use
+ * gpm_le16/32 helpers of your side to convert.
+ *
+ * Frames, host -> guest:
+ *   LOAD      payload: u16 name_len, u16 argc, u32 elf_len, then name_len
+ *             bytes of plugin name (no NUL), then argc NUL-terminated
+ *             argument strings, then elf_len bytes of the static ELF.
+ *             @seq is chosen by the host and echoed in the replies.
+ *   PING      empty payload; the daemon answers HELLO.
+ * Frames, guest -> host:
+ *   HELLO     payload: u32 daemon pid, u32 protocol version. Sent once when
+ *             the daemon has opened its channel, and in reply to PING.
+ *   STARTED   payload: u32 pid of the plugin process, then the name.
+ *   EXITED    payload: u32 pid, i32 wait status (as waitpid gives it),
+ *             then the name.
+ *   FAILED    payload: i32 errno (positive), u32 stage (GPM_DSTAGE_*),
+ *             then a UTF-8 message (no NUL).
+ */
+#ifndef GPM_DAEMON_PROTO_H
+#define GPM_DAEMON_PROTO_H
+
+#include <stdint.h>
+
+#define GPM_DAEMON_CHANNEL     "guest_daemon"
+#define GPM_DAEMON_PLUGIN_NAME "guest_daemon"
+
+#define GPM_DFRAME_MAGIC       0x444d5047u /* "GPMD" as little-endian bytes */
+#define GPM_DFRAME_VERSION     1u
+#define GPM_DFRAME_HDR_SIZE    16u
+/* Largest payload either side sends or accepts (an ELF plus its name). */
+#define GPM_DFRAME_MAX_PAYLOAD (64u << 20)
+#define GPM_DFRAME_MAX_ARGS    64u
+
+enum gpm_dframe_type {
+    GPM_DFRAME_LOAD = 1,
+    GPM_DFRAME_PING = 2,
+    GPM_DFRAME_HELLO = 16,
+    GPM_DFRAME_STARTED = 17,
+    GPM_DFRAME_EXITED = 18,
+    GPM_DFRAME_FAILED = 19,
+};
+
+/* Where a LOAD failed in the guest, reported in FAILED frames. */
+enum gpm_dstage {
+    GPM_DSTAGE_PROTOCOL = 1, /* malformed frame */
+    GPM_DSTAGE_MEMORY = 2,   /* out of memory */
+    GPM_DSTAGE_FILE = 3,     /* memfd_create or the /tmp fallback */
+    GPM_DSTAGE_WRITE = 4,    /* writing the ELF */
+    GPM_DSTAGE_FORK = 5,
+    GPM_DSTAGE_EXEC = 6, /* execve failed in the child */
+};
+
+/*
+ * Header layout, little-endian:
+ *   offset 0  u32 magic   GPM_DFRAME_MAGIC
+ *   offset 4  u16 version GPM_DFRAME_VERSION
+ *   offset 6  u16 type    enum gpm_dframe_type
+ *   offset 8  u32 seq     request number (replies echo it; 0 if none)
+ *   offset 12 u32 len     payload length, <= GPM_DFRAME_MAX_PAYLOAD
+ */
+struct gpm_dframe_hdr {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    uint32_t seq;
+    uint32_t len;
+};
+
+#endif /* GPM_DAEMON_PROTO_H */

@@ -1,0 +1,21 @@
+/*
+ * gpm/gpm.h - everything of the pandagpm host C API.
+ *
+ * GPM_API_VERSION changes whenever a declaration in these headers does.
+ *   1: first version.
+ */
+#ifndef GPM_GPM_H
+#define GPM_GPM_H
+
+#define GPM_API_VERSION 1
+
+#include "gpm/abi.h"
+#include "gpm/arch.h"
+#include "gpm/daemon_proto.h"
+#include "gpm/descriptor.h"
+#include "gpm/error.h"
+#include "gpm/host.h"
+#include "gpm/inventory.h"
+#include "gpm/manager.h"
+
+#endif /* GPM_GPM_H */

@@ -1,0 +1,279 @@
+/*
+ * gpm/manager.h - channels, the hypercall dispatcher and guest plugins.
+ *
+ * A gpm_manager_t owns a table of channels. A channel has a 32-bit id
+ * (never 0, never reused while the manager lives), an optional unique name,
+ * a receive callback for guest -> host bytes, and a FIFO of host -> guest
+ * messages that the guest drains with READ hypercalls.
+ *
+ * Threads: every function here may be called from any thread; the manager
+ * serialises them with its own lock. Callbacks run on the thread that calls
+ * gpm_hypercall_handle() (the emulator's thread), with no manager lock
+ * held, so a callback may call back into the manager. A callback must not
+ * wait for the guest to run: the guest CPU is stopped while it runs.
+ *
+ * Bounds (all configurable, see gpm_manager_config_t): host -> guest bytes
+ * queued per channel and in total (a write beyond either fails with
+ * GPM_ENOSPC and queues nothing), the number of channels (GPM_ENOSPC), and
+ * the bytes one hypercall moves (GPM_HC_MAX_TRANSFER).
+ */
+#ifndef GPM_MANAGER_H
+#define GPM_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpm/arch.h"
+#include "gpm/host.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gpm_manager gpm_manager_t;
+typedef uint32_t gpm_channel_id_t;
+
+/* Not a channel: what lookups return alongside an error. */
+#define GPM_CHANNEL_NONE ((gpm_channel_id_t)0)
+/* Longest channel or plugin name, without the NUL. */
+#define GPM_NAME_MAX     255
+
+/*
+ * Receives bytes the guest wrote to channel @id. @buf is only valid for the
+ * duration of the call. Called on the emulator thread.
+ */
+typedef void (*gpm_recv_cb)(gpm_channel_id_t id, const uint8_t *buf, size_t len,
+                            void *opaque);
+
+/*
+ * Called exactly once when a channel is destroyed (closed, or the manager
+ * freed), so the owner can release @opaque. Never called if allocating the
+ * channel failed. May run on any thread that closes the channel.
+ */
+typedef void (*gpm_release_cb)(void *opaque);
+
+typedef enum gpm_event_type {
+    GPM_EVENT_CHANNEL_START = 1, /* guest START on @channel */
+    GPM_EVENT_CHANNEL_STOP,      /* guest STOP on @channel */
+    GPM_EVENT_GUEST_ERROR,       /* guest ERROR on @channel: @text */
+    GPM_EVENT_GUEST_CHANNEL,     /* guest allocated anonymous @channel */
+    GPM_EVENT_DAEMON_READY,      /* daemon said HELLO: @pid */
+    GPM_EVENT_PLUGIN_STARTED,    /* plugin @name runs as @pid */
+    GPM_EVENT_PLUGIN_EXITED,     /* plugin @name, @pid ended: @status */
+    GPM_EVENT_PLUGIN_FAILED,     /* loading @name failed: @err, @text */
+    GPM_EVENT_PROTOCOL_ERROR,    /* the daemon sent a malformed frame */
+} gpm_event_type_t;
+
+/* Every pointer in an event is only valid for the duration of the call. */
+typedef struct gpm_event {
+    gpm_event_type_t type;
+    gpm_channel_id_t channel; /* the channel concerned, or 0 */
+    const char *name;         /* plugin name, or NULL */
+    const char *text;         /* NUL-terminated message, or NULL */
+    int64_t pid;              /* guest pid, or -1 */
+    int64_t status;           /* wait status for PLUGIN_EXITED */
+    int err;                  /* positive guest errno for PLUGIN_FAILED */
+    uint32_t stage;           /* GPM_DSTAGE_* for PLUGIN_FAILED */
+} gpm_event_t;
+
+typedef void (*gpm_event_cb)(const gpm_event_t *ev, void *opaque);
+
+typedef struct gpm_manager_config {
+    gpm_arch_t arch;             /* the guest's architecture */
+    size_t queue_limit;          /* bytes per channel; 0: 64 MiB */
+    size_t total_queue_limit;    /* bytes over all channels; 0: 256 MiB */
+    unsigned max_channels;       /* 0: 4096 */
+    unsigned max_guest_channels; /* anonymous ones the guest may make; 0: 256 */
+} gpm_manager_config_t;
+
+/* Statistics, for tests and benchmarks. */
+typedef struct gpm_manager_stats {
+    uint64_t hypercalls;       /* handled hypercalls */
+    uint64_t not_ours;         /* stops without the magic value */
+    uint64_t guest_errors;     /* hypercalls answered with an error result */
+    uint64_t bytes_to_guest;   /* bytes moved by READ */
+    uint64_t bytes_from_guest; /* bytes moved by WRITE */
+    size_t queued_bytes;       /* host -> guest bytes queued now */
+    unsigned channels;         /* channels alive now */
+} gpm_manager_stats_t;
+
+/**
+ * gpm_manager_new() - create a manager.
+ * @cfg: settings, copied; NULL for the defaults with arch x86_64.
+ * @out: receives the manager; the caller frees it with gpm_manager_free().
+ *
+ * Returns 0, GPM_EINVAL for a bad arch, or GPM_ENOMEM.
+ */
+int gpm_manager_new(const gpm_manager_config_t *cfg, gpm_manager_t **out);
+
+/**
+ * gpm_manager_free() - destroy a manager and every channel.
+ *
+ * Calls each channel's release callback. No other call on @m may be under
+ * way or follow. NULL is ignored.
+ */
+void gpm_manager_free(gpm_manager_t *m);
+
+/**
+ * gpm_manager_arch() - the guest architecture the manager was made for.
+ */
+gpm_arch_t gpm_manager_arch(const gpm_manager_t *m);
+
+/**
+ * gpm_manager_set_event_cb() - receive lifecycle events.
+ * @cb: NULL to stop receiving them. @opaque is passed to @cb unchanged and
+ *      stays owned by the caller, who must keep it alive until the callback
+ *      is replaced or the manager freed.
+ */
+void gpm_manager_set_event_cb(gpm_manager_t *m, gpm_event_cb cb, void *opaque);
+
+/**
+ * gpm_manager_stats() - copy the manager's counters into @out.
+ */
+void gpm_manager_stats(gpm_manager_t *m, gpm_manager_stats_t *out);
+
+/**
+ * gpm_channel_allocate() - create a channel.
+ * @name:    unique name (at most GPM_NAME_MAX bytes), or NULL for an
+ *           anonymous channel. Copied.
+ * @cb:      receives guest -> host bytes; NULL makes guest writes fail
+ *           with GPM_HC_EPIPE.
+ * @release: called once with @opaque when the channel is destroyed; may be
+ *           NULL. If this function fails it is never called.
+ * @out:     receives the new id.
+ *
+ * Returns 0, GPM_EEXIST (name taken), GPM_ENAMETOOLONG, GPM_EINVAL (empty
+ * name), GPM_ENOSPC (too many channels) or GPM_ENOMEM.
+ */
+int gpm_channel_allocate(gpm_manager_t *m, const char *name, gpm_recv_cb cb,
+                         gpm_release_cb release, void *opaque,
+                         gpm_channel_id_t *out);
+
+/**
+ * gpm_channel_set_callback() - replace a channel's receive callback.
+ * @cb, @release, @opaque: as for gpm_channel_allocate().
+ *
+ * The old release callback, if any, is called once with the old opaque
+ * before this returns. Used for channels the guest allocated with
+ * GET_MANAGER (see GPM_EVENT_GUEST_CHANNEL). Returns 0 or GPM_EBADF (in
+ * which case @release is never called).
+ */
+int gpm_channel_set_callback(gpm_manager_t *m, gpm_channel_id_t id,
+                             gpm_recv_cb cb, gpm_release_cb release,
+                             void *opaque);
+
+/**
+ * gpm_channel_lookup() - find a channel by name.
+ * @out: receives the id, or GPM_CHANNEL_NONE on failure.
+ *
+ * Returns 0, GPM_ENOENT for an unknown name, GPM_EINVAL for NULL.
+ */
+int gpm_channel_lookup(gpm_manager_t *m, const char *name,
+                       gpm_channel_id_t *out);
+
+/**
+ * gpm_channel_write() - queue one host -> guest message.
+ * @buf: copied; the caller keeps ownership. @len may be 0 only if @buf is
+ *       NULL or not; an empty message is accepted and ignored.
+ *
+ * The message stays queued, in order, until the guest reads it, even if
+ * the guest has not started the channel yet. Returns 0, GPM_EBADF,
+ * GPM_ENOSPC (the per-channel or total limit would be passed; nothing is
+ * queued), GPM_EMSGSIZE (larger than the per-channel limit by itself) or
+ * GPM_ENOMEM.
+ */
+int gpm_channel_write(gpm_manager_t *m, gpm_channel_id_t id, const void *buf,
+                      size_t len);
+
+/**
+ * gpm_channel_read() - take queued host -> guest bytes on the host side.
+ *
+ * Does what a guest READ does, into a host buffer: copies up to @cap bytes
+ * of the head message into @buf and keeps the rest at the head. Used by
+ * tests and by hosts that move data without a hypercall.
+ * @out: receives the count, 0 if nothing is queued.
+ *
+ * Returns 0 or GPM_EBADF.
+ */
+int gpm_channel_read(gpm_manager_t *m, gpm_channel_id_t id, void *buf,
+                     size_t cap, size_t *out);
+
+/**
+ * gpm_channel_pending() - how much is queued host -> guest on @id.
+ * @bytes, @msgs: either may be NULL.
+ *
+ * Returns 0 or GPM_EBADF.
+ */
+int gpm_channel_pending(gpm_manager_t *m, gpm_channel_id_t id, size_t *bytes,
+                        size_t *msgs);
+
+/**
+ * gpm_channel_started() - whether the guest has sent START on @id.
+ *
+ * Returns 1, 0, or GPM_EBADF.
+ */
+int gpm_channel_started(gpm_manager_t *m, gpm_channel_id_t id);
+
+/**
+ * gpm_channel_close() - destroy a channel and drop what is queued on it.
+ *
+ * The release callback runs once no receive callback for the channel is
+ * running any more (possibly on the emulator thread). Guest calls on the
+ * id then get GPM_HC_EBADF. Returns 0 or GPM_EBADF.
+ */
+int gpm_channel_close(gpm_manager_t *m, gpm_channel_id_t id);
+
+/**
+ * gpm_hypercall_handle() - handle a possible hypercall of a stopped CPU.
+ * @ops, @cpu: the host's access to the CPU; used only during this call.
+ * @handled:   receives true if the magic value was present. The caller then
+ *             moves the CPU past the hypercall instruction; when false it
+ *             leaves the instruction to run normally.
+ *
+ * Reads the hypercall registers, performs the op and writes the result
+ * register. Every guest value is checked: the result for the guest is an
+ * error code of gpm/abi.h for any bad op, channel, pointer or length.
+ * Channel and event callbacks run inside this call.
+ *
+ * Returns 0, or a negative GPM_E* code if the host ops failed to read or
+ * write a register (the hypercall then has no effect on the channels).
+ */
+int gpm_hypercall_handle(gpm_manager_t *m, const gpm_host_ops_t *ops, void *cpu,
+                         bool *handled);
+
+/**
+ * gpm_daemon_channel() - the id of the "guest_daemon" channel, creating it
+ * if needed. Returns 0 or a negative GPM_E* code.
+ */
+int gpm_daemon_channel(gpm_manager_t *m, gpm_channel_id_t *out);
+
+/**
+ * gpm_guest_plugin_add() - register a guest plugin and ask the daemon to
+ * load it.
+ * @name:        the plugin's name; its main channel gets this name.
+ * @binary_path: the plugin's static ELF, or NULL to find @name through
+ *               the inventory search path (see gpm/inventory.h).
+ * @cb, @release, @opaque: as for gpm_channel_allocate(), for the main
+ *               channel.
+ * @out:         receives the main channel's id.
+ * @why, @why_len: if not NULL, receives a NUL-terminated explanation of a
+ *               failure (e.g. every place that was searched).
+ *
+ * The binary is checked (ELF, architecture, descriptor), read, and queued
+ * as a LOAD frame on the "guest_daemon" channel, which is created on first
+ * use. The daemon receives it when it next reads; its replies become
+ * GPM_EVENT_PLUGIN_* events. Returns 0 or a negative GPM_E* code (e.g.
+ * GPM_ENOENT, GPM_ENOEXEC, GPM_EARCH, GPM_EDESC, GPM_EEXIST); on failure
+ * nothing is queued and @release is never called.
+ */
+int gpm_guest_plugin_add(gpm_manager_t *m, const char *name,
+                         const char *binary_path, gpm_recv_cb cb,
+                         gpm_release_cb release, void *opaque,
+                         gpm_channel_id_t *out, char *why, size_t why_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPM_MANAGER_H */

@@ -1,0 +1,49 @@
+/*
+ * pymod.h - internal contract between the files of pandagpm._gpm.
+ *
+ * module.c owns the module definition, its state and the one function
+ * that turns a GPM_E* code into a Python exception. Each type lives in its
+ * own file and is added to the module by an exec hook declared here.
+ */
+#ifndef GPM_PYMOD_H
+#define GPM_PYMOD_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "gpm/gpm.h"
+
+/* Per-module state: the module's exception type and heap types. */
+typedef struct gpm__py_state {
+    PyObject *error_type;       /* _gpm.Error(code, name, message) */
+    PyTypeObject *manager_type; /* _gpm.Manager */
+    PyTypeObject *gdbhost_type; /* _gpm.GdbHost (stock-QEMU host) */
+} gpm__py_state;
+
+extern PyModuleDef gpm__py_moduledef;
+
+/* The state of the module that defined @type's class; never NULL. */
+gpm__py_state *gpm__py_state_from_type(PyTypeObject *type);
+
+/*
+ * Raises _gpm.Error(code, name, message) for @err, with @detail (may be
+ * NULL) appended to the message. Always returns NULL. Needs the GIL.
+ */
+PyObject *gpm__py_raise(PyObject *module_or_null, int err, const char *detail);
+
+/*
+ * Exec hooks, called by module.c's exec slot in this order. Each adds its
+ * type(s) to @module and stores them in the state. Return 0 or -1 with an
+ * exception set.
+ */
+int gpm__py_manager_exec(PyObject *module);
+int gpm__py_gdbhost_exec(PyObject *module);
+
+/*
+ * The core manager wrapped by a _gpm.Manager object, or NULL with
+ * TypeError set if @obj is not one. The pointer is valid while @obj lives;
+ * callers that keep it must keep a strong reference to @obj.
+ */
+gpm_manager_t *gpm__py_manager_get(PyObject *obj);
+
+#endif /* GPM_PYMOD_H */

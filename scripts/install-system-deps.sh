@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pandagpm needs, once. Safe to run again: it
+# only calls apt-get when something is missing. Needs root (or sudo).
+set -euo pipefail
+
+# Host build and tests.
+HOST_PKGS="build-essential pkg-config libglib2.0-dev libcmocka-dev clang-14 \
+clang-format-14 libclang-rt-14-dev valgrind file cpio xz-utils"
+# Guest build (static x86_64 executables).
+GUEST_PKGS="musl-tools"
+# Real host: QEMU 10 from bookworm-backports.
+QEMU_PKGS="qemu-system-x86 qemu-utils"
+# Fuzzing.
+FUZZ_PKGS="afl++"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+backports=/etc/apt/sources.list.d/pandagpm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "[deps] adding the bookworm-backports apt source"
+    $SUDO tee "$backports" >/dev/null <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    rm -f /var/lib/apt/periodic/pandagpm-updated
+fi
+
+missing=""
+for p in $HOST_PKGS $GUEST_PKGS $FUZZ_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+need_qemu=0
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 ||
+    ! qemu-system-x86_64 --version | grep -qE 'version (9|1[0-9])\.'; then
+    need_qemu=1
+fi
+command -v qemu-img >/dev/null 2>&1 || need_qemu=1
+
+if [ -z "$missing" ] && [ "$need_qemu" = 0 ]; then
+    echo "[deps] system packages already installed"
+    exit 0
+fi
+
+echo "[deps] apt-get update"
+$SUDO apt-get update -q
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "$missing" ]; then
+    echo "[deps] installing:$missing"
+    $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+if [ "$need_qemu" = 1 ]; then
+    echo "[deps] installing QEMU from bookworm-backports"
+    $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports $QEMU_PKGS
+fi
+echo "[deps] done"
