@@ -12,8 +12,10 @@
 
 #include "gpm/gpm.h"
 
-#define FAKE_PAGE  4096u
+#define FAKE_PAGE 4096u
+#ifndef FAKE_PAGES
 #define FAKE_PAGES 8u
+#endif
 #define FAKE_BASE  0x400000u
 #define FAKE_NREGS 80u
 

@@ -15,6 +15,7 @@
 #include "gpm/descriptor.h"
 #include "gpm/error.h"
 #include "gpm/host.h"
+#include "gpm/injector.h"
 #include "gpm/inventory.h"
 #include "gpm/manager.h"
 

@@ -1,0 +1,149 @@
+/*
+ * syscalls.c - system call tables for the injector.
+ *
+ * Only x86_64 is injectable today: its registers at the stock-QEMU host's
+ * syscall entry stop are known. The other tables hold the numbers so that
+ * the hosts for those architectures only need to add their registers.
+ */
+#include <stddef.h>
+
+#include "syscalls.h"
+
+#define NONE               GPM_NR_NONE
+/* O_RDWR 02 | O_CREAT 0100 | O_TRUNC 01000 | O_CLOEXEC 02000000. */
+#define OPEN_FLAGS_GENERIC 0x80242u
+/* MIPS: O_CREAT 0x100 and O_TRUNC 0x200. */
+#define OPEN_FLAGS_MIPS    0x80302u
+
+static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
+    /* rax 0, rcx 2, rdx 3, rsi 4, rdi 5, r8 8, r9 9, r10 10. */
+    [GPM_ARCH_X86_64] = {.injectable = true,
+                         .nr_reg = 0,
+                         .ret_reg = 0,
+                         .retaddr_reg = 2,
+                         .arg_regs = {5, 4, 3, 10, 8, 9},
+                         .insn_len = 2,
+                         .getuid = 102,
+                         .mmap = 9,
+                         .munmap = 11,
+                         .memfd_create = 319,
+                         .open = 2,
+                         .openat = 257,
+                         .write = 1,
+                         .close = 3,
+                         .fork = 57,
+                         .clone = 56,
+                         .setsid = 112,
+                         .execve = 59,
+                         .exit_group = 231,
+                         .open_flags = OPEN_FLAGS_GENERIC},
+    [GPM_ARCH_I386] = {.getuid = 199, /* getuid32 */
+                       .mmap = 192,   /* mmap2 */
+                       .munmap = 91,
+                       .memfd_create = 356,
+                       .open = 5,
+                       .openat = 295,
+                       .write = 4,
+                       .close = 6,
+                       .fork = 2,
+                       .clone = 120,
+                       .setsid = 66,
+                       .execve = 11,
+                       .exit_group = 252,
+                       .mmap_pgoff = true,
+                       .open_flags = OPEN_FLAGS_GENERIC},
+    [GPM_ARCH_ARM] = {.getuid = 199,
+                      .mmap = 192,
+                      .munmap = 91,
+                      .memfd_create = 385,
+                      .open = 5,
+                      .openat = 322,
+                      .write = 4,
+                      .close = 6,
+                      .fork = 2,
+                      .clone = 120,
+                      .setsid = 66,
+                      .execve = 11,
+                      .exit_group = 248,
+                      .mmap_pgoff = true,
+                      .open_flags = OPEN_FLAGS_GENERIC},
+    [GPM_ARCH_AARCH64] = {.getuid = 174,
+                          .mmap = 222,
+                          .munmap = 215,
+                          .memfd_create = 279,
+                          .open = NONE,
+                          .openat = 56,
+                          .write = 64,
+                          .close = 57,
+                          .fork = NONE,
+                          .clone = 220,
+                          .setsid = 157,
+                          .execve = 221,
+                          .exit_group = 94,
+                          .open_flags = OPEN_FLAGS_GENERIC},
+    /* MIPS o32 numbers start at 4000. */
+    [GPM_ARCH_MIPS] = {.getuid = 4024,
+                       .mmap = 4090,
+                       .munmap = 4091,
+                       .memfd_create = 4354,
+                       .open = 4005,
+                       .openat = 4288,
+                       .write = 4004,
+                       .close = 4006,
+                       .fork = 4002,
+                       .clone = 4120,
+                       .setsid = 4066,
+                       .execve = 4011,
+                       .exit_group = 4246,
+                       .open_flags = OPEN_FLAGS_MIPS},
+    [GPM_ARCH_MIPSEL] = {.getuid = 4024,
+                         .mmap = 4090,
+                         .munmap = 4091,
+                         .memfd_create = 4354,
+                         .open = 4005,
+                         .openat = 4288,
+                         .write = 4004,
+                         .close = 4006,
+                         .fork = 4002,
+                         .clone = 4120,
+                         .setsid = 4066,
+                         .execve = 4011,
+                         .exit_group = 4246,
+                         .open_flags = OPEN_FLAGS_MIPS},
+    /* MIPS n64 numbers start at 5000. */
+    [GPM_ARCH_MIPS64] = {.getuid = 5100,
+                         .mmap = 5009,
+                         .munmap = 5011,
+                         .memfd_create = 5314,
+                         .open = 5002,
+                         .openat = 5247,
+                         .write = 5001,
+                         .close = 5003,
+                         .fork = 5056,
+                         .clone = 5055,
+                         .setsid = 5110,
+                         .execve = 5057,
+                         .exit_group = 5205,
+                         .open_flags = OPEN_FLAGS_MIPS},
+    [GPM_ARCH_PPC] = {.getuid = 24,
+                      .mmap = 90,
+                      .munmap = 91,
+                      .memfd_create = 360,
+                      .open = 5,
+                      .openat = 286,
+                      .write = 4,
+                      .close = 6,
+                      .fork = 2,
+                      .clone = 120,
+                      .setsid = 66,
+                      .execve = 11,
+                      .exit_group = 234,
+                      .open_flags = OPEN_FLAGS_GENERIC},
+};
+
+const gpm__sys_table_t *gpm__sys_table(gpm_arch_t arch)
+{
+    if ((unsigned)arch >= GPM_ARCH_COUNT)
+        return NULL;
+    return &tables[arch];
+}

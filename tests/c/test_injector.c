@@ -1,0 +1,450 @@
+/*
+ * test_injector.c - linjector's chain against a simulated kernel: each
+ * injected system call is carried out here on a fake CPU, and the thread
+ * enters again at the syscall instruction, as it does in a real guest.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#define FAKE_PAGES 80u
+#include "fake_cpu.h"
+
+#define RAX         0
+#define RCX         2
+#define RDX         3
+#define RSI         4
+#define RDI         5
+#define R8          8
+#define R9          9
+#define R10         10
+#define SYSCALL_END 0x401002u /* address after the target's syscall */
+
+typedef struct sim {
+    fake_cpu_t parent, child, other;
+    gpm_inj_thread_t pt, ct, ot;
+    GByteArray *file;
+    bool mapped;
+    bool child_exists;
+    /* Behaviour switches. */
+    bool memfd_enosys, mmap_fails, execve_fails, short_writes;
+    int write_fails_at; /* fail the Nth write, 0 = never */
+    int writes;
+    /* What the guest saw. */
+    char exec_path[64];
+    char argv[4][32];
+    char envp0[64];
+    int exit_code;
+    bool executed;
+    GPtrArray *log;
+} sim_t;
+
+static void log_cb(int level, const char *msg, void *opaque)
+{
+    sim_t *s = opaque;
+
+    g_ptr_array_add(s->log, g_strdup_printf("%d %s", level, msg));
+}
+
+static bool log_has(sim_t *s, const char *needle)
+{
+    for (guint i = 0; i < s->log->len; i++)
+        if (strstr(g_ptr_array_index(s->log, i), needle) != NULL)
+            return true;
+    return false;
+}
+
+static void read_str(fake_cpu_t *c, uint64_t addr, char *out, size_t cap)
+{
+    assert_int_equal(fake_read_mem(c, addr, out, cap), 0);
+    out[cap - 1] = '\0';
+}
+
+static uint64_t read_ptr(fake_cpu_t *c, uint64_t addr)
+{
+    uint64_t v = 0;
+
+    assert_int_equal(fake_read_mem(c, addr, &v, 8), 0);
+    return v;
+}
+
+/*
+ * Carries out the call in @c's registers the way the kernel would and
+ * reports whether the thread comes back to the syscall instruction.
+ */
+static bool run_syscall(sim_t *s, fake_cpu_t *c, bool is_child)
+{
+    uint64_t nr = c->regs[RAX], a0 = c->regs[RDI], a1 = c->regs[RSI],
+             a2 = c->regs[RDX];
+    int64_t res = -38;
+
+    switch (nr) {
+    case 0: /* the target's own read */
+        assert_false(is_child);
+        res = 64;
+        break;
+    case 102: /* getuid */
+        res = 1000;
+        break;
+    case 9: /* mmap */
+        assert_int_equal(a0, 0);
+        assert_true(a1 <= FAKE_PAGES * FAKE_PAGE);
+        assert_int_equal(c->regs[R10], 0x8022);
+        assert_int_equal(c->regs[R8], UINT64_MAX);
+        res = s->mmap_fails ? -12 : (int64_t)FAKE_BASE;
+        s->mapped = !s->mmap_fails;
+        break;
+    case 319: /* memfd_create */
+        res = s->memfd_enosys ? -38 : 5;
+        break;
+    case 2: /* open */
+        res = 6;
+        break;
+    case 1: /* write */
+        s->writes++;
+        if (s->write_fails_at == s->writes) {
+            res = -28;
+            break;
+        }
+        if (s->short_writes && a2 > 1000)
+            a2 = 1000;
+        g_byte_array_append(s->file, c->mem + (a1 - FAKE_BASE), (guint)a2);
+        res = (int64_t)a2;
+        break;
+    case 3:  /* close */
+    case 11: /* munmap */
+        res = 0;
+        break;
+    case 57: /* fork: the child returns to the same place with 0 */
+        s->child = *c;
+        s->child.regs[RAX] = 0;
+        /* It comes back to the syscall instruction and enters again. */
+        s->child.regs[RCX] = SYSCALL_END;
+        s->child_exists = true;
+        res = 200;
+        break;
+    case 112: /* setsid */
+        res = 200;
+        break;
+    case 59: /* execve */
+        assert_true(is_child);
+        read_str(c, a0, s->exec_path, sizeof(s->exec_path));
+        for (int i = 0; i < 4; i++) {
+            uint64_t p = read_ptr(c, a1 + 8 * (uint64_t)i);
+
+            if (p == 0)
+                break;
+            read_str(c, p, s->argv[i], sizeof(s->argv[i]));
+        }
+        read_str(c, read_ptr(c, a2), s->envp0, sizeof(s->envp0));
+        assert_int_equal(read_ptr(c, a2 + 8), 0);
+        if (s->execve_fails) {
+            res = -8;
+            break;
+        }
+        s->executed = true;
+        return false;
+    case 231: /* exit_group */
+        s->exit_code = (int)a0;
+        return false;
+    default:
+        fail_msg("unexpected syscall %llu", (unsigned long long)nr);
+    }
+    c->regs[RAX] = (uint64_t)res;
+    if (c->regs[RCX] == SYSCALL_END - 2) {
+        c->regs[RCX] = SYSCALL_END;
+        return true;
+    }
+    return false;
+}
+
+static void sim_init(sim_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    fake_init(&s->parent);
+    s->parent.regs[RAX] = 0; /* read(0, buf, 64) */
+    s->parent.regs[RDI] = 0;
+    s->parent.regs[RSI] = 0x7ffd0000;
+    s->parent.regs[RDX] = 64;
+    s->parent.regs[R10] = 0x1111;
+    s->parent.regs[R8] = 0x2222;
+    s->parent.regs[R9] = 0x3333;
+    s->parent.regs[RCX] = SYSCALL_END;
+    s->parent.regs[11] = 0x246;
+    s->pt = (gpm_inj_thread_t){100, 100, 1, 0, "sh"};
+    s->ct = (gpm_inj_thread_t){200, 200, 100, 0, "sh"};
+    s->ot = (gpm_inj_thread_t){300, 300, 1, 0, "other"};
+    fake_init(&s->other);
+    s->other.regs[RAX] = 0;
+    s->other.regs[RCX] = SYSCALL_END;
+    s->file = g_byte_array_new();
+    s->log = g_ptr_array_new_with_free_func(g_free);
+}
+
+static void sim_free(sim_t *s)
+{
+    g_byte_array_free(s->file, TRUE);
+    g_ptr_array_free(s->log, TRUE);
+}
+
+static gpm_injector_t *make(sim_t *s, const uint8_t *elf, size_t len,
+                            const char *proc, bool root)
+{
+    static const char *const args[] = {"-v", "x", NULL};
+    gpm_inj_config_t cfg = {GPM_ARCH_X86_64, elf, len, proc, root, args,
+                            log_cb,          s};
+    gpm_injector_t *inj;
+
+    assert_int_equal(gpm_injector_new(&cfg, &inj), 0);
+    return inj;
+}
+
+/*
+ * Runs the target (and, once forked, the child; an unrelated process in
+ * between) until every thread has left the injected instruction.
+ */
+static void drive(sim_t *s, gpm_injector_t *inj, bool child_first)
+{
+    fake_cpu_t saved = s->parent;
+    bool parent_back = true, child_back = false;
+    int guard = 0;
+
+    while ((parent_back || child_back) && guard++ < 1000) {
+        /* Once a target is chosen, others at that address are left be. */
+        fake_cpu_t before = s->other;
+
+        if (gpm_injector_state(inj) == GPM_INJ_RUNNING) {
+            assert_int_equal(
+                gpm_injector_on_syscall(inj, &fake_ops, &s->other, &s->ot), 0);
+            assert_memory_equal(before.regs, s->other.regs,
+                                sizeof(before.regs));
+        }
+
+        if (child_back && (child_first || !parent_back)) {
+            assert_int_equal(
+                gpm_injector_on_syscall(inj, &fake_ops, &s->child, &s->ct), 0);
+            child_back = run_syscall(s, &s->child, true);
+            continue;
+        }
+        if (parent_back) {
+            bool had_child = s->child_exists;
+
+            assert_int_equal(
+                gpm_injector_on_syscall(inj, &fake_ops, &s->parent, &s->pt), 0);
+            parent_back = run_syscall(s, &s->parent, false);
+            if (!had_child && s->child_exists)
+                child_back = true;
+        }
+    }
+    assert_true(guard < 1000);
+    /* The original call ran with exactly the original registers. */
+    assert_int_equal(s->parent.regs[RCX], SYSCALL_END);
+    for (unsigned r = 3; r < FAKE_NREGS; r++)
+        assert_int_equal(s->parent.regs[r], saved.regs[r]);
+}
+
+static uint8_t *fake_elf(size_t len)
+{
+    uint8_t *e = g_malloc(len);
+
+    for (size_t i = 0; i < len; i++)
+        e[i] = (uint8_t)(i * 7 + 3);
+    memcpy(e, "\177ELF", 4);
+    return e;
+}
+
+static void test_memfd_path(void **state)
+{
+    size_t len = 300 * 1024; /* more than one scratch window */
+    uint8_t *elf = fake_elf(len);
+    gpm_injector_t *inj;
+    int64_t tgid, child;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    inj = make(&s, elf, len, NULL, true);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_WAITING);
+    drive(&s, inj, false);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_DONE);
+    assert_int_equal(s.file->len, len);
+    assert_memory_equal(s.file->data, elf, len);
+    assert_string_equal(s.exec_path, "/proc/self/fd/5");
+    assert_string_equal(s.argv[0], "guest_daemon");
+    assert_string_equal(s.argv[1], "-v");
+    assert_string_equal(s.argv[2], "x");
+    assert_string_equal(s.envp0, "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
+    assert_true(s.executed);
+    assert_int_equal(s.parent.regs[RAX], 64); /* the original read ran */
+    gpm_injector_target(inj, &tgid, &child);
+    assert_int_equal(tgid, 100);
+    assert_int_equal(child, 200);
+    assert_null(gpm_injector_error(inj));
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_tmp_fallback_child_first_short_writes(void **state)
+{
+    uint8_t *elf = fake_elf(5000);
+    gpm_injector_t *inj;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    s.memfd_enosys = true;
+    s.short_writes = true;
+    inj = make(&s, elf, 5000, "sh", false);
+    drive(&s, inj, true);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_DONE);
+    assert_int_equal(s.writes, 5);
+    assert_memory_equal(s.file->data, elf, 5000);
+    assert_string_equal(s.exec_path, "/tmp/.pandagpm-payload");
+    assert_true(log_has(&s, "memfd_create failed"));
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_filters(void **state)
+{
+    uint8_t *elf = fake_elf(100);
+    gpm_injector_t *inj;
+    fake_cpu_t before;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    /* Wrong name, and a known non-root uid: left alone. */
+    inj = make(&s, elf, 100, "init", true);
+    before = s.parent;
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
+                     0);
+    assert_memory_equal(before.regs, s.parent.regs, sizeof(before.regs));
+    gpm_injector_free(inj);
+    inj = make(&s, elf, 100, NULL, true);
+    s.pt.uid = 1000;
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
+                     0);
+    assert_memory_equal(before.regs, s.parent.regs, sizeof(before.regs));
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_WAITING);
+
+    /* Unknown uid: asked with getuid; 1000 means restore and wait. */
+    s.pt.uid = -1;
+    drive(&s, inj, false);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_WAITING);
+    assert_true(log_has(&s, "not root"));
+    assert_false(s.mapped);
+    /* That process is not asked again. */
+    before = s.parent;
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
+                     0);
+    assert_memory_equal(before.regs, s.parent.regs, sizeof(before.regs));
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_mmap_failure(void **state)
+{
+    uint8_t *elf = fake_elf(100);
+    gpm_injector_t *inj;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    s.mmap_fails = true;
+    inj = make(&s, elf, 100, NULL, false);
+    drive(&s, inj, false);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_FAILED);
+    assert_non_null(strstr(gpm_injector_error(inj), "mmap"));
+    assert_false(s.child_exists);
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_write_failure_cleans_up(void **state)
+{
+    uint8_t *elf = fake_elf(600 * 1024);
+    gpm_injector_t *inj;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    s.write_fails_at = 2;
+    inj = make(&s, elf, 600 * 1024, NULL, false);
+    drive(&s, inj, false);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_FAILED);
+    assert_non_null(strstr(gpm_injector_error(inj), "write"));
+    assert_non_null(strstr(gpm_injector_error(inj), "No space"));
+    assert_false(s.child_exists);
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_execve_failure(void **state)
+{
+    uint8_t *elf = fake_elf(100);
+    gpm_injector_t *inj;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s);
+    s.execve_fails = true;
+    inj = make(&s, elf, 100, NULL, false);
+    drive(&s, inj, false);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_FAILED);
+    assert_int_equal(s.exit_code, 127);
+    assert_true(log_has(&s, "execve in child 200 failed"));
+    gpm_injector_free(inj);
+    sim_free(&s);
+    g_free(elf);
+}
+
+static void test_bad_config(void **state)
+{
+    gpm_inj_config_t cfg = {
+        GPM_ARCH_X86_64, NULL, 0, NULL, true, NULL, NULL, NULL};
+    const char *many[64];
+    gpm_injector_t *inj = (gpm_injector_t *)1;
+    uint8_t b = 0;
+
+    (void)state;
+    assert_int_equal(gpm_injector_new(&cfg, &inj), GPM_EINVAL);
+    assert_null(inj);
+    cfg.elf = &b;
+    cfg.elf_len = 1;
+    cfg.arch = GPM_ARCH_ARM;
+    assert_int_equal(gpm_injector_new(&cfg, &inj), GPM_ENOSYS);
+    cfg.arch = GPM_ARCH_X86_64;
+    for (int i = 0; i < 63; i++)
+        many[i] = "arg";
+    many[63] = NULL;
+    cfg.argv = many;
+    assert_int_equal(gpm_injector_new(&cfg, &inj), GPM_EINVAL);
+    gpm_injector_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memfd_path),
+        cmocka_unit_test(test_tmp_fallback_child_first_short_writes),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_mmap_failure),
+        cmocka_unit_test(test_write_failure_cleans_up),
+        cmocka_unit_test(test_execve_failure),
+        cmocka_unit_test(test_bad_config),
+    };
+
+    return cmocka_run_group_tests_name("injector", tests, NULL, NULL);
+}
