@@ -77,7 +77,9 @@ pytest: build
 
 test: deps build guest
 	@$(MAKE) --no-print-directory ctest
+	@$(MAKE) --no-print-directory -C guest check
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory fuzz-smoke
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
 
 demo: deps build guest
@@ -99,3 +101,22 @@ format-check:
 clean:
 	rm -rf build tests/c/build pandagpm/*.so
 	-@$(MAKE) -C guest clean
+
+# Fuzzing with libFuzzer (clang-14), ASan and UBSan. fuzz-smoke runs each
+# target for FUZZ_SECONDS on a copy of its seed corpus and fails on any
+# crash; the executions are printed.
+FUZZ_SECONDS ?= 45
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	-Icsrc/include -Icsrc $(GLIB_CFLAGS)
+
+fuzz/build/fuzz_hypercall: fuzz/fuzz_hypercall.c $(CORE_SRCS) tests/c/fake_cpu.h
+	@mkdir -p $(@D)
+	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRCS) $(GLIB_LIBS)
+
+fuzz/build/fuzz_rsp: fuzz/fuzz_rsp.c csrc/qemu/gdb_remote.c $(CORE_SRCS)
+	@mkdir -p $(@D)
+	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< csrc/qemu/gdb_remote.c $(CORE_SRCS) \
+		$(GLIB_LIBS)
+
+fuzz-smoke: deps fuzz/build/fuzz_hypercall fuzz/build/fuzz_rsp
+	@bash scripts/fuzz-smoke.sh $(FUZZ_SECONDS) hypercall rsp
