@@ -36,6 +36,10 @@ int gpm_manager_new(const gpm_manager_config_t *cfg, gpm_manager_t **out)
         c = *cfg;
     if (gpm_arch_info(c.arch) == NULL)
         return GPM_EINVAL;
+    /* A limit must leave room for at least one byte and its overhead. */
+    if ((c.queue_limit != 0 && c.queue_limit <= GPM__MSG_OVERHEAD) ||
+        (c.total_queue_limit != 0 && c.total_queue_limit <= GPM__MSG_OVERHEAD))
+        return GPM_EINVAL;
     if (c.queue_limit == 0)
         c.queue_limit = DEFAULT_QUEUE_LIMIT;
     if (c.total_queue_limit == 0)
@@ -348,6 +352,7 @@ size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n)
     avail = head->len - ch->head_off;
     if (n > avail)
         n = avail;
+    ch->taken++;
     ch->head_off += n;
     ch->queued -= n;
     if (ch->head_off == head->len) {

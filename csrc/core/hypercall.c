@@ -63,9 +63,12 @@ static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
 
 static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
 {
-    gpm__channel_t *ch;
+    gpm__channel_t *ch, *dead;
     const uint8_t *src;
+    uint8_t *copy;
+    uint64_t taken;
     size_t avail, n;
+    int64_t result;
     int rc;
 
     g_mutex_lock(&c->m->lock);
@@ -89,18 +92,42 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
         return GPM_HC_EFAULT;
     }
     /*
-     * The copy happens under the lock so that the head message cannot be
-     * consumed by another reader meanwhile; the host's accessor never calls
-     * back into the manager. Nothing is consumed unless the whole copy
-     * succeeded, so a fault loses no queued data.
+     * Copy the head's bytes, then write them to the guest without the
+     * lock: the host's accessor may be slow or run Python code. They are
+     * consumed only if the whole write succeeded and nobody consumed from
+     * this channel meanwhile, so a fault or a race loses no queued data.
      */
-    rc = c->ops->write_mem(c->cpu, a->a1, src, n);
-    if (rc == 0) {
+    copy = g_try_malloc(n);
+    if (copy == NULL) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EBUSY;
+    }
+    memcpy(copy, src, n);
+    taken = ch->taken;
+    ch->refs++;
+    g_mutex_unlock(&c->m->lock);
+
+    rc = c->ops->write_mem(c->cpu, a->a1, copy, n);
+    g_free(copy);
+
+    g_mutex_lock(&c->m->lock);
+    if (rc != 0) {
+        result = mem_result(rc);
+    } else if (ch->closed) {
+        result = GPM_HC_EBADF;
+    } else if (ch->taken != taken) {
+        /* Another reader got there first: this copy is stale. */
+        result = GPM_HC_EAGAIN;
+    } else {
         gpm__channel_take_locked(c->m, ch, n);
         c->m->stats.bytes_to_guest += n;
+        result = (int64_t)n;
     }
+    dead = gpm__channel_put(c->m, ch);
     g_mutex_unlock(&c->m->lock);
-    return rc == 0 ? (int64_t)n : mem_result(rc);
+    if (dead != NULL)
+        gpm__channel_destroy(dead);
+    return result;
 }
 
 static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)

@@ -30,6 +30,7 @@ typedef struct gpm__channel {
     bool closed;
     bool started;
     bool guest_made; /* allocated by the guest's GET_MANAGER */
+    uint64_t taken;  /* bumps on every consumption, see op_read() */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;
 } gpm__channel_t;

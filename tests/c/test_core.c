@@ -154,6 +154,12 @@ static void test_manager_config(void **state)
     assert_int_equal(gpm_manager_new(&cfg, &m), GPM_EINVAL);
     assert_null(m);
     assert_int_equal(gpm_manager_new(NULL, NULL), GPM_EINVAL);
+    cfg.arch = GPM_ARCH_X86_64;
+    cfg.queue_limit = 32;
+    assert_int_equal(gpm_manager_new(&cfg, &m), GPM_EINVAL);
+    cfg.queue_limit = 0;
+    cfg.total_queue_limit = 1;
+    assert_int_equal(gpm_manager_new(&cfg, &m), GPM_EINVAL);
     assert_int_equal(gpm_manager_new(NULL, &m), 0);
     assert_int_equal(gpm_manager_arch(m), GPM_ARCH_X86_64);
     gpm_manager_free(m);
@@ -428,6 +434,46 @@ static void test_guest_read(void **state)
                      GPM_HC_EBADF);
 }
 
+/* A host accessor that consumes from the channel while the guest reads. */
+static gpm_manager_t *race_m;
+static gpm_channel_id_t race_id;
+
+static int racing_write_mem(void *cpu, uint64_t addr, const void *buf,
+                            size_t len)
+{
+    char tmp[8];
+    size_t n;
+
+    assert_int_equal(gpm_channel_read(race_m, race_id, tmp, 2, &n), 0);
+    return fake_write_mem(cpu, addr, buf, len);
+}
+
+static void test_guest_read_race(void **state)
+{
+    fixture_t *f = *state;
+    gpm_host_ops_t ops = fake_ops;
+    const gpm_arch_info_t *a = gpm_arch_info(GPM_ARCH_X86_64);
+    bool handled;
+    char buf[8];
+    size_t n;
+
+    race_m = f->m;
+    race_id = chan(f, "race");
+    ops.write_mem = racing_write_mem;
+    assert_int_equal(gpm_channel_write(f->m, race_id, "abcdef", 6), 0);
+    f->cpu.regs[a->hc_regs[0]] = GPM_HC_MAGIC;
+    f->cpu.regs[a->hc_regs[1]] = GPM_HC_OP_READ;
+    f->cpu.regs[a->hc_regs[2]] = race_id;
+    f->cpu.regs[a->hc_regs[3]] = FAKE_BASE;
+    f->cpu.regs[a->hc_regs[4]] = 6;
+    assert_int_equal(gpm_hypercall_handle(f->m, &ops, &f->cpu, &handled), 0);
+    /* The guest's copy went stale: it must retry; nothing is duplicated. */
+    assert_int_equal((int64_t)f->cpu.regs[a->ret_reg], GPM_HC_EAGAIN);
+    assert_int_equal(gpm_channel_read(f->m, race_id, buf, 8, &n), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(buf, "cdef", 4);
+}
+
 static void test_get_channel(void **state)
 {
     fixture_t *f = *state;
@@ -605,6 +651,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guest_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_read_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_manager_bounded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guest_error, setup, teardown),

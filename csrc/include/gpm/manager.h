@@ -15,7 +15,9 @@
  * Bounds (all configurable, see gpm_manager_config_t): host -> guest bytes
  * queued per channel and in total (a write beyond either fails with
  * GPM_ENOSPC and queues nothing), the number of channels (GPM_ENOSPC), and
- * the bytes one hypercall moves (GPM_HC_MAX_TRANSFER).
+ * the bytes one hypercall moves (GPM_HC_MAX_TRANSFER). Each queued message
+ * counts against the queue limits with its length plus 32 bytes of
+ * bookkeeping, so many tiny messages cannot exhaust host memory either.
  */
 #ifndef GPM_MANAGER_H
 #define GPM_MANAGER_H
@@ -81,8 +83,8 @@ typedef void (*gpm_event_cb)(const gpm_event_t *ev, void *opaque);
 
 typedef struct gpm_manager_config {
     gpm_arch_t arch;             /* the guest's architecture */
-    size_t queue_limit;          /* bytes per channel; 0: 64 MiB */
-    size_t total_queue_limit;    /* bytes over all channels; 0: 256 MiB */
+    size_t queue_limit;          /* bytes per channel, > 32; 0: 64 MiB */
+    size_t total_queue_limit;    /* all channels, > 32; 0: 256 MiB */
     unsigned max_channels;       /* 0: 4096 */
     unsigned max_guest_channels; /* anonymous ones the guest may make; 0: 256 */
 } gpm_manager_config_t;
@@ -103,7 +105,8 @@ typedef struct gpm_manager_stats {
  * @cfg: settings, copied; NULL for the defaults with arch x86_64.
  * @out: receives the manager; the caller frees it with gpm_manager_free().
  *
- * Returns 0, GPM_EINVAL for a bad arch, or GPM_ENOMEM.
+ * Returns 0, GPM_EINVAL for a bad arch or a limit of 32 bytes or less, or
+ * GPM_ENOMEM.
  */
 int gpm_manager_new(const gpm_manager_config_t *cfg, gpm_manager_t **out);
 

@@ -1,0 +1,675 @@
+/*
+ * module.c - the pandagpm._gpm module: definition, state, errors, and the
+ * module-level functions (error names, architectures, the plugin
+ * inventory).
+ *
+ * Each C function parses its own arguments and returns plain Python values
+ * (ints, bytes, tuples, dicts); the pandagpm package builds the friendly
+ * objects on top and narrows _gpm.Error into its exception hierarchy.
+ */
+#include "python/pymod.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Room for the explanations the inventory functions write. */
+#define PY_WHY_LEN 2048
+
+/*
+ * O& converter for an optional file system path: None stays NULL,
+ * anything else goes through PyUnicode_FSConverter (the caller releases
+ * the bytes object).
+ */
+static int py_opt_path_conv(PyObject *obj, void *out)
+{
+    if (obj == Py_None) {
+        *(PyObject **)out = NULL;
+        return 1;
+    }
+    return PyUnicode_FSConverter(obj, out);
+}
+
+/*
+ * The default gdbstub-host hook, used until csrc/python/py_gdbhost.c
+ * provides the real one: it adds nothing. Weak, so either order links.
+ */
+__attribute__((weak)) int gpm__py_gdbhost_exec(PyObject *module)
+{
+    (void)module;
+    return 0;
+}
+
+gpm__py_state *gpm__py_state_from_type(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &gpm__py_moduledef);
+
+    if (module == NULL) {
+        /* Only reached for a type this module did not define. */
+        PyErr_Clear();
+        return NULL;
+    }
+    return PyModule_GetState(module);
+}
+
+/* The module's state, or NULL with an exception set. */
+static gpm__py_state *py_state_of(PyObject *module_or_null)
+{
+    PyObject *module = module_or_null;
+    gpm__py_state *st;
+
+    if (module == NULL) {
+        /* The module is in sys.modules while anything of it runs. */
+        module = PyImport_ImportModule("pandagpm._gpm");
+        if (module == NULL)
+            return NULL;
+        st = PyModule_GetState(module);
+        Py_DECREF(module);
+        return st;
+    }
+    return PyModule_GetState(module);
+}
+
+PyObject *gpm__py_raise(PyObject *module_or_null, int err, const char *detail)
+{
+    gpm__py_state *st = py_state_of(module_or_null);
+    PyObject *py_msg = NULL;
+    PyObject *py_exc = NULL;
+
+    if (st == NULL || st->error_type == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_RuntimeError, "pandagpm error %d (%s)", err,
+                         gpm_strerror(err));
+        return NULL;
+    }
+    if (detail != NULL && detail[0] != '\0')
+        py_msg = PyUnicode_FromFormat("%s: %s", gpm_strerror(err), detail);
+    else
+        py_msg = PyUnicode_FromString(gpm_strerror(err));
+    if (py_msg == NULL)
+        goto error;
+    py_exc = PyObject_CallFunction(st->error_type, "isO", err,
+                                   gpm_err_name(err), py_msg);
+    if (py_exc == NULL)
+        goto error;
+    PyErr_SetObject((PyObject *)Py_TYPE(py_exc), py_exc);
+error:
+    Py_XDECREF(py_exc);
+    Py_XDECREF(py_msg);
+    return NULL;
+}
+
+/*
+ * _gpm.Error keeps (code, name, message) in its args. These helpers back the
+ * properties and __str__ that the exec slot puts in the class dictionary.
+ */
+static PyObject *py_error_arg(PyObject *self, Py_ssize_t index)
+{
+    PyObject *py_args = PyObject_GetAttrString(self, "args");
+    PyObject *py_item;
+
+    if (py_args == NULL)
+        return NULL;
+    if (!PyTuple_Check(py_args) || PyTuple_GET_SIZE(py_args) != 3) {
+        Py_DECREF(py_args);
+        Py_RETURN_NONE;
+    }
+    py_item = Py_NewRef(PyTuple_GET_ITEM(py_args, index));
+    Py_DECREF(py_args);
+    return py_item;
+}
+
+static PyObject *py_error_code(PyObject *unused, PyObject *self)
+{
+    (void)unused;
+    return py_error_arg(self, 0);
+}
+
+static PyObject *py_error_name(PyObject *unused, PyObject *self)
+{
+    (void)unused;
+    return py_error_arg(self, 1);
+}
+
+static PyObject *py_error_message(PyObject *unused, PyObject *self)
+{
+    (void)unused;
+    return py_error_arg(self, 2);
+}
+
+static PyObject *py_error_str(PyObject *unused, PyObject *self)
+{
+    PyObject *py_args = PyObject_GetAttrString(self, "args");
+    PyObject *py_str;
+
+    (void)unused;
+    if (py_args == NULL)
+        return NULL;
+    if (PyTuple_Check(py_args) && PyTuple_GET_SIZE(py_args) == 3)
+        py_str = PyUnicode_FromFormat("%S [%S]", PyTuple_GET_ITEM(py_args, 2),
+                                      PyTuple_GET_ITEM(py_args, 1));
+    else
+        py_str = PyObject_Str(py_args);
+    Py_DECREF(py_args);
+    return py_str;
+}
+
+static PyMethodDef py_error_code_def = {"code", py_error_code, METH_O,
+                                        "The negative GPM_E* code."};
+static PyMethodDef py_error_name_def = {"name", py_error_name, METH_O,
+                                        "The code's name, e.g. GPM_ENOENT."};
+static PyMethodDef py_error_message_def = {"message", py_error_message, METH_O,
+                                           "The message."};
+static PyMethodDef py_error_str_def = {"__str__", py_error_str, METH_O,
+                                       "message [name]"};
+
+/* Adds property @name backed by @def to @dict. */
+static int py_add_property(PyObject *dict, PyMethodDef *def)
+{
+    PyObject *py_fget = PyCFunction_New(def, NULL);
+    PyObject *py_prop = NULL;
+    int rc = -1;
+
+    if (py_fget == NULL)
+        goto error;
+    py_prop = PyObject_CallFunctionObjArgs((PyObject *)&PyProperty_Type,
+                                           py_fget, NULL);
+    if (py_prop == NULL)
+        goto error;
+    rc = PyDict_SetItemString(dict, def->ml_name, py_prop);
+error:
+    Py_XDECREF(py_prop);
+    Py_XDECREF(py_fget);
+    return rc;
+}
+
+/* Creates _gpm.Error and stores it in the state. */
+static int py_error_type_init(PyObject *module, gpm__py_state *st)
+{
+    PyObject *py_dict = PyDict_New();
+    PyObject *py_fn = NULL;
+    PyObject *py_meth = NULL;
+    int rc = -1;
+
+    if (py_dict == NULL)
+        goto error;
+    if (py_add_property(py_dict, &py_error_code_def) < 0 ||
+        py_add_property(py_dict, &py_error_name_def) < 0 ||
+        py_add_property(py_dict, &py_error_message_def) < 0)
+        goto error;
+    /* An instancemethod binds like a Python function, so self is passed. */
+    py_fn = PyCFunction_New(&py_error_str_def, NULL);
+    if (py_fn == NULL)
+        goto error;
+    py_meth = PyInstanceMethod_New(py_fn);
+    if (py_meth == NULL || PyDict_SetItemString(py_dict, "__str__", py_meth))
+        goto error;
+    st->error_type = PyErr_NewExceptionWithDoc(
+        "pandagpm._gpm.Error",
+        "Error(code, name, message): a pandagpm C API call failed.\n\n"
+        "code is the negative GPM_E* value, name its symbolic name.",
+        NULL, py_dict);
+    if (st->error_type == NULL)
+        goto error;
+    rc = PyModule_AddObjectRef(module, "Error", st->error_type);
+error:
+    Py_XDECREF(py_meth);
+    Py_XDECREF(py_fn);
+    Py_XDECREF(py_dict);
+    return rc;
+}
+
+/* Reads an error code argument; codes out of int's range are unknown. */
+static int py_code_arg(PyObject *arg, int *out)
+{
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(arg, &overflow);
+
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow != 0 || v < INT_MIN || v > INT_MAX)
+        v = INT_MIN;
+    *out = (int)v;
+    return 0;
+}
+
+static PyObject *py_strerror(PyObject *module, PyObject *arg)
+{
+    int err;
+
+    (void)module;
+    if (py_code_arg(arg, &err) < 0)
+        return NULL;
+    return PyUnicode_FromString(gpm_strerror(err));
+}
+
+static PyObject *py_err_name(PyObject *module, PyObject *arg)
+{
+    int err;
+
+    (void)module;
+    if (py_code_arg(arg, &err) < 0)
+        return NULL;
+    return PyUnicode_FromString(gpm_err_name(err));
+}
+
+static PyObject *py_arch_name(int arch)
+{
+    const gpm_arch_info_t *info;
+
+    if (arch < 0 || (info = gpm_arch_info((gpm_arch_t)arch)) == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(info->name);
+}
+
+/* Reads an architecture name argument; 0 or -1 with an exception set. */
+static int py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out)
+{
+    int err = gpm_arch_from_name(name, out);
+
+    if (err < 0) {
+        char detail[96];
+
+        snprintf(detail, sizeof(detail), "unknown architecture '%.64s'", name);
+        gpm__py_raise(module, err, detail);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_arch_info(PyObject *module, PyObject *args)
+{
+    const gpm_arch_info_t *info;
+    const char *name;
+    gpm_arch_t arch;
+
+    if (!PyArg_ParseTuple(args, "s:arch_info", &name))
+        return NULL;
+    if (py_arch_parse(module, name, &arch) < 0)
+        return NULL;
+    info = gpm_arch_info(arch);
+    if (info == NULL)
+        return gpm__py_raise(module, GPM_EINVAL, name);
+    return Py_BuildValue(
+        "{s:s,s:i,s:I,s:O,s:I,s:I,s:(IIIII),s:I,s:I}", "name", info->name, "id",
+        (int)arch, "word_bits", info->word_bits, "big_endian",
+        info->big_endian ? Py_True : Py_False, "elf_machine", info->elf_machine,
+        "elf_class", info->elf_class, "hc_regs", info->hc_regs[0],
+        info->hc_regs[1], info->hc_regs[2], info->hc_regs[3], info->hc_regs[4],
+        "ret_reg", info->ret_reg, "pc_reg", info->pc_reg);
+}
+
+/* A plugin description as a plain dict. */
+static PyObject *py_plugin_dict(const gpm_plugin_info_t *info)
+{
+    PyObject *py_arch = py_arch_name(info->arch);
+    PyObject *py_dict;
+
+    if (py_arch == NULL)
+        return NULL;
+    py_dict = Py_BuildValue(
+        "{s:s,s:s,s:s,s:s,s:O,s:I,s:I,s:I}", "path", info->path, "name",
+        info->name, "version", info->version, "description", info->description,
+        "arch", py_arch, "elf_machine", info->elf_machine, "elf_class",
+        info->elf_class, "desc_abi", (unsigned)info->desc_abi);
+    Py_DECREF(py_arch);
+    return py_dict;
+}
+
+static PyObject *py_inspect_plugin(PyObject *module, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_plugin_info_t *info = NULL;
+    PyObject *py_path = NULL;
+    PyObject *py_ret = NULL;
+    char why[PY_WHY_LEN] = "";
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&:inspect_plugin", PyUnicode_FSConverter,
+                          &py_path))
+        return NULL;
+    info = calloc(1, sizeof(*info));
+    if (info == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    ts = PyEval_SaveThread();
+    err =
+        gpm_plugin_inspect(PyBytes_AS_STRING(py_path), info, why, sizeof(why));
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        gpm__py_raise(module, err, why);
+        goto error;
+    }
+    py_ret = py_plugin_dict(info);
+error:
+    free(info);
+    Py_XDECREF(py_path);
+    return py_ret;
+}
+
+static PyObject *py_find_plugin(PyObject *module, PyObject *args,
+                                PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", "arch", "explicit_dir", NULL};
+    PyThreadState *ts;
+    gpm_plugin_info_t *info = NULL;
+    PyObject *py_dir = NULL;
+    PyObject *py_ret = NULL;
+    const char *name;
+    const char *arch_name = "x86_64";
+    char why[PY_WHY_LEN] = "";
+    gpm_arch_t arch;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|sO&:find_plugin", kwlist,
+                                     &name, &arch_name, py_opt_path_conv,
+                                     &py_dir))
+        return NULL;
+    if (py_arch_parse(module, arch_name, &arch) < 0)
+        goto error;
+    info = calloc(1, sizeof(*info));
+    if (info == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    ts = PyEval_SaveThread();
+    err = gpm_plugin_find(name, py_dir ? PyBytes_AS_STRING(py_dir) : NULL, arch,
+                          info, why, sizeof(why));
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        gpm__py_raise(module, err, why);
+        goto error;
+    }
+    py_ret = py_plugin_dict(info);
+error:
+    free(info);
+    Py_XDECREF(py_dir);
+    return py_ret;
+}
+
+/* What gpm_plugin_list() collects, without the GIL. */
+struct py_plugin_vec {
+    gpm_plugin_info_t *items;
+    size_t len;
+    size_t cap;
+    bool oom;
+};
+
+static void py_plugin_collect_cb(const gpm_plugin_info_t *info, void *opaque)
+{
+    struct py_plugin_vec *vec = opaque;
+
+    if (vec->oom)
+        return;
+    if (vec->len == vec->cap) {
+        size_t cap = vec->cap ? vec->cap * 2 : 8;
+        gpm_plugin_info_t *items = realloc(vec->items, cap * sizeof(*items));
+
+        if (items == NULL) {
+            vec->oom = true;
+            return;
+        }
+        vec->items = items;
+        vec->cap = cap;
+    }
+    vec->items[vec->len++] = *info;
+}
+
+static PyObject *py_list_plugins(PyObject *module, PyObject *args,
+                                 PyObject *kwargs)
+{
+    static char *kwlist[] = {"explicit_dir", NULL};
+    PyThreadState *ts;
+    struct py_plugin_vec vec = {0};
+    PyObject *py_dir = NULL;
+    PyObject *py_list = NULL;
+    PyObject *py_ret = NULL;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O&:list_plugins", kwlist,
+                                     py_opt_path_conv, &py_dir))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_plugin_list(py_dir ? PyBytes_AS_STRING(py_dir) : NULL,
+                          py_plugin_collect_cb, &vec);
+    PyEval_RestoreThread(ts);
+    if (err == 0 && vec.oom)
+        err = GPM_ENOMEM;
+    if (err < 0) {
+        gpm__py_raise(module, err, NULL);
+        goto error;
+    }
+    py_list = PyList_New(0);
+    if (py_list == NULL)
+        goto error;
+    for (size_t i = 0; i < vec.len; i++) {
+        PyObject *py_item = py_plugin_dict(&vec.items[i]);
+
+        if (py_item == NULL || PyList_Append(py_list, py_item) < 0) {
+            Py_XDECREF(py_item);
+            goto error;
+        }
+        Py_DECREF(py_item);
+    }
+    py_ret = Py_NewRef(py_list);
+error:
+    Py_XDECREF(py_list);
+    Py_XDECREF(py_dir);
+    free(vec.items);
+    return py_ret;
+}
+
+static PyObject *py_add_plugin_dir(PyObject *module, PyObject *args)
+{
+    PyObject *py_dir = NULL;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&:add_plugin_dir", PyUnicode_FSConverter,
+                          &py_dir))
+        return NULL;
+    err = gpm_inventory_add_dir(PyBytes_AS_STRING(py_dir));
+    Py_DECREF(py_dir);
+    if (err < 0)
+        return gpm__py_raise(module, err, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_clear_plugin_dirs(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    gpm_inventory_clear_dirs();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef py_module_methods[] = {
+    {"strerror", py_strerror, METH_O,
+     "strerror(code) -> str: the message of a GPM_E* code."},
+    {"err_name", py_err_name, METH_O,
+     "err_name(code) -> str: the symbolic name of a code, e.g. "
+     "'GPM_ENOENT'."},
+    {"arch_info", py_arch_info, METH_VARARGS,
+     "arch_info(name) -> dict: the core's table entry for an architecture."},
+    {"inspect_plugin", py_inspect_plugin, METH_VARARGS,
+     "inspect_plugin(path) -> dict: a guest binary's ELF header and "
+     "descriptor."},
+    {"find_plugin", (PyCFunction)(void (*)(void))py_find_plugin,
+     METH_VARARGS | METH_KEYWORDS,
+     "find_plugin(name, arch='x86_64', explicit_dir=None) -> dict: the "
+     "first valid binary for name along the search path."},
+    {"list_plugins", (PyCFunction)(void (*)(void))py_list_plugins,
+     METH_VARARGS | METH_KEYWORDS,
+     "list_plugins(explicit_dir=None) -> list[dict]: every plugin on the "
+     "search path."},
+    {"add_plugin_dir", py_add_plugin_dir, METH_VARARGS,
+     "add_plugin_dir(dir): append a directory to the search path."},
+    {"clear_plugin_dirs", py_clear_plugin_dirs, METH_NOARGS,
+     "clear_plugin_dirs(): forget the directories of add_plugin_dir()."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Adds the integer constants and the code tables. */
+static int py_add_constants(PyObject *module)
+{
+    PyObject *py_names = NULL;
+    PyObject *py_arches = NULL;
+    int rc = -1;
+
+#define PY_ADD_INT(name, value)                                                \
+    do {                                                                       \
+        if (PyModule_AddIntConstant(module, name, (long)(value)) < 0)          \
+            goto error;                                                        \
+    } while (0)
+
+    /* The error codes, as E* constants and as a code -> name dict. */
+    py_names = PyDict_New();
+    if (py_names == NULL)
+        goto error;
+#define PY_ADD_ERR(name, value, msg)                                           \
+    PY_ADD_INT(#name, value);                                                  \
+    {                                                                          \
+        PyObject *py_k = PyLong_FromLong(value);                               \
+        PyObject *py_v = PyUnicode_FromString("GPM_" #name);                   \
+        int e = (py_k && py_v) ? PyDict_SetItem(py_names, py_k, py_v) : -1;    \
+        Py_XDECREF(py_k);                                                      \
+        Py_XDECREF(py_v);                                                      \
+        if (e < 0)                                                             \
+            goto error;                                                        \
+    }
+    GPM_ERRNO_MAP(PY_ADD_ERR)
+#undef PY_ADD_ERR
+    if (PyModule_AddObjectRef(module, "ERROR_NAMES", py_names) < 0)
+        goto error;
+
+    /* The hypercall ABI. */
+    PY_ADD_INT("HC_MAGIC", GPM_HC_MAGIC);
+    PY_ADD_INT("HC_X86_ADDR", GPM_HC_X86_ADDR);
+    PY_ADD_INT("HC_OP_START", GPM_HC_OP_START);
+    PY_ADD_INT("HC_OP_STOP", GPM_HC_OP_STOP);
+    PY_ADD_INT("HC_OP_READ", GPM_HC_OP_READ);
+    PY_ADD_INT("HC_OP_WRITE", GPM_HC_OP_WRITE);
+    PY_ADD_INT("HC_OP_ERROR", GPM_HC_OP_ERROR);
+    PY_ADD_INT("HC_OP_GET_MANAGER", GPM_HC_OP_GET_MANAGER);
+    PY_ADD_INT("HC_OP_GET_CHANNEL", GPM_HC_OP_GET_CHANNEL);
+    PY_ADD_INT("HC_NOT_FOUND", GPM_HC_NOT_FOUND);
+    PY_ADD_INT("HC_EBADF", GPM_HC_EBADF);
+    PY_ADD_INT("HC_EAGAIN", GPM_HC_EAGAIN);
+    PY_ADD_INT("HC_EFAULT", GPM_HC_EFAULT);
+    PY_ADD_INT("HC_EINVAL", GPM_HC_EINVAL);
+    PY_ADD_INT("HC_ENOSPC", GPM_HC_ENOSPC);
+    PY_ADD_INT("HC_EPIPE", GPM_HC_EPIPE);
+    PY_ADD_INT("HC_ENAMETOOLONG", GPM_HC_ENAMETOOLONG);
+    PY_ADD_INT("HC_ENOSYS", GPM_HC_ENOSYS);
+    PY_ADD_INT("HC_EBUSY", GPM_HC_EBUSY);
+    PY_ADD_INT("HC_MAX_TRANSFER", GPM_HC_MAX_TRANSFER);
+    PY_ADD_INT("HC_MAX_NAME", GPM_HC_MAX_NAME);
+    PY_ADD_INT("HC_MAX_ERROR_MSG", GPM_HC_MAX_ERROR_MSG);
+
+    /* Manager limits and events. */
+    PY_ADD_INT("API_VERSION", GPM_API_VERSION);
+    PY_ADD_INT("NAME_MAX", GPM_NAME_MAX);
+    PY_ADD_INT("CHANNEL_NONE", GPM_CHANNEL_NONE);
+    PY_ADD_INT("EVENT_CHANNEL_START", GPM_EVENT_CHANNEL_START);
+    PY_ADD_INT("EVENT_CHANNEL_STOP", GPM_EVENT_CHANNEL_STOP);
+    PY_ADD_INT("EVENT_GUEST_ERROR", GPM_EVENT_GUEST_ERROR);
+    PY_ADD_INT("EVENT_GUEST_CHANNEL", GPM_EVENT_GUEST_CHANNEL);
+    PY_ADD_INT("EVENT_DAEMON_READY", GPM_EVENT_DAEMON_READY);
+    PY_ADD_INT("EVENT_PLUGIN_STARTED", GPM_EVENT_PLUGIN_STARTED);
+    PY_ADD_INT("EVENT_PLUGIN_EXITED", GPM_EVENT_PLUGIN_EXITED);
+    PY_ADD_INT("EVENT_PLUGIN_FAILED", GPM_EVENT_PLUGIN_FAILED);
+    PY_ADD_INT("EVENT_PROTOCOL_ERROR", GPM_EVENT_PROTOCOL_ERROR);
+    PY_ADD_INT("DSTAGE_PROTOCOL", GPM_DSTAGE_PROTOCOL);
+    PY_ADD_INT("DSTAGE_MEMORY", GPM_DSTAGE_MEMORY);
+    PY_ADD_INT("DSTAGE_FILE", GPM_DSTAGE_FILE);
+    PY_ADD_INT("DSTAGE_WRITE", GPM_DSTAGE_WRITE);
+    PY_ADD_INT("DSTAGE_FORK", GPM_DSTAGE_FORK);
+    PY_ADD_INT("DSTAGE_EXEC", GPM_DSTAGE_EXEC);
+#undef PY_ADD_INT
+    if (PyModule_AddStringConstant(module, "DAEMON_CHANNEL",
+                                   GPM_DAEMON_CHANNEL) < 0)
+        goto error;
+
+    /* The architecture names, in gpm_arch_t order. */
+    py_arches = PyTuple_New(GPM_ARCH_COUNT);
+    if (py_arches == NULL)
+        goto error;
+    for (int i = 0; i < GPM_ARCH_COUNT; i++) {
+        PyObject *py_name = py_arch_name(i);
+
+        if (py_name == NULL)
+            goto error;
+        PyTuple_SET_ITEM(py_arches, i, py_name);
+    }
+    if (PyModule_AddObjectRef(module, "ARCHES", py_arches) < 0)
+        goto error;
+    rc = 0;
+error:
+    Py_XDECREF(py_arches);
+    Py_XDECREF(py_names);
+    return rc;
+}
+
+static int py_module_exec(PyObject *module)
+{
+    gpm__py_state *st = PyModule_GetState(module);
+
+    if (py_error_type_init(module, st) < 0)
+        return -1;
+    if (py_add_constants(module) < 0)
+        return -1;
+    if (gpm__py_manager_exec(module) < 0)
+        return -1;
+    if (gpm__py_gdbhost_exec(module) < 0)
+        return -1;
+    return 0;
+}
+
+static int py_module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    gpm__py_state *st = PyModule_GetState(module);
+
+    Py_VISIT(st->error_type);
+    Py_VISIT(st->manager_type);
+    Py_VISIT(st->gdbhost_type);
+    return 0;
+}
+
+static int py_module_clear(PyObject *module)
+{
+    gpm__py_state *st = PyModule_GetState(module);
+
+    Py_CLEAR(st->error_type);
+    Py_CLEAR(st->manager_type);
+    Py_CLEAR(st->gdbhost_type);
+    return 0;
+}
+
+static void py_module_free(void *module)
+{
+    py_module_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot py_module_slots[] = {
+    {Py_mod_exec, py_module_exec},
+    {0, NULL},
+};
+
+PyModuleDef gpm__py_moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pandagpm._gpm",
+    .m_doc = "Private C extension of pandagpm: the channel manager, the "
+             "hypercall dispatcher and the plugin inventory. Use the "
+             "pandagpm package instead.",
+    .m_size = sizeof(gpm__py_state),
+    .m_methods = py_module_methods,
+    .m_slots = py_module_slots,
+    .m_traverse = py_module_traverse,
+    .m_clear = py_module_clear,
+    .m_free = py_module_free,
+};
+
+PyMODINIT_FUNC PyInit__gpm(void)
+{
+    return PyModuleDef_Init(&gpm__py_moduledef);
+}

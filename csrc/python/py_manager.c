@@ -1,0 +1,1075 @@
+/*
+ * py_manager.c - _gpm.Manager, a Python object around gpm_manager_t.
+ *
+ * Ownership: each channel created from Python owns a small py_chan context
+ * that holds a strong reference to the channel's Python callback. The core
+ * calls py_chan_release_cb() exactly once when the channel is destroyed
+ * (closed, or the manager freed), and that drops the reference. The
+ * contexts are also linked into their Manager so that the garbage collector
+ * can see the callbacks (a callback that refers back to its Manager makes a
+ * cycle).
+ *
+ * Threads and the GIL: callbacks may run on an emulator thread that has
+ * never run Python, so every trampoline takes the GIL with
+ * PyGILState_Ensure(). The GIL is released around every call into the
+ * core, so a thread never holds the GIL while it waits for the manager's
+ * lock; this keeps a core call on one thread and a callback on another
+ * from deadlocking. The context list is only touched with the GIL held.
+ *
+ * Python exceptions never cross into the core: an exception raised by a
+ * channel or event callback is reported through sys.unraisablehook and
+ * counted in stats()["callback_errors"].
+ */
+#include "python/pymod.h"
+
+#include <structmember.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+/* Room for the explanation of a failed gpm_guest_plugin_add(). */
+#define PY_WHY_LEN 2048
+
+/*
+ * O& converter for an optional file system path: None stays NULL,
+ * anything else goes through PyUnicode_FSConverter (the caller releases
+ * the bytes object).
+ */
+static int py_opt_path_conv(PyObject *obj, void *out)
+{
+    if (obj == Py_None) {
+        *(PyObject **)out = NULL;
+        return 1;
+    }
+    return PyUnicode_FSConverter(obj, out);
+}
+
+/* The Python side of one channel; owned by the core channel. */
+typedef struct py_chan {
+    struct py_chan *prev; /* in the Manager's list, guarded by the GIL */
+    struct py_chan *next;
+    PyObject *py_callback;      /* strong, or NULL once cleared */
+    struct py_manager *manager; /* borrowed: outlives every channel */
+} py_chan;
+
+typedef struct py_manager {
+    PyObject ob_base; /* PyObject_HEAD, spelled out for clang-format */
+    gpm_manager_t *mgr;
+    PyObject *py_event_cb; /* strong, or NULL */
+    PyObject *py_weakrefs;
+    py_chan chans; /* sentinel of the circular context list */
+    uint64_t callback_errors;
+} py_manager;
+
+/*
+ * Whether this thread may take the GIL. Once the interpreter is finalizing,
+ * PyGILState_Ensure() on another thread never returns (the thread hangs or
+ * is terminated), so a callback on the emulator thread is skipped instead.
+ * The check is best effort: finalization may start just after it.
+ */
+static bool py_can_enter(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return !Py_IsFinalizing() || PyGILState_Check();
+#else
+    return !_Py_IsFinalizing() || PyGILState_Check();
+#endif
+}
+
+/* Takes the pending exception, normalized, with its traceback attached. */
+static PyObject *py_exc_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(tb);
+    Py_DECREF(type);
+    return value;
+#endif
+}
+
+/* Makes @exc (a reference this steals; may be NULL) the pending one. */
+static void py_exc_give(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc == NULL)
+        return;
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
+static PyObject *py_manager_module(py_manager *self)
+{
+    return PyType_GetModule(Py_TYPE(self));
+}
+
+/* Raises @err for channel @id, naming the channel in the message. */
+static PyObject *py_raise_chan(py_manager *self, int err, gpm_channel_id_t id)
+{
+    char detail[32];
+
+    snprintf(detail, sizeof(detail), "channel %lu", (unsigned long)id);
+    return gpm__py_raise(py_manager_module(self), err, detail);
+}
+
+/* Calls @py_cb(*@py_args), reporting an exception as unraisable. */
+static void py_call_reported(py_manager *self, PyObject *py_cb,
+                             PyObject *py_args)
+{
+    PyObject *py_res;
+
+    if (py_args == NULL) {
+        PyErr_WriteUnraisable(py_cb);
+        return;
+    }
+    py_res = PyObject_Call(py_cb, py_args, NULL);
+    if (py_res == NULL) {
+        self->callback_errors++;
+        PyErr_WriteUnraisable(py_cb);
+        return;
+    }
+    Py_DECREF(py_res);
+}
+
+/* The core's receive callback for every channel made from Python. */
+static void py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
+                            void *opaque)
+{
+    py_chan *ch = opaque;
+    PyGILState_STATE gil;
+    PyObject *py_cb;
+    PyObject *py_args;
+    PyObject *saved;
+
+    if (!py_can_enter())
+        return;
+    gil = PyGILState_Ensure();
+    /* Keep an exception a caller on this thread may have pending. */
+    saved = py_exc_take();
+    py_cb = Py_XNewRef(ch->py_callback);
+    if (py_cb != NULL) {
+        py_args = Py_BuildValue("(ky#)", (unsigned long)id, (const char *)buf,
+                                (Py_ssize_t)len);
+        py_call_reported(ch->manager, py_cb, py_args);
+        Py_XDECREF(py_args);
+        Py_DECREF(py_cb);
+    }
+    py_exc_give(saved);
+    PyGILState_Release(gil);
+}
+
+static void py_chan_unlink(py_chan *ch)
+{
+    ch->prev->next = ch->next;
+    ch->next->prev = ch->prev;
+    ch->prev = ch->next = ch;
+}
+
+/* The core's release callback: drops the context and its callback. */
+static void py_chan_release_cb(void *opaque)
+{
+    py_chan *ch = opaque;
+    PyGILState_STATE gil;
+    PyObject *saved;
+
+    if (!py_can_enter())
+        return; /* At exit a small leak beats a hang. */
+    gil = PyGILState_Ensure();
+    saved = py_exc_take();
+    py_chan_unlink(ch);
+    Py_CLEAR(ch->py_callback);
+    PyMem_RawFree(ch);
+    py_exc_give(saved);
+    PyGILState_Release(gil);
+}
+
+static const char *py_event_type_name(gpm_event_type_t type)
+{
+    switch (type) {
+    case GPM_EVENT_CHANNEL_START:
+        return "CHANNEL_START";
+    case GPM_EVENT_CHANNEL_STOP:
+        return "CHANNEL_STOP";
+    case GPM_EVENT_GUEST_ERROR:
+        return "GUEST_ERROR";
+    case GPM_EVENT_GUEST_CHANNEL:
+        return "GUEST_CHANNEL";
+    case GPM_EVENT_DAEMON_READY:
+        return "DAEMON_READY";
+    case GPM_EVENT_PLUGIN_STARTED:
+        return "PLUGIN_STARTED";
+    case GPM_EVENT_PLUGIN_EXITED:
+        return "PLUGIN_EXITED";
+    case GPM_EVENT_PLUGIN_FAILED:
+        return "PLUGIN_FAILED";
+    case GPM_EVENT_PROTOCOL_ERROR:
+        return "PROTOCOL_ERROR";
+    }
+    return "UNKNOWN";
+}
+
+/* Guest text as str, never failing on bad UTF-8; None for NULL. */
+static PyObject *py_guest_text(const char *text)
+{
+    if (text == NULL)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+}
+
+/*
+ * The core's event callback. Events reach Python as plain tuples
+ * (type, channel, name, text, pid, status, err, stage); pandagpm turns
+ * them into pandagpm.Event.
+ */
+static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
+{
+    py_manager *self = opaque;
+    PyGILState_STATE gil;
+    PyObject *py_cb;
+    PyObject *py_name = NULL;
+    PyObject *py_text = NULL;
+    PyObject *py_args = NULL;
+    PyObject *saved;
+
+    if (!py_can_enter())
+        return;
+    gil = PyGILState_Ensure();
+    saved = py_exc_take();
+    py_cb = Py_XNewRef(self->py_event_cb);
+    if (py_cb == NULL)
+        goto out;
+    py_name = py_guest_text(ev->name);
+    py_text = py_guest_text(ev->text);
+    if (py_name != NULL && py_text != NULL)
+        py_args = Py_BuildValue("((skOOLLiI))", py_event_type_name(ev->type),
+                                (unsigned long)ev->channel, py_name, py_text,
+                                (long long)ev->pid, (long long)ev->status,
+                                ev->err, (unsigned)ev->stage);
+    py_call_reported(self, py_cb, py_args);
+    Py_XDECREF(py_args);
+    Py_XDECREF(py_text);
+    Py_XDECREF(py_name);
+    Py_DECREF(py_cb);
+out:
+    py_exc_give(saved);
+    PyGILState_Release(gil);
+}
+
+/*
+ * O& converter for a channel id. A value that cannot be an id (negative or
+ * above 32 bits) becomes GPM_CHANNEL_NONE, which the core answers with
+ * GPM_EBADF like any other unknown id.
+ */
+static int py_chan_id_conv(PyObject *obj, void *out)
+{
+    gpm_channel_id_t *id = out;
+    int overflow;
+    long long v;
+
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "channel id must be int, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return 0;
+    }
+    v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return 0;
+    if (overflow != 0 || v < 0 || v > (long long)UINT32_MAX)
+        *id = GPM_CHANNEL_NONE;
+    else
+        *id = (gpm_channel_id_t)v;
+    return 1;
+}
+
+/* Checks an optional callback argument; None becomes NULL. */
+static int py_callback_arg(PyObject *obj, PyObject **out, const char *what)
+{
+    if (obj == NULL || obj == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    if (!PyCallable_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be callable or None, not %.100s",
+                     what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *out = obj;
+    return 0;
+}
+
+/* A new channel context holding @py_cb, linked into @self. */
+static py_chan *py_chan_new(py_manager *self, PyObject *py_cb)
+{
+    py_chan *ch = PyMem_RawCalloc(1, sizeof(*ch));
+
+    if (ch == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ch->py_callback = Py_XNewRef(py_cb);
+    ch->manager = self;
+    ch->next = self->chans.next;
+    ch->prev = &self->chans;
+    self->chans.next->prev = ch;
+    self->chans.next = ch;
+    return ch;
+}
+
+/* Undoes py_chan_new() after the core refused the channel. */
+static void py_chan_discard(py_chan *ch)
+{
+    py_chan_unlink(ch);
+    Py_CLEAR(ch->py_callback);
+    PyMem_RawFree(ch);
+}
+
+static PyObject *py_manager_new(PyTypeObject *type, PyObject *args,
+                                PyObject *kwargs)
+{
+    static char *kwlist[] = {
+        "arch",         "queue_limit",        "total_queue_limit",
+        "max_channels", "max_guest_channels", NULL};
+    PyObject *module = PyType_GetModule(type);
+    gpm_manager_config_t cfg = {0};
+    const char *arch = "x86_64";
+    Py_ssize_t queue_limit = 0, total_limit = 0;
+    Py_ssize_t max_channels = 0, max_guest = 0;
+    py_manager *self;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|snnnn:Manager", kwlist,
+                                     &arch, &queue_limit, &total_limit,
+                                     &max_channels, &max_guest))
+        return NULL;
+    if (queue_limit < 0 || total_limit < 0 || max_channels < 0 ||
+        max_guest < 0 || (size_t)max_channels > UINT_MAX ||
+        (size_t)max_guest > UINT_MAX) {
+        PyErr_SetString(PyExc_ValueError,
+                        "limits must be between 0 (the default) and the "
+                        "largest value the core takes");
+        return NULL;
+    }
+    err = gpm_arch_from_name(arch, &cfg.arch);
+    if (err < 0) {
+        char detail[96];
+
+        snprintf(detail, sizeof(detail), "unknown architecture '%.64s'", arch);
+        return gpm__py_raise(module, err, detail);
+    }
+    cfg.queue_limit = (size_t)queue_limit;
+    cfg.total_queue_limit = (size_t)total_limit;
+    cfg.max_channels = (unsigned)max_channels;
+    cfg.max_guest_channels = (unsigned)max_guest;
+
+    self = (py_manager *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->chans.prev = self->chans.next = &self->chans;
+    err = gpm_manager_new(&cfg, &self->mgr);
+    if (err < 0) {
+        Py_DECREF(self);
+        return gpm__py_raise(module, err, NULL);
+    }
+    /* The trampoline reads py_event_cb under the GIL at each event. */
+    gpm_manager_set_event_cb(self->mgr, py_manager_event_cb, self);
+    return (PyObject *)self;
+}
+
+static int py_manager_traverse(py_manager *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->py_event_cb);
+    if (self->chans.next == NULL)
+        return 0;
+    for (py_chan *ch = self->chans.next; ch != &self->chans; ch = ch->next)
+        Py_VISIT(ch->py_callback);
+    return 0;
+}
+
+/*
+ * Drops every Python reference, breaking cycles through callbacks. The
+ * core manager stays alive until dealloc; a channel whose callback was
+ * cleared drops what the guest writes to it.
+ */
+static int py_manager_clear(py_manager *self)
+{
+    Py_CLEAR(self->py_event_cb);
+    if (self->chans.next == NULL)
+        return 0;
+    /* A DECREF may run code that closes channels, so restart each time. */
+    for (;;) {
+        py_chan *ch = self->chans.next;
+        PyObject *py_cb;
+
+        while (ch != &self->chans && ch->py_callback == NULL)
+            ch = ch->next;
+        if (ch == &self->chans)
+            break;
+        py_cb = ch->py_callback;
+        ch->py_callback = NULL;
+        Py_DECREF(py_cb);
+    }
+    return 0;
+}
+
+static void py_manager_dealloc(py_manager *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    if (self->py_weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->mgr != NULL) {
+        gpm_manager_set_event_cb(self->mgr, NULL, NULL);
+        /* Runs every release callback, which frees each context. */
+        gpm_manager_free(self->mgr);
+        self->mgr = NULL;
+    }
+    py_manager_clear(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *py_manager_allocate_channel(py_manager *self, PyObject *args,
+                                             PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", "callback", NULL};
+    PyThreadState *ts;
+    const char *name = NULL;
+    PyObject *py_arg = NULL;
+    PyObject *py_cb;
+    gpm_channel_id_t id = GPM_CHANNEL_NONE;
+    py_chan *ch;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|zO:allocate_channel",
+                                     kwlist, &name, &py_arg))
+        return NULL;
+    if (py_callback_arg(py_arg, &py_cb, "callback") < 0)
+        return NULL;
+    ch = py_chan_new(self, py_cb);
+    if (ch == NULL)
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_allocate(self->mgr, name,
+                               py_cb != NULL ? py_chan_recv_cb : NULL,
+                               py_chan_release_cb, ch, &id);
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        py_chan_discard(ch);
+        return gpm__py_raise(py_manager_module(self), err, name);
+    }
+    return PyLong_FromUnsignedLong(id);
+}
+
+static PyObject *py_manager_set_callback(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    PyObject *py_arg;
+    PyObject *py_cb;
+    py_chan *ch;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&O:set_callback", py_chan_id_conv, &id,
+                          &py_arg))
+        return NULL;
+    if (py_callback_arg(py_arg, &py_cb, "callback") < 0)
+        return NULL;
+    ch = py_chan_new(self, py_cb);
+    if (ch == NULL)
+        return NULL;
+    /* The old context's release callback takes the GIL back itself. */
+    ts = PyEval_SaveThread();
+    err = gpm_channel_set_callback(self->mgr, id,
+                                   py_cb != NULL ? py_chan_recv_cb : NULL,
+                                   py_chan_release_cb, ch);
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        py_chan_discard(ch);
+        return py_raise_chan(self, err, id);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_lookup(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id = GPM_CHANNEL_NONE;
+    const char *name;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "s:lookup", &name))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_lookup(self->mgr, name, &id);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return gpm__py_raise(py_manager_module(self), err, name);
+    return PyLong_FromUnsignedLong(id);
+}
+
+static PyObject *py_manager_write(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    Py_buffer view;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&y*:write", py_chan_id_conv, &id, &view))
+        return NULL;
+    /* The export keeps the buffer's memory still while the GIL is off. */
+    ts = PyEval_SaveThread();
+    err = gpm_channel_write(self->mgr, id, view.buf, (size_t)view.len);
+    PyEval_RestoreThread(ts);
+    PyBuffer_Release(&view);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_read(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    PyObject *py_buf = NULL;
+    gpm_channel_id_t id;
+    Py_ssize_t n;
+    size_t queued = 0, got = 0;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&n:read", py_chan_id_conv, &id, &n))
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "read size must be >= 0");
+        return NULL;
+    }
+    /* Size the buffer by what is queued, not by a caller's huge n. */
+    ts = PyEval_SaveThread();
+    err = gpm_channel_pending(self->mgr, id, &queued, NULL);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    if ((size_t)n > queued)
+        n = (Py_ssize_t)queued;
+    py_buf = PyBytes_FromStringAndSize(NULL, n);
+    if (py_buf == NULL)
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_read(self->mgr, id, PyBytes_AS_STRING(py_buf), (size_t)n,
+                           &got);
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        Py_DECREF(py_buf);
+        return py_raise_chan(self, err, id);
+    }
+    if ((Py_ssize_t)got != n && _PyBytes_Resize(&py_buf, (Py_ssize_t)got) < 0)
+        return NULL;
+    return py_buf;
+}
+
+static PyObject *py_manager_pending(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    size_t bytes = 0, msgs = 0;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&:pending", py_chan_id_conv, &id))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_pending(self->mgr, id, &bytes, &msgs);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    return Py_BuildValue("(nn)", (Py_ssize_t)bytes, (Py_ssize_t)msgs);
+}
+
+static PyObject *py_manager_started(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "O&:started", py_chan_id_conv, &id))
+        return NULL;
+    ts = PyEval_SaveThread();
+    rc = gpm_channel_started(self->mgr, id);
+    PyEval_RestoreThread(ts);
+    if (rc < 0)
+        return py_raise_chan(self, rc, id);
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *py_manager_close(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&:close", py_chan_id_conv, &id))
+        return NULL;
+    /* The release callback takes the GIL back on this thread. */
+    ts = PyEval_SaveThread();
+    err = gpm_channel_close(self->mgr, id);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_add_guest_plugin(py_manager *self, PyObject *args,
+                                             PyObject *kwargs)
+{
+    static char *kwlist[] = {"name", "path", "callback", NULL};
+    PyThreadState *ts;
+    const char *name;
+    PyObject *py_path = NULL;
+    PyObject *py_arg = NULL;
+    PyObject *py_cb;
+    PyObject *py_ret = NULL;
+    gpm_channel_id_t id = GPM_CHANNEL_NONE;
+    char why[PY_WHY_LEN] = "";
+    py_chan *ch;
+    int err;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|O&O:add_guest_plugin",
+                                     kwlist, &name, py_opt_path_conv, &py_path,
+                                     &py_arg))
+        return NULL;
+    if (py_callback_arg(py_arg, &py_cb, "callback") < 0)
+        goto error;
+    ch = py_chan_new(self, py_cb);
+    if (ch == NULL)
+        goto error;
+    ts = PyEval_SaveThread();
+    err = gpm_guest_plugin_add(self->mgr, name,
+                               py_path ? PyBytes_AS_STRING(py_path) : NULL,
+                               py_cb != NULL ? py_chan_recv_cb : NULL,
+                               py_chan_release_cb, ch, &id, why, sizeof(why));
+    PyEval_RestoreThread(ts);
+    if (err < 0) {
+        py_chan_discard(ch);
+        gpm__py_raise(py_manager_module(self), err, why[0] ? why : name);
+        goto error;
+    }
+    py_ret = PyLong_FromUnsignedLong(id);
+error:
+    Py_XDECREF(py_path);
+    return py_ret;
+}
+
+static PyObject *py_manager_set_event_callback(py_manager *self,
+                                               PyObject *py_arg)
+{
+    PyObject *py_cb;
+    PyObject *py_old;
+
+    if (py_callback_arg(py_arg, &py_cb, "event callback") < 0)
+        return NULL;
+    py_old = self->py_event_cb;
+    self->py_event_cb = Py_XNewRef(py_cb);
+    Py_XDECREF(py_old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
+{
+    PyThreadState *ts;
+    gpm_manager_stats_t s;
+
+    (void)unused;
+    ts = PyEval_SaveThread();
+    gpm_manager_stats(self->mgr, &s);
+    PyEval_RestoreThread(ts);
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K}", "hypercalls",
+        (unsigned long long)s.hypercalls, "not_ours",
+        (unsigned long long)s.not_ours, "guest_errors",
+        (unsigned long long)s.guest_errors, "bytes_to_guest",
+        (unsigned long long)s.bytes_to_guest, "bytes_from_guest",
+        (unsigned long long)s.bytes_from_guest, "queued_bytes",
+        (Py_ssize_t)s.queued_bytes, "channels", s.channels, "callback_errors",
+        (unsigned long long)self->callback_errors);
+}
+
+/*
+ * The host ops for a CPU implemented in Python: an object with
+ * read_reg(n) -> int, write_reg(n, v), read_mem(addr, n) -> bytes and
+ * write_mem(addr, data). A method reports a guest condition by raising
+ * _gpm.Error (pandagpm.GuestMemoryFault, GuestPageReadOnly, ...) or by
+ * returning a negative GPM_E* int; the code goes to the core. Any other
+ * exception is a bug of the CPU object: the op fails with GPM_EIO and the
+ * exception is re-raised by dispatch() once the core has returned.
+ */
+typedef struct py_cpu {
+    PyObject *py_cpu;        /* borrowed; the caller keeps it alive */
+    PyObject *py_error_type; /* borrowed from the module state */
+    PyObject *exc;           /* the first unexpected exception, or NULL */
+} py_cpu;
+
+/* Turns the pending exception into a code; needs the GIL. */
+static int py_cpu_fail(py_cpu *c)
+{
+    PyObject *exc = py_exc_take();
+    int known = exc != NULL ? PyObject_IsInstance(exc, c->py_error_type) : 0;
+
+    if (known < 0)
+        PyErr_Clear();
+    if (known == 1) {
+        PyObject *py_code = PyObject_GetAttrString(exc, "code");
+        long code = 0;
+
+        if (py_code != NULL && PyLong_Check(py_code))
+            code = PyLong_AsLong(py_code);
+        Py_XDECREF(py_code);
+        PyErr_Clear();
+        if (code < 0 && code > INT_MIN) {
+            Py_DECREF(exc);
+            return (int)code;
+        }
+    }
+    if (c->exc == NULL) {
+        c->exc = exc;
+    } else {
+        /* Keep the first; report the others rather than lose them. */
+        py_exc_give(exc);
+        PyErr_WriteUnraisable(c->py_cpu);
+    }
+    return GPM_EIO;
+}
+
+/* A method's int result as a code: negative ints are codes, else 0. */
+static int py_cpu_result_code(PyObject *py_res)
+{
+    long v;
+
+    if (!PyLong_Check(py_res))
+        return 0;
+    v = PyLong_AsLong(py_res);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return GPM_EINVAL;
+    }
+    return (v < 0 && v > INT_MIN) ? (int)v : 0;
+}
+
+static int py_cpu_read_reg(void *cpu, unsigned regno, uint64_t *val)
+{
+    py_cpu *c = cpu;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *py_res;
+    int err = 0;
+
+    py_res = PyObject_CallMethod(c->py_cpu, "read_reg", "I", regno);
+    if (py_res != NULL && !PyLong_Check(py_res)) {
+        PyErr_Format(PyExc_TypeError, "read_reg() must return int, not %.100s",
+                     Py_TYPE(py_res)->tp_name);
+        Py_CLEAR(py_res);
+    }
+    if (py_res != NULL) {
+        /* Registers are unsigned; a negative int is its two's complement. */
+        *val = (uint64_t)PyLong_AsUnsignedLongLongMask(py_res);
+        if (PyErr_Occurred())
+            err = py_cpu_fail(c);
+        Py_DECREF(py_res);
+    } else {
+        err = py_cpu_fail(c);
+    }
+    PyGILState_Release(gil);
+    return err;
+}
+
+static int py_cpu_write_reg(void *cpu, unsigned regno, uint64_t val)
+{
+    py_cpu *c = cpu;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *py_res;
+    int err;
+
+    py_res = PyObject_CallMethod(c->py_cpu, "write_reg", "IK", regno,
+                                 (unsigned long long)val);
+    if (py_res == NULL) {
+        err = py_cpu_fail(c);
+    } else {
+        err = py_cpu_result_code(py_res);
+        Py_DECREF(py_res);
+    }
+    PyGILState_Release(gil);
+    return err;
+}
+
+static int py_cpu_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
+{
+    py_cpu *c = cpu;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *py_res;
+    Py_buffer view;
+    int err = 0;
+
+    py_res = PyObject_CallMethod(c->py_cpu, "read_mem", "Kn",
+                                 (unsigned long long)addr, (Py_ssize_t)len);
+    if (py_res == NULL) {
+        err = py_cpu_fail(c);
+        goto out;
+    }
+    if (PyLong_Check(py_res)) {
+        err = py_cpu_result_code(py_res);
+        if (err == 0) {
+            PyErr_SetString(PyExc_TypeError,
+                            "read_mem() must return bytes or a negative "
+                            "error code");
+            err = py_cpu_fail(c);
+        }
+        goto out;
+    }
+    if (PyObject_GetBuffer(py_res, &view, PyBUF_SIMPLE) < 0) {
+        err = py_cpu_fail(c);
+        goto out;
+    }
+    if ((size_t)view.len != len) {
+        PyErr_Format(PyExc_ValueError,
+                     "read_mem(0x%llx, %zd) returned %zd bytes",
+                     (unsigned long long)addr, (Py_ssize_t)len, view.len);
+        err = py_cpu_fail(c);
+    } else {
+        memcpy(buf, view.buf, len);
+    }
+    PyBuffer_Release(&view);
+out:
+    Py_XDECREF(py_res);
+    PyGILState_Release(gil);
+    return err;
+}
+
+static int py_cpu_write_mem(void *cpu, uint64_t addr, const void *buf,
+                            size_t len)
+{
+    py_cpu *c = cpu;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *py_data;
+    PyObject *py_res = NULL;
+    int err;
+    int gc_was_enabled;
+
+    /*
+     * The core holds the manager's lock around this op (a guest READ), so
+     * no cyclic collection may run here: a finalizer that calls into the
+     * manager would deadlock. The CPU object itself must not call it.
+     */
+    gc_was_enabled = PyGC_Disable();
+    py_data = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    if (py_data != NULL)
+        py_res = PyObject_CallMethod(c->py_cpu, "write_mem", "KO",
+                                     (unsigned long long)addr, py_data);
+    if (gc_was_enabled)
+        PyGC_Enable();
+    if (py_res == NULL) {
+        err = py_cpu_fail(c);
+    } else {
+        err = py_cpu_result_code(py_res);
+        Py_DECREF(py_res);
+    }
+    Py_XDECREF(py_data);
+    PyGILState_Release(gil);
+    return err;
+}
+
+static const gpm_host_ops_t py_cpu_ops = {
+    .read_reg = py_cpu_read_reg,
+    .write_reg = py_cpu_write_reg,
+    .read_mem = py_cpu_read_mem,
+    .write_mem = py_cpu_write_mem,
+};
+
+/* What dispatch() returns once the core is done with @c. */
+static PyObject *py_dispatch_result(py_manager *self, py_cpu *c, int err,
+                                    bool handled)
+{
+    if (c->exc != NULL) {
+        py_exc_give(c->exc);
+        return NULL;
+    }
+    if (err < 0)
+        return gpm__py_raise(py_manager_module(self), err, NULL);
+    return PyBool_FromLong(handled);
+}
+
+static PyObject *py_manager_dispatch(py_manager *self, PyObject *py_cpu_obj)
+{
+    PyThreadState *ts;
+    gpm__py_state *st = PyModule_GetState(py_manager_module(self));
+    py_cpu c = {py_cpu_obj, st->error_type, NULL};
+    bool handled = false;
+    int err;
+
+    /* Each op takes the GIL back; other Python threads run meanwhile. */
+    ts = PyEval_SaveThread();
+    err = gpm_hypercall_handle(self->mgr, &py_cpu_ops, &c, &handled);
+    PyEval_RestoreThread(ts);
+    return py_dispatch_result(self, &c, err, handled);
+}
+
+/* Test support: a hypercall handled on a thread Python never saw. */
+struct py_thread_job {
+    gpm_manager_t *mgr;
+    py_cpu *cpu;
+    bool handled;
+    int err;
+};
+
+static void *py_thread_job_main(void *arg)
+{
+    struct py_thread_job *job = arg;
+
+    job->err =
+        gpm_hypercall_handle(job->mgr, &py_cpu_ops, job->cpu, &job->handled);
+    return NULL;
+}
+
+static PyObject *py_manager_test_dispatch_in_thread(py_manager *self,
+                                                    PyObject *py_cpu_obj)
+{
+    PyThreadState *ts;
+    gpm__py_state *st = PyModule_GetState(py_manager_module(self));
+    py_cpu c = {py_cpu_obj, st->error_type, NULL};
+    struct py_thread_job job = {self->mgr, &c, false, 0};
+    pthread_t thread;
+    int rc;
+
+    ts = PyEval_SaveThread();
+    rc = pthread_create(&thread, NULL, py_thread_job_main, &job);
+    if (rc == 0)
+        pthread_join(thread, NULL);
+    PyEval_RestoreThread(ts);
+    if (rc != 0) {
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return py_dispatch_result(self, &c, job.err, job.handled);
+}
+
+static PyObject *py_manager_get_arch(py_manager *self, void *closure)
+{
+    const gpm_arch_info_t *info = gpm_arch_info(gpm_manager_arch(self->mgr));
+
+    (void)closure;
+    return PyUnicode_FromString(info != NULL ? info->name : "unknown");
+}
+
+static PyMethodDef py_manager_methods[] = {
+    {"allocate_channel",
+     (PyCFunction)(void (*)(void))py_manager_allocate_channel,
+     METH_VARARGS | METH_KEYWORDS,
+     "allocate_channel(name=None, callback=None) -> int\n\n"
+     "Creates a channel; callback(channel_id, data: bytes) receives what "
+     "the guest writes to it (None: guest writes fail with HC_EPIPE)."},
+    {"set_callback", (PyCFunction)py_manager_set_callback, METH_VARARGS,
+     "set_callback(id, callback): replaces the receive callback of a "
+     "channel, e.g. one the guest allocated; the old one is released."},
+    {"lookup", (PyCFunction)py_manager_lookup, METH_VARARGS,
+     "lookup(name) -> int: the id of the channel called name."},
+    {"write", (PyCFunction)py_manager_write, METH_VARARGS,
+     "write(id, data): queues one host -> guest message (copied)."},
+    {"read", (PyCFunction)py_manager_read, METH_VARARGS,
+     "read(id, n) -> bytes: takes up to n queued host -> guest bytes of "
+     "the head message on the host side; b'' if nothing is queued."},
+    {"pending", (PyCFunction)py_manager_pending, METH_VARARGS,
+     "pending(id) -> (bytes, msgs): what is queued host -> guest."},
+    {"started", (PyCFunction)py_manager_started, METH_VARARGS,
+     "started(id) -> bool: whether the guest sent START on id."},
+    {"close", (PyCFunction)py_manager_close, METH_VARARGS,
+     "close(id): destroys the channel and releases its callback."},
+    {"add_guest_plugin",
+     (PyCFunction)(void (*)(void))py_manager_add_guest_plugin,
+     METH_VARARGS | METH_KEYWORDS,
+     "add_guest_plugin(name, path=None, callback=None) -> int\n\n"
+     "Registers a guest plugin and queues its LOAD for the daemon; returns "
+     "the id of its main channel."},
+    {"set_event_callback", (PyCFunction)py_manager_set_event_callback, METH_O,
+     "set_event_callback(cb): cb(event_tuple) for every lifecycle event, "
+     "or None. The tuple is (type, channel, name, text, pid, status, err, "
+     "stage)."},
+    {"stats", (PyCFunction)py_manager_stats, METH_NOARGS,
+     "stats() -> dict: the core's counters and callback_errors."},
+    {"dispatch", (PyCFunction)py_manager_dispatch, METH_O,
+     "dispatch(cpu) -> bool: handles a possible hypercall of a CPU "
+     "implemented in Python; True if it was one."},
+    {"_test_dispatch_in_thread",
+     (PyCFunction)py_manager_test_dispatch_in_thread, METH_O,
+     "TEST ONLY: dispatch(cpu) on a new native thread, waiting for it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef py_manager_getset[] = {
+    {"arch", (getter)py_manager_get_arch, NULL,
+     "The guest architecture's name.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef py_manager_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(py_manager, py_weakrefs),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot py_manager_slots[] = {
+    {Py_tp_doc,
+     "Manager(arch='x86_64', queue_limit=0, total_queue_limit=0, "
+     "max_channels=0, max_guest_channels=0)\n\n"
+     "A channel manager and hypercall dispatcher (gpm_manager_t). Zero "
+     "limits take the core's defaults."},
+    {Py_tp_new, py_manager_new},
+    {Py_tp_dealloc, py_manager_dealloc},
+    {Py_tp_traverse, py_manager_traverse},
+    {Py_tp_clear, py_manager_clear},
+    {Py_tp_methods, py_manager_methods},
+    {Py_tp_getset, py_manager_getset},
+    {Py_tp_members, py_manager_members},
+    {0, NULL},
+};
+
+static PyType_Spec py_manager_spec = {
+    .name = "pandagpm._gpm.Manager",
+    .basicsize = sizeof(py_manager),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = py_manager_slots,
+};
+
+int gpm__py_manager_exec(PyObject *module)
+{
+    gpm__py_state *st = PyModule_GetState(module);
+
+    st->manager_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &py_manager_spec, NULL);
+    if (st->manager_type == NULL)
+        return -1;
+    return PyModule_AddType(module, st->manager_type);
+}
+
+gpm_manager_t *gpm__py_manager_get(PyObject *obj)
+{
+    gpm__py_state *st = gpm__py_state_from_type(Py_TYPE(obj));
+
+    if (st == NULL || st->manager_type == NULL ||
+        !PyObject_TypeCheck(obj, st->manager_type)) {
+        PyErr_Format(PyExc_TypeError,
+                     "expected a pandagpm._gpm.Manager, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return ((py_manager *)obj)->mgr;
+}
