@@ -1,0 +1,884 @@
+"""Build and cache pandagpm's generic guest images.
+
+A generic image is a Debian kernel plus a busybox initramfs, booted once
+under QEMU so that a ``root`` snapshot (a quiet root shell on the serial
+console) can be saved on a small qcow2 disk.  Like pypanda's generic
+images, an image is named by its architecture::
+
+    from pandagpm.image import get_image
+    img = get_image("x86_64")        # builds once, then reuses the cache
+    img.path, img.profile["kernel"]["symbols"]["entry_SYSCALL_64"]
+
+Everything comes from Debian packages fetched with ``apt-get download``
+(the 6.1 kernel and ``busybox-static``); nothing needs root.  At build time
+the kernel's symbols are read from the guest's ``/proc/kallsyms`` (the
+kernel boots with ``nokaslr``, so they are stable) and structure offsets
+from the kernel's BTF; both go into ``profile.json`` next to the image,
+together with the QEMU options that must be identical when the snapshot is
+loaded.
+
+Images live under ``$PANDAGPM_CACHE``, else ``$XDG_CACHE_HOME/pandagpm``,
+else ``~/.cache/pandagpm``, in ``images/<arch>-<key>``, where the key
+hashes the package versions, the QEMU version, the arch and
+:data:`BUILDER_VERSION`.  A build happens in a temporary directory that is
+renamed into place, under a per-arch lock.
+
+Command line: ``python -m pandagpm.image build [--arch x86_64] [--force]``,
+``python -m pandagpm.image info [--arch x86_64]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import re
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import btf as _btf
+
+__all__ = [
+    "ARCHES", "BUILDER_VERSION", "ImageError", "ImageInfo", "build_image",
+    "cache_dir", "cached_images", "get_image", "resolve_packages",
+]
+
+#: Bump when the builder's output changes, so caches rebuild.
+BUILDER_VERSION = 1
+
+#: Guest user accounts (a root shell is what the console runs).
+GUEST_USER = "user"
+GUEST_UID = 1000
+HOSTNAME = "pandagpm"
+
+
+class ImageError(Exception):
+    """The image could not be built or found."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    """What differs between architectures."""
+
+    name: str
+    debian_arch: str
+    kernel_meta: str        # Debian meta package naming the kernel
+    kernel_series: str      # the kernel package must start with this
+    kernel_file: str        # file under /boot in the kernel package
+    qemu_binary: str
+    machine_args: tuple[str, ...]
+    console: str
+    append: str
+    ram_size: int = 512 * 1024 * 1024
+    #: Kernel symbols read from /proc/kallsyms into the profile.
+    symbols: tuple[str, ...] = ()
+
+
+ARCHES: dict[str, ArchSpec] = {
+    "x86_64": ArchSpec(
+        name="x86_64",
+        debian_arch="amd64",
+        kernel_meta="linux-image-amd64",
+        kernel_series="linux-image-6.1.",
+        kernel_file="vmlinuz-",
+        qemu_binary="qemu-system-x86_64",
+        # TCG only, so nothing but QEMU itself sees the guest's CPUID.
+        # qemu64 is a stable CPU model (no la57: 4-level paging) whose
+        # AMD vendor string keeps KPTI off; mitigations=off makes sure.
+        machine_args=("-machine", "q35", "-accel", "tcg", "-cpu", "qemu64",
+                      "-smp", "1", "-m", "512M", "-nodefaults",
+                      "-no-user-config", "-display", "none", "-nic", "none",
+                      "-no-reboot"),
+        console="ttyS0",
+        append=("console=ttyS0 nokaslr mitigations=off quiet loglevel=1 "
+                "panic=-1 8250.nr_uarts=1"),
+        symbols=("entry_SYSCALL_64", "entry_SYSCALL_64_after_hwframe",
+                 "do_syscall_64", "current_task", "__per_cpu_offset",
+                 "init_task", "page_offset_base", "phys_base", "_text",
+                 "_stext", "_etext", "__x64_sys_execve",
+                 "__x64_sys_exit_group", "do_exit", "__switch_to",
+                 "swapgs_restore_regs_and_return_to_usermode"),
+    ),
+}
+
+#: Structure members whose offsets go into the profile, from BTF.
+STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "task_struct": ("pid", "tgid", "comm", "mm", "active_mm", "cred",
+                    "real_cred", "real_parent", "parent", "group_leader",
+                    "tasks", "flags", "__state", "thread_pid"),
+    "cred": ("uid", "gid", "euid", "egid", "suid", "fsuid"),
+    "mm_struct": ("pgd", "start_code", "end_code", "start_stack", "arg_start",
+                  "arg_end"),
+}
+
+#: x86_64 kernel text mapping base (``__START_KERNEL_map``).
+_START_KERNEL_MAP = 0xFFFFFFFF80000000
+
+
+# --------------------------------------------------------------------------
+# Small helpers.
+# --------------------------------------------------------------------------
+
+def _say(progress: bool | Callable[[str], None], msg: str) -> None:
+    if callable(progress):
+        progress(msg)
+    elif progress:
+        print(f"[image] {msg}", file=sys.stderr, flush=True)
+
+
+def _run(argv: list[str], what: str, **kw) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, **kw)
+    except FileNotFoundError as err:
+        raise ImageError(f"{what}: {argv[0]} is not installed") from err
+    if r.returncode != 0:
+        raise ImageError(f"{what} failed (exit {r.returncode}): "
+                         f"{' '.join(argv)}\n{(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+
+def cache_dir() -> Path:
+    """The per-user pandagpm cache directory (not created)."""
+    env = os.environ.get("PANDAGPM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "pandagpm"
+
+
+def _arch(arch: str) -> ArchSpec:
+    try:
+        return ARCHES[arch]
+    except KeyError:
+        raise ImageError(f"no generic image for arch {arch!r}; supported: "
+                         f"{', '.join(sorted(ARCHES))}") from None
+
+
+# --------------------------------------------------------------------------
+# Inputs: package versions and QEMU version.
+# --------------------------------------------------------------------------
+
+def _candidate(pkg: str) -> str:
+    out = _run(["apt-cache", "policy", pkg], f"apt-cache policy {pkg}")
+    m = re.search(r"Candidate:\s*(\S+)", out)
+    if not m or m.group(1) == "(none)":
+        raise ImageError(f"apt knows no installable version of {pkg}; "
+                         "run `apt-get update` (as root) and try again")
+    return m.group(1)
+
+
+def resolve_packages(arch: str = "x86_64") -> dict[str, dict[str, str]]:
+    """Return the Debian packages an image is built from.
+
+    ``{"kernel": {"name": ..., "version": ...}, "busybox": {...}}``.  The
+    kernel is the one the ``linux-image-<arch>`` meta package of the 6.1
+    series depends on (bookworm's, not backports').
+    """
+    spec = _arch(arch)
+    out = _run(["apt-cache", "depends", spec.kernel_meta],
+               f"apt-cache depends {spec.kernel_meta}")
+    names = re.findall(r"Depends:\s*(linux-image-\S+)", out)
+    kernel = next((n for n in names if n.startswith(spec.kernel_series)), None)
+    if kernel is None:
+        # The candidate may be a newer series (backports pinned); look
+        # for a 6.1 version of the meta package instead.
+        pol = _run(["apt-cache", "policy", spec.kernel_meta],
+                   f"apt-cache policy {spec.kernel_meta}")
+        for ver in re.findall(r"^\s+(?:\*\*\*\s+)?(6\.1\.\S+)\s+\d+", pol,
+                              re.M):
+            out = _run(["apt-cache", "depends", f"{spec.kernel_meta}={ver}"],
+                       "apt-cache depends")
+            names = re.findall(r"Depends:\s*(linux-image-\S+)", out)
+            kernel = next((n for n in names
+                           if n.startswith(spec.kernel_series)), None)
+            if kernel:
+                break
+    if kernel is None:
+        raise ImageError(f"no {spec.kernel_series}* kernel found through "
+                         f"{spec.kernel_meta}; run `apt-get update`")
+    return {
+        "kernel": {"name": kernel, "version": _candidate(kernel)},
+        "busybox": {"name": "busybox-static",
+                    "version": _candidate("busybox-static")},
+    }
+
+
+_APT_STATE = ("/var/lib/apt/lists", "/etc/apt/preferences",
+              "/etc/apt/preferences.d", "/etc/apt/sources.list",
+              "/etc/apt/sources.list.d")
+
+
+def _apt_fingerprint() -> str:
+    """A digest of apt's state: list files and pinning, by name, size and
+    modification time.  It changes whenever `apt-get update` changes what
+    apt would answer."""
+    h = hashlib.sha256()
+    for top in _APT_STATE:
+        paths = [top]
+        if os.path.isdir(top):
+            paths = sorted(os.path.join(top, n) for n in os.listdir(top))
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _resolve_cached(arch: str, root: Path | None) -> dict:
+    """:func:`resolve_packages`, memoized on disk against apt's state.
+
+    Asking apt-cache takes a second or more per call; a cache hit must be
+    fast, so the answer is kept until apt's lists or pinning change.
+    """
+    memo = _images_dir(root) / f".resolved-{arch}.json"
+    fp = _apt_fingerprint()
+    try:
+        with open(memo) as f:
+            saved = json.load(f)
+        if saved.get("fingerprint") == fp and saved.get("builder") == \
+                BUILDER_VERSION:
+            return saved["packages"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    packages = resolve_packages(arch)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(memo.name + f".{os.getpid()}")
+        tmp.write_text(json.dumps({"fingerprint": fp,
+                                   "builder": BUILDER_VERSION,
+                                   "packages": packages}))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return packages
+
+
+def _qemu_version(binary: str) -> str:
+    out = _run([binary, "--version"], f"{binary} --version")
+    return out.splitlines()[0].strip()
+
+
+def _image_key(arch: str, packages: dict, qemu_version: str) -> str:
+    blob = json.dumps({"builder": BUILDER_VERSION, "arch": arch,
+                       "packages": packages, "qemu": qemu_version},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------
+# The image object.
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """A built image: a directory holding kernel, initrd, disk, profile."""
+
+    arch: str
+    path: Path
+    profile: dict
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ImageInfo":
+        path = Path(path)
+        try:
+            with open(path / "profile.json") as f:
+                profile = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ImageError(f"{path} is not a complete image: {err}") from err
+        return cls(profile["arch"], path, profile)
+
+    @property
+    def key(self) -> str:
+        return self.profile["key"]
+
+    @property
+    def kernel(self) -> Path:
+        return self.path / self.profile["qemu"]["kernel"]
+
+    @property
+    def initrd(self) -> Path:
+        return self.path / self.profile["qemu"]["initrd"]
+
+    @property
+    def disk(self) -> Path:
+        return self.path / self.profile["qemu"]["disk"]
+
+    @property
+    def profile_path(self) -> Path:
+        return self.path / "profile.json"
+
+    def symbol(self, name: str) -> int:
+        """Address of a kernel symbol recorded in the profile."""
+        return int(self.profile["kernel"]["symbols"][name], 16)
+
+    def offset(self, struct_name: str, member: str) -> int:
+        """Byte offset of ``struct_name.member`` recorded in the profile."""
+        return int(self.profile["kernel"]["offsets"][struct_name][member])
+
+
+def _images_dir(root: Path | None = None) -> Path:
+    return (root or cache_dir()) / "images"
+
+
+def cached_images(arch: str | None = None,
+                  root: Path | None = None) -> list[ImageInfo]:
+    """Complete images in the cache, newest first."""
+    d = _images_dir(root)
+    found = []
+    if d.is_dir():
+        for p in d.iterdir():
+            if p.name.startswith(".") or not (p / "profile.json").is_file():
+                continue
+            if arch and not p.name.startswith(arch + "-"):
+                continue
+            try:
+                found.append(ImageInfo.load(p))
+            except ImageError:
+                continue
+    found.sort(key=lambda i: i.profile_path.stat().st_mtime, reverse=True)
+    return found
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def get_image(arch: str = "x86_64", *, progress: bool | Callable = True,
+              root: Path | None = None) -> ImageInfo:
+    """Return the image for ``arch``, building it if the inputs changed.
+
+    The cache check asks apt for the current package versions (fast, no
+    network).  When apt cannot tell (no apt, no lists) the newest cached
+    image of the arch is used with a warning.
+    """
+    spec = _arch(arch)
+    try:
+        packages = _resolve_cached(arch, root)
+        qver = _qemu_version(spec.qemu_binary)
+    except ImageError as err:
+        have = cached_images(arch, root)
+        if have:
+            _say(progress, f"warning: {err}; using cached {have[0].path}")
+            return have[0]
+        raise
+    key = _image_key(arch, packages, qver)
+    final = _images_dir(root) / f"{arch}-{key}"
+    if (final / "profile.json").is_file():
+        return ImageInfo.load(final)
+    return build_image(arch, progress=progress, root=root,
+                       _resolved=(packages, qver))
+
+
+# --------------------------------------------------------------------------
+# initramfs.
+# --------------------------------------------------------------------------
+
+class _Cpio:
+    """Writer for the "newc" cpio format the kernel unpacks."""
+
+    def __init__(self) -> None:
+        self.out = io.BytesIO()
+        self.ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", uid: int = 0,
+               gid: int = 0, rdev: tuple[int, int] = (0, 0)) -> None:
+        nameb = name.encode() + b"\0"
+        hdr = b"070701" + b"".join(b"%08X" % v for v in (
+            self.ino, mode, uid, gid, 1, 0, len(data), 0, 0, rdev[0], rdev[1],
+            len(nameb), 0))
+        self.ino += 1
+        self.out.write(hdr + nameb)
+        self.out.write(b"\0" * (-(110 + len(nameb)) % 4))
+        self.out.write(data)
+        self.out.write(b"\0" * (-len(data) % 4))
+
+    def dir(self, name: str, perm: int = 0o755, uid: int = 0,
+            gid: int = 0) -> None:
+        self._entry(name, stat.S_IFDIR | perm, uid=uid, gid=gid)
+
+    def file(self, name: str, data: bytes, perm: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | perm, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int,
+                perm: int = 0o600) -> None:
+        self._entry(name, stat.S_IFCHR | perm, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        data = self.out.getvalue()
+        return data + b"\0" * (-len(data) % 512)
+
+
+INIT_SCRIPT = """#!/bin/sh
+# pandagpm generic image: PID 1.  Mount the usual file systems, then keep
+# a root shell running on the serial console forever.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root TERM=vt100
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+hostname -F /etc/hostname
+dmesg -n 1
+ip link set lo up 2>/dev/null
+cd /root
+echo "pandagpm-init: ready"
+while true; do
+    # The subshell is not a process group leader, so setsid does not
+    # fork; cttyhack makes the console the controlling terminal.
+    (cd /root && exec setsid cttyhack sh -l)
+    sleep 1
+done
+"""
+
+PROFILE_SCRIPT = """# pandagpm generic image
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export TERM=vt100
+if [ "$(id -u)" = 0 ]; then PS1='\\u@\\h:\\w# '; else PS1='\\u@\\h:\\w$ '; fi
+export PS1
+# A wide terminal keeps the shell from redrawing long command lines.
+stty cols 1000 rows 50 2>/dev/null
+"""
+
+
+def _etc_files(packages: dict) -> dict[str, tuple[bytes, int]]:
+    u, n = GUEST_USER, GUEST_UID
+    files = {
+        "etc/passwd": ("root:x:0:0:root:/root:/bin/sh\n"
+                       "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
+                       "bin:x:2:2:bin:/bin:/bin/false\n"
+                       f"{u}:x:{n}:{n}:{u}:/home/{u}:/bin/sh\n"
+                       "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+                       0o644),
+        "etc/shadow": ("root::19000:0:99999:7:::\n"
+                       "daemon:*:19000:0:99999:7:::\n"
+                       "bin:*:19000:0:99999:7:::\n"
+                       f"{u}::19000:0:99999:7:::\n"
+                       "nobody:*:19000:0:99999:7:::\n", 0o640),
+        "etc/group": ("root:x:0:\ndaemon:x:1:\nbin:x:2:\ntty:x:5:\n"
+                      f"users:x:100:{u}\n{u}:x:{n}:\nnogroup:x:65534:\n",
+                      0o644),
+        "etc/hostname": (f"{HOSTNAME}\n", 0o644),
+        "etc/hosts": (f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
+                      "::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644),
+        "etc/shells": ("/bin/sh\n/bin/ash\n", 0o644),
+        "etc/profile": (PROFILE_SCRIPT, 0o644),
+        "etc/os-release": ('NAME="pandagpm generic"\nID=pandagpm\n'
+                           f'VERSION_ID="{BUILDER_VERSION}"\n'
+                           'PRETTY_NAME="pandagpm generic image (Debian '
+                           'kernel, busybox)"\n', 0o644),
+        "etc/issue": ("pandagpm generic image \\n \\l\n", 0o644),
+        "etc/fstab": ("proc /proc proc defaults 0 0\n"
+                      "sysfs /sys sysfs defaults 0 0\n"
+                      "tmpfs /tmp tmpfs mode=1777 0 0\n", 0o644),
+        "etc/resolv.conf": ("nameserver 127.0.0.1\n", 0o644),
+        "etc/nsswitch.conf": ("passwd: files\ngroup: files\nhosts: files\n",
+                              0o644),
+        "etc/pandagpm-image": (json.dumps(packages, sort_keys=True) + "\n",
+                               0o644),
+    }
+    return {k: (v.encode(), m) for k, (v, m) in files.items()}
+
+
+def _busybox_applets(busybox: Path) -> list[str]:
+    out = _run([str(busybox), "--list"], "listing busybox applets")
+    return sorted({a for a in out.split() if a and "/" not in a})
+
+
+def _build_initramfs(busybox: Path, packages: dict) -> bytes:
+    c = _Cpio()
+    for d in ("bin", "dev", "etc", "home", "mnt", "proc", "run", "sys",
+              "usr", "var", "var/log", "opt"):
+        c.dir(d)
+    c.dir("root", 0o700)
+    c.dir("tmp", 0o1777)
+    c.dir("var/tmp", 0o1777)
+    c.dir(f"home/{GUEST_USER}", 0o755, GUEST_UID, GUEST_UID)
+    c.symlink("sbin", "bin")
+    c.symlink("usr/bin", "../bin")
+    c.symlink("usr/sbin", "../bin")
+    c.symlink("lib", "usr/lib")
+    c.dir("usr/lib")
+    c.chardev("dev/console", 5, 1, 0o600)
+    c.chardev("dev/null", 1, 3, 0o666)
+    c.chardev("dev/ttyS0", 4, 64, 0o620)
+    c.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in _busybox_applets(busybox):
+        if applet != "busybox":
+            c.symlink(f"bin/{applet}", "busybox")
+    for name, (data, mode) in _etc_files(packages).items():
+        c.file(name, data, mode)
+    c.file("init", INIT_SCRIPT.encode(), 0o755)
+    return gzip.compress(c.finish(), compresslevel=9, mtime=0)
+
+
+# --------------------------------------------------------------------------
+# Kernel: vmlinux out of bzImage, offsets from BTF.
+# --------------------------------------------------------------------------
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """Return the ELF vmlinux inside a compressed kernel image.
+
+    Tries each compressed stream the kernel may use (xz, zstd is not in
+    the stdlib, gzip) at every place its magic appears.  Debian's amd64
+    kernels are xz-compressed.
+    """
+    for magic, kind in ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gzip")):
+        start = 0
+        while True:
+            i = bzimage.find(magic, start)
+            if i < 0:
+                break
+            start = i + 1
+            try:
+                if kind == "xz":
+                    out = lzma.LZMADecompressor().decompress(bzimage[i:])
+                else:
+                    out = gzip.GzipFile(fileobj=io.BytesIO(bzimage[i:])).read()
+            except (lzma.LZMAError, OSError, EOFError):
+                continue
+            if out[:4] == b"\x7fELF":
+                return out
+    if b"(\xb5/\xfd" in bzimage:
+        raise ImageError("the kernel is zstd-compressed, which Python's "
+                         "standard library cannot decompress")
+    raise ImageError("no compressed vmlinux found inside the kernel image")
+
+
+def _btf_offsets(vmlinux: bytes) -> dict[str, dict[str, int]]:
+    with tempfile.NamedTemporaryFile(suffix=".vmlinux") as f:
+        f.write(vmlinux)
+        f.flush()
+        b = _btf.BTF.from_elf(f.name)
+    offsets: dict[str, dict[str, int]] = {}
+    for sname, members in STRUCT_FIELDS.items():
+        offsets[sname] = {m: b.member_offset(sname, m) for m in members}
+    offsets["task_struct"]["comm_size"] = b.member_size("task_struct", "comm")
+    offsets["task_struct"]["sizeof"] = b.sizeof(b.find("task_struct").id)
+    offsets["cred"]["uid_size"] = b.member_size("cred", "uid")
+    return offsets
+
+
+# --------------------------------------------------------------------------
+# The build.
+# --------------------------------------------------------------------------
+
+def _download(spec: ArchSpec, packages: dict, dest: Path,
+              progress) -> dict[str, Path]:
+    debs = {}
+    for role, p in packages.items():
+        _say(progress, f"downloading {p['name']} {p['version']}")
+        r = subprocess.run(["apt-get", "download",
+                            f"{p['name']}={p['version']}"],
+                           cwd=dest, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ImageError(
+                f"apt-get download {p['name']}={p['version']} failed "
+                f"(exit {r.returncode}). If apt's package lists are stale, "
+                "run `apt-get update` (as root) and try again.\n"
+                + r.stderr.strip())
+        found = sorted(dest.glob(f"{p['name']}_*.deb"))
+        if not found:
+            raise ImageError(f"apt-get download left no {p['name']} .deb")
+        debs[role] = found[-1]
+    return debs
+
+
+def _kallsyms(machine, names: tuple[str, ...]) -> dict[str, str]:
+    awk_cond = " || ".join(f'$3 == "{n}"' for n in names)
+    out = machine.run_serial_cmd(f"awk '{awk_cond}' /proc/kallsyms",
+                                 timeout=60)
+    syms: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] in names and parts[2] not in syms:
+            syms[parts[2]] = "0x" + parts[0].lstrip("0").lower().rjust(1, "0")
+    missing = [n for n in ("entry_SYSCALL_64", "current_task",
+                           "__per_cpu_offset", "init_task") if n not in syms]
+    if missing:
+        raise ImageError(f"/proc/kallsyms in the guest lacks {missing}; "
+                         f"got:\n{out[:2000]}")
+    if int(syms["entry_SYSCALL_64"], 16) == 0:
+        raise ImageError("kallsyms addresses read as zero (kptr_restrict?)")
+    return syms
+
+
+def _kernel_virt_to_phys(addr: int) -> int:
+    return addr - _START_KERNEL_MAP
+
+
+def build_image(arch: str = "x86_64", *, progress: bool | Callable = True,
+                force: bool = False, root: Path | None = None,
+                _resolved: tuple | None = None) -> ImageInfo:
+    """Build the generic image for ``arch`` (or return the cached one).
+
+    With ``force=True`` the image is rebuilt even if the cache holds one
+    for the same inputs.  ``progress`` is True (print ``[image] ...`` on
+    stderr), False, or a callable taking one message.
+    """
+    spec = _arch(arch)
+    if _resolved is None:
+        _resolved = (resolve_packages(arch), _qemu_version(spec.qemu_binary))
+    packages, qver = _resolved
+    key = _image_key(arch, packages, qver)
+    images = _images_dir(root)
+    final = images / f"{arch}-{key}"
+    with _locked(images / f".{arch}.lock"):
+        if (final / "profile.json").is_file() and not force:
+            return ImageInfo.load(final)
+        t_start = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=f".build-{arch}-", dir=images))
+        try:
+            info = _build_in(spec, packages, qver, key, work, progress)
+            if final.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".old-{arch}-",
+                                            dir=images))
+                os.rename(final, old / "img")
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(work, final)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        _say(progress, f"image ready in {time.monotonic() - t_start:.1f} s: "
+                       f"{final}")
+        return ImageInfo.load(final)
+
+
+def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
+              work: Path, progress) -> None:
+    from .qemu import QemuMachine  # the builder boots the image once
+
+    t0 = time.monotonic()
+    dl = work / "debs"
+    dl.mkdir()
+    debs = _download(spec, packages, dl, progress)
+    _say(progress, "extracting packages")
+    tree = work / "tree"
+    for deb in debs.values():
+        _run(["dpkg-deb", "-x", str(deb), str(tree)], f"dpkg-deb -x {deb}")
+    kernels = sorted((tree / "boot").glob(spec.kernel_file + "*"))
+    if not kernels:
+        raise ImageError(f"no /boot/{spec.kernel_file}* in "
+                         f"{packages['kernel']['name']}")
+    kernel_src = kernels[-1]
+    kernel_release = kernel_src.name[len(spec.kernel_file):]
+    config = tree / "boot" / f"config-{kernel_release}"
+    _check_config(config)
+    shutil.copyfile(kernel_src, work / "vmlinuz")
+
+    _say(progress, "reading structure offsets from the kernel's BTF")
+    bz = (work / "vmlinuz").read_bytes()
+    offsets = _btf_offsets(extract_vmlinux(bz))
+
+    _say(progress, "building the initramfs")
+    busybox = tree / "bin" / "busybox"
+    (work / "initrd.img").write_bytes(_build_initramfs(busybox, packages))
+    shutil.rmtree(tree)
+    shutil.rmtree(dl)
+
+    _run(["qemu-img", "create", "-q", "-f", "qcow2", str(work / "disk.qcow2"),
+          "64M"], "qemu-img create")
+    profile: dict = {
+        "format": 1,
+        "arch": spec.name,
+        "key": key,
+        "builder_version": BUILDER_VERSION,
+        "packages": packages,
+        "snapshot": "root",
+        "qemu": {
+            "binary": spec.qemu_binary,
+            "version": qver,
+            "machine_args": list(spec.machine_args),
+            "append": spec.append,
+            "ram_size": spec.ram_size,
+            "kernel": "vmlinuz",
+            "initrd": "initrd.img",
+            "disk": "disk.qcow2",
+            "notes": ("Load with the same binary version, machine_args, "
+                      "append, kernel, initrd and RAM size; add "
+                      "-object memory-backend-file,id=mem,size=<ram_size>,"
+                      "mem-path=...,share=on -machine memory-backend=mem and "
+                      "the qcow2 (-drive if=none) holding the snapshot."),
+        },
+        "kernel": {"release": kernel_release, "offsets": offsets},
+        "guest": {"console": spec.console, "hostname": HOSTNAME,
+                  "user": GUEST_USER, "user_uid": GUEST_UID,
+                  "shell_prompt_root": f"root@{HOSTNAME}:~# "},
+    }
+    _write_profile(work, profile)
+
+    _say(progress, "booting to save snapshot (about 10 s)")
+    image = ImageInfo(spec.name, work, profile)
+    t_boot = time.monotonic()
+    with QemuMachine(image, snapshot=None, disk="inplace",
+                     start_timeout=30) as m:
+        boot_s = m.wait_for_shell(timeout=180)
+        boot_s = time.monotonic() - t_boot
+        _say(progress, f"shell answered after {boot_s:.1f} s; "
+                       "reading /proc/kallsyms")
+        syms = _kallsyms(m, spec.symbols)
+        uname = m.run_serial_cmd("uname -r", check=True).strip()
+        version = m.run_serial_cmd("cat /proc/version", check=True).strip()
+        facts = _check_memory(m, syms, offsets)
+        # Let the console and the kernel settle, then snapshot an idle
+        # shell that is waiting for its next command line.
+        m.run_serial_cmd("sync; echo 1 > /proc/sys/vm/drop_caches", timeout=60)
+        time.sleep(1.0)
+        _say(progress, "saving the root snapshot")
+        t_save = time.monotonic()
+        m.savevm("root")
+        save_s = time.monotonic() - t_save
+        snaps = m.monitor("info snapshots")
+    if "root" not in snaps:
+        raise ImageError(f"savevm left no root snapshot:\n{snaps}")
+
+    _say(progress, "checking that the snapshot loads")
+    image = ImageInfo(spec.name, work, profile)
+    t_load = time.monotonic()
+    with QemuMachine(image, snapshot="root", disk="copy") as m:
+        load_s = time.monotonic() - t_load
+        if m.run_serial_cmd("echo ok", timeout=30) != "ok":
+            raise ImageError("the root snapshot does not give a shell")
+    disk_size = (work / "disk.qcow2").stat().st_size
+
+    profile["kernel"].update({
+        "uname_r": uname,
+        "version": version,
+        "symbols": syms,
+        **facts,
+    })
+    profile["measured"] = {
+        "build_seconds": round(time.monotonic() - t0, 2),
+        "boot_to_shell_seconds": round(boot_s, 2),
+        "savevm_seconds": round(save_s, 2),
+        "loadvm_start_to_shell_seconds": round(load_s, 2),
+        "disk_bytes": disk_size,
+    }
+    _write_profile(work, profile)
+
+
+def _check_config(config: Path) -> None:
+    """Check that serial, initrd, devtmpfs and BTF are built in (the
+    initramfs has no modules)."""
+    try:
+        text = config.read_text()
+    except OSError:
+        return
+    need = ("CONFIG_SERIAL_8250=y", "CONFIG_SERIAL_8250_CONSOLE=y",
+            "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
+            "CONFIG_DEVTMPFS=y", "CONFIG_DEBUG_INFO_BTF=y")
+    missing = [n for n in need if n not in text.splitlines()]
+    if missing:
+        raise ImageError(f"the kernel config lacks {missing}")
+
+
+def _check_memory(m, syms: dict, offsets: dict) -> dict:
+    """Read kernel data through the shared RAM file and sanity-check the
+    profile: ``phys_base`` must be 0 (kernel at its link address), and
+    ``init_task.comm`` must read "swapper/0"."""
+    def u64(virt: int) -> int:
+        return struct.unpack("<Q", m.read_phys(_kernel_virt_to_phys(virt),
+                                               8))[0]
+
+    facts: dict = {}
+    if "phys_base" in syms:
+        phys_base = u64(int(syms["phys_base"], 16))
+        if phys_base != 0:
+            raise ImageError(f"phys_base is {phys_base:#x}, expected 0 with "
+                             "nokaslr")
+        facts["phys_base"] = "0x0"
+    facts["start_kernel_map"] = hex(_START_KERNEL_MAP)
+    if "page_offset_base" in syms:
+        facts["page_offset_base"] = hex(u64(int(syms["page_offset_base"],
+                                                16)))
+    facts["per_cpu_offset0"] = hex(u64(int(syms["__per_cpu_offset"], 16)))
+    t = offsets["task_struct"]
+    comm = m.read_phys(_kernel_virt_to_phys(int(syms["init_task"], 16))
+                       + t["comm"], t["comm_size"]).split(b"\0")[0]
+    if comm != b"swapper/0":
+        raise ImageError(f"init_task.comm reads {comm!r}, not 'swapper/0': "
+                         "the BTF offsets or symbols are wrong")
+    facts["paging_levels"] = 4
+    return facts
+
+
+def _write_profile(d: Path, profile: dict) -> None:
+    tmp = d / "profile.json.tmp"
+    tmp.write_text(json.dumps(profile, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, d / "profile.json")
+
+
+# --------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pandagpm.image",
+                                 description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the image (or reuse the cache)")
+    b.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
+    b.add_argument("--force", action="store_true", help="rebuild anyway")
+    i = sub.add_parser("info", help="print the cached image's profile")
+    i.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
+    i.add_argument("--path", action="store_true",
+                   help="print only the image directory")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            if args.force:
+                img = build_image(args.arch, force=True)
+            else:
+                img = get_image(args.arch)
+            print(img.path)
+        else:
+            have = cached_images(args.arch)
+            if not have:
+                print(f"no {args.arch} image in {_images_dir()}; run "
+                      "`python -m pandagpm.image build`", file=sys.stderr)
+                return 1
+            if args.path:
+                print(have[0].path)
+            else:
+                print(json.dumps(have[0].profile, indent=2, sort_keys=True))
+    except ImageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away; that is not an error.
+        sys.stderr.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
