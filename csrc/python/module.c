@@ -506,6 +506,11 @@ static PyMethodDef py_module_methods[] = {
      "add_plugin_dir(dir): append a directory to the search path."},
     {"clear_plugin_dirs", py_clear_plugin_dirs, METH_NOARGS,
      "clear_plugin_dirs(): forget the directories of add_plugin_dir()."},
+    {"inject", (PyCFunction)(void (*)(void))gpm__py_inject,
+     METH_VARARGS | METH_KEYWORDS,
+     "inject(host, elf, profile, proc_name=None, require_root=True, "
+     "argv=(), timeout=30.0) -> dict: run linjector on a GdbHost; waits "
+     "without the GIL."},
     {NULL, NULL, 0, NULL},
 };
 

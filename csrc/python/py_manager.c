@@ -614,6 +614,19 @@ static PyObject *py_manager_started(py_manager *self, PyObject *args)
     return PyBool_FromLong(rc);
 }
 
+static PyObject *py_manager_daemon_channel(py_manager *self,
+                                           PyObject *Py_UNUSED(ignored))
+{
+    gpm_channel_id_t id;
+    int rc;
+
+    rc = gpm_daemon_channel(self->mgr, &id);
+    if (rc != 0)
+        return gpm__py_raise(py_manager_module(self), rc,
+                             "the guest_daemon channel");
+    return PyLong_FromUnsignedLong(id);
+}
+
 static PyObject *py_manager_close(py_manager *self, PyObject *args)
 {
     PyThreadState *ts;
@@ -991,6 +1004,9 @@ static PyMethodDef py_manager_methods[] = {
      "pending(id) -> (bytes, msgs): what is queued host -> guest."},
     {"started", (PyCFunction)py_manager_started, METH_VARARGS,
      "started(id) -> bool: whether the guest sent START on id."},
+    {"daemon_channel", (PyCFunction)py_manager_daemon_channel, METH_NOARGS,
+     "daemon_channel() -> int: the guest_daemon channel, created if "
+     "needed."},
     {"close", (PyCFunction)py_manager_close, METH_VARARGS,
      "close(id): destroys the channel and releases its callback."},
     {"add_guest_plugin",

@@ -46,4 +46,15 @@ int gpm__py_gdbhost_exec(PyObject *module);
  */
 gpm_manager_t *gpm__py_manager_get(PyObject *obj);
 
+/*
+ * The stock-QEMU host wrapped by a _gpm.GdbHost object, or NULL with
+ * TypeError (not a GdbHost) or an error (closed) set. Valid while @obj
+ * lives and is not closed.
+ */
+struct gpm_qemu_host;
+struct gpm_qemu_host *gpm__py_gdbhost_get(PyObject *obj);
+
+/* _gpm.inject(host, elf, profile, ...): see py_inject.c. */
+PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs);
+
 #endif /* GPM_PYMOD_H */

@@ -1,0 +1,256 @@
+/*
+ * guest_ram.c - guest RAM mapping and the x86_64 page walk. See
+ * guest_ram.h.
+ */
+#include "qemu/guest_ram.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PTE_P        (1ull << 0)
+#define PTE_RW       (1ull << 1)
+#define PTE_US       (1ull << 2)
+#define PTE_PS       (1ull << 7)
+#define ADDR_MASK    0x000ffffffffff000ull
+#define ADDR_MASK_1G 0x000fffffc0000000ull
+#define ADDR_MASK_2M 0x000fffffffe00000ull
+#define FOUR_G       0x100000000ull
+
+void gpm__ram_init_buffer(gpm__ram_t *ram, void *buf, uint64_t size,
+                          uint64_t below_4g)
+{
+    ram->base = buf;
+    ram->size = size;
+    ram->below_4g = below_4g == 0 || below_4g > size ? size : below_4g;
+    ram->fd = -1;
+}
+
+int gpm__ram_open(gpm__ram_t *ram, const char *path, uint64_t size,
+                  uint64_t below_4g)
+{
+    struct stat st;
+    void *p;
+    int fd;
+
+    memset(ram, 0, sizeof(*ram));
+    ram->fd = -1;
+    if (!path || size == 0 || size > SIZE_MAX) {
+        return GPM_EINVAL;
+    }
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT   ? GPM_ENOENT
+               : errno == EACCES ? GPM_EACCES
+                                 : GPM_EIO;
+    }
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < size) {
+        close(fd);
+        return GPM_EINVAL;
+    }
+    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return GPM_ENOMEM;
+    }
+    gpm__ram_init_buffer(ram, p, size, below_4g);
+    ram->fd = fd;
+    return 0;
+}
+
+void gpm__ram_close(gpm__ram_t *ram)
+{
+    if (ram->fd >= 0) {
+        munmap(ram->base, (size_t)ram->size);
+        close(ram->fd);
+    }
+    memset(ram, 0, sizeof(*ram));
+    ram->fd = -1;
+}
+
+uint8_t *gpm__ram_phys(const gpm__ram_t *ram, uint64_t pa, uint64_t len)
+{
+    uint64_t off;
+
+    if (!ram->base) {
+        return NULL;
+    }
+    if (pa < ram->below_4g) {
+        if (len > ram->below_4g - pa) {
+            return NULL;
+        }
+        off = pa;
+    } else if (pa >= FOUR_G && pa - FOUR_G < ram->size - ram->below_4g) {
+        if (len > ram->size - ram->below_4g - (pa - FOUR_G)) {
+            return NULL;
+        }
+        off = ram->below_4g + (pa - FOUR_G);
+    } else {
+        return NULL;
+    }
+    return ram->base + off;
+}
+
+int gpm__ram_read_phys(const gpm__ram_t *ram, uint64_t pa, void *buf,
+                       size_t len)
+{
+    const uint8_t *p;
+
+    if (len == 0) {
+        return 0;
+    }
+    p = gpm__ram_phys(ram, pa, len);
+    if (!p) {
+        return GPM_EFAULT;
+    }
+    memcpy(buf, p, len);
+    return 0;
+}
+
+/* Reads the 8-byte table entry at guest-physical @pa (little-endian). */
+static int read_entry(const gpm__ram_t *ram, uint64_t pa, uint64_t *e)
+{
+    const uint8_t *p = gpm__ram_phys(ram, pa, 8);
+    uint64_t v = 0;
+    int i;
+
+    if (!p) {
+        return GPM_EFAULT;
+    }
+    for (i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    *e = v;
+    return 0;
+}
+
+int gpm__ram_xlate(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
+                   gpm__xlate_t *out)
+{
+    static const unsigned shifts[4] = {39, 30, 21, 12};
+    uint64_t table = cr3 & ADDR_MASK;
+    bool rw = true, us = true;
+    int level;
+
+    /* Bits 63..47 must all equal bit 47. */
+    if (((int64_t)(va << 16) >> 16) != (int64_t)va) {
+        return GPM_EFAULT;
+    }
+    for (level = 0; level < 4; level++) {
+        uint64_t idx = (va >> shifts[level]) & 511;
+        uint64_t e;
+
+        if (read_entry(ram, table + idx * 8, &e) < 0 || !(e & PTE_P)) {
+            return GPM_EFAULT;
+        }
+        rw = rw && (e & PTE_RW);
+        us = us && (e & PTE_US);
+        if (level == 1 && (e & PTE_PS)) {
+            out->phys = (e & ADDR_MASK_1G) | (va & 0x3fffffffull);
+            out->page_left = (1ull << 30) - (va & 0x3fffffffull);
+            break;
+        }
+        if (level == 2 && (e & PTE_PS)) {
+            out->phys = (e & ADDR_MASK_2M) | (va & 0x1fffffull);
+            out->page_left = (1ull << 21) - (va & 0x1fffffull);
+            break;
+        }
+        if (level == 3) {
+            out->phys = (e & ADDR_MASK) | (va & 0xfffull);
+            out->page_left = 4096 - (va & 0xfffull);
+            break;
+        }
+        table = e & ADDR_MASK;
+    }
+    out->writable = rw;
+    out->user = us;
+    return 0;
+}
+
+/* The host pointer and length of the first piece of [va, va+len). */
+static int piece(const gpm__ram_t *ram, uint64_t cr3, uint64_t va, size_t len,
+                 gpm__xlate_t *x, uint8_t **host, size_t *n)
+{
+    int err = gpm__ram_xlate(ram, cr3, va, x);
+
+    if (err < 0) {
+        return err;
+    }
+    *n = len < x->page_left ? len : (size_t)x->page_left;
+    *host = gpm__ram_phys(ram, x->phys, *n);
+    return *host ? 0 : GPM_EFAULT;
+}
+
+int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
+                       void *buf, size_t len, unsigned flags)
+{
+    uint8_t *dst = buf;
+
+    if (len && va + (len - 1) < va) {
+        return GPM_EFAULT;
+    }
+    while (len) {
+        gpm__xlate_t x;
+        uint8_t *host;
+        size_t n;
+        int err = piece(ram, cr3, va, len, &x, &host, &n);
+
+        if (err < 0) {
+            return err;
+        }
+        if ((flags & GPM__RAM_USER) && !x.user) {
+            return GPM_EFAULT; /* a kernel page is not mapped for users */
+        }
+        memcpy(dst, host, n);
+        dst += n;
+        va += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
+                        const void *buf, size_t len)
+{
+    const uint8_t *src = buf;
+    uint64_t v = va;
+    size_t left = len;
+
+    if (len && va + (len - 1) < va) {
+        return GPM_EFAULT;
+    }
+    /* Check every page first, so a refused range writes nothing. */
+    while (left) {
+        gpm__xlate_t x;
+        uint8_t *host;
+        size_t n;
+        int err = piece(ram, cr3, v, left, &x, &host, &n);
+
+        if (err < 0) {
+            return err;
+        }
+        if (!x.writable || !x.user) {
+            return GPM_EROFS;
+        }
+        v += n;
+        left -= n;
+    }
+    while (len) {
+        gpm__xlate_t x;
+        uint8_t *host;
+        size_t n;
+        int err = piece(ram, cr3, va, len, &x, &host, &n);
+
+        if (err < 0) {
+            return err;
+        }
+        memcpy(host, src, n);
+        src += n;
+        va += n;
+        len -= n;
+    }
+    return 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * linjector_qemu.h - linjector on the stock-QEMU host.
+ *
+ * A breakpoint at the kernel's system call entry (entry_SYSCALL_64) is
+ * armed only while an injection runs: every stop there costs the whole
+ * guest a flush of QEMU's translated code. At each stop the thread is
+ * identified from the per-CPU current_task pointer (read at k_gs_base,
+ * before swapgs) and the task_struct offsets of the image profile, and
+ * handed to the injector; the host then steps off the entry instruction.
+ */
+#ifndef GPM_QEMU_LINJECTOR_H
+#define GPM_QEMU_LINJECTOR_H
+
+#include <stdint.h>
+
+#include "gpm/error.h"
+#include "gpm/injector.h"
+#include "qemu/qemu_host.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the host must know about the guest kernel (the image profile). */
+typedef struct gpm_kernel_profile {
+    uint64_t entry_syscall; /* address of entry_SYSCALL_64 */
+    uint64_t current_task;  /* per-CPU offset of current_task */
+    uint32_t task_pid;      /* offsetof(struct task_struct, pid) */
+    uint32_t task_tgid;
+    uint32_t task_comm;
+    uint32_t task_real_parent;
+    uint32_t task_cred;
+    uint32_t cred_uid; /* offsetof(struct cred, uid) */
+} gpm_kernel_profile_t;
+
+typedef struct gpm_qemu_inject gpm_qemu_inject_t;
+
+/**
+ * gpm_qemu_inject_start() - arm the syscall-entry breakpoint for @inj.
+ * @h:    a started host. @prof: copied. @inj: owned by the caller; it must
+ *        outlive the returned handle and not be used elsewhere meanwhile.
+ * @out:  receives the handle; free it with gpm_qemu_inject_free().
+ *
+ * Call from any thread but the host's I/O thread. Returns 0,
+ * GPM_EINVAL, GPM_ENOENT (no k_gs_base register), GPM_ENOMEM, or an
+ * error of gpm_qemu_host_add_breakpoint().
+ */
+int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
+                          gpm_injector_t *inj, gpm_qemu_inject_t **out);
+
+/**
+ * gpm_qemu_inject_wait() - wait until the injection has ended.
+ * @timeout_ms: < 0 waits without limit.
+ *
+ * Disarms the breakpoint once the injector is done or has failed.
+ * Returns 0 (done), GPM_ECANCELED (failed: see gpm_injector_error()),
+ * GPM_ETIMEDOUT (still waiting for a target, or under way), or a
+ * transport error.
+ */
+int gpm_qemu_inject_wait(gpm_qemu_inject_t *qi, int timeout_ms);
+
+/**
+ * gpm_qemu_inject_stops() - syscall entries seen so far.
+ */
+uint64_t gpm_qemu_inject_stops(gpm_qemu_inject_t *qi);
+
+/**
+ * gpm_qemu_inject_free() - disarm the breakpoint if still armed and free.
+ *
+ * If an injection is under way its process is left as the injector left
+ * it; call only after gpm_qemu_inject_wait() returned 0 or GPM_ECANCELED
+ * unless the guest is being thrown away. NULL is ignored.
+ */
+void gpm_qemu_inject_free(gpm_qemu_inject_t *qi);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPM_QEMU_LINJECTOR_H */

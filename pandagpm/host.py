@@ -1,0 +1,299 @@
+"""The stock-QEMU host, shaped like pypanda's ``Panda`` object.
+
+A script written for pypanda ports by changing one import line::
+
+    from pandare import Panda        # PANDA
+    from pandagpm.host import Panda  # stock QEMU through its gdbstub
+
+``Panda(generic="x86_64")`` builds or reuses the generic image; ``run()``
+boots it from its ``root`` snapshot and runs the functions queued with
+``@panda.queue_blocking`` one after another on a worker thread, until one
+of them calls ``end_analysis()`` (or all of them have returned).
+
+Hypercalls are served in C on the gdbstub host's I/O thread; Python runs
+only in channel callbacks. ``load_guest_plugin`` injects the guest daemon
+with linjector on first use after each revert, then asks it to start the
+plugin.
+"""
+
+import os
+import sys
+import threading
+import time
+import traceback
+
+from . import _gpm, _paths
+from . import image as _image
+from . import qemu as _qemu
+from .errors import GpmError, Timeout, wrap
+from .manager import GuestPluginManager
+
+__all__ = ["Panda", "InjectionFailed"]
+
+# How long linjector waits for a process to enter a system call.
+DEFAULT_INJECT_TIMEOUT = 30.0
+# How long the injected daemon may take to say HELLO.
+DEFAULT_DAEMON_TIMEOUT = 30.0
+
+
+class InjectionFailed(GpmError):
+    """linjector could not start the guest daemon; ``.log`` says why."""
+
+    def __init__(self, message, log=()):
+        super().__init__(_gpm.ECANCELED, "GPM_ECANCELED", message)
+        self.log = list(log)
+
+
+def _kernel_profile(profile):
+    """The fields linjector needs, from an image profile."""
+    k = profile["kernel"]
+    sym = k["symbols"]
+    task = k["offsets"]["task_struct"]
+    return {
+        "entry_syscall": int(sym["entry_SYSCALL_64"], 16),
+        "current_task": int(sym["current_task"], 16),
+        "task_pid": task["pid"],
+        "task_tgid": task["tgid"],
+        "task_comm": task["comm"],
+        "task_real_parent": task["real_parent"],
+        "task_cred": task["cred"],
+        "cred_uid": k["offsets"]["cred"]["uid"],
+    }
+
+
+class Panda:
+    """A generic image under stock QEMU, with pypanda's shape.
+
+    Threads: ``run()`` blocks its caller; queued functions run on one
+    worker thread; channel callbacks run on the gdbstub host's I/O thread
+    and must not wait for the guest.
+    """
+
+    def __init__(self, generic="x86_64", *, snapshot="root", verbose=True,
+                 inject_timeout=DEFAULT_INJECT_TIMEOUT):
+        self.arch_name = generic
+        self.snapshot = snapshot
+        self.verbose = verbose
+        self.inject_timeout = inject_timeout
+        self.image = _image.get_image(generic, progress=verbose)
+        self.machine = None
+        self.gdb = None
+        self.gpm = None
+        self._queue = []
+        self._ended = threading.Event()
+        self._daemon_ready = threading.Event()
+        self._daemon_pid = None
+        self._injected = False
+        self._lock = threading.RLock()
+        self.last_injection = None
+
+    def __repr__(self):
+        state = "running" if self.machine is not None else "stopped"
+        return f"<pandagpm.host.Panda {self.arch_name} {state}>"
+
+    def _log(self, msg):
+        if self.verbose:
+            print(f"[pandagpm] {msg}", file=sys.stderr, flush=True)
+
+    # Emulation.
+
+    def queue_blocking(self, func):
+        """Decorator: run ``func`` on the worker thread during ``run()``."""
+        self._queue.append(func)
+        return func
+
+    def start(self):
+        """Boots the image from its snapshot and attaches the host."""
+        with self._lock:
+            if self.machine is None:
+                self.machine = _qemu.QemuMachine(self.image,
+                                                 snapshot=self.snapshot)
+                self.machine.start()
+                self._attach()
+        return self
+
+    def _attach(self):
+        """A fresh manager and gdbstub host for the current guest state."""
+        self.gpm = GuestPluginManager(arch=self.arch_name)
+        self.gpm.on_event(self._on_event)
+        _paths.register()
+        # The daemon looks this channel up as soon as it starts.
+        self.gpm.manager.daemon_channel()
+        with wrap():
+            self.gdb = _gpm.GdbHost(self.gpm.manager,
+                                    self.machine.gdb_socket_path,
+                                    self.machine.ram_path,
+                                    self.machine.ram_size, self.arch_name)
+            self.gdb.start()
+        self._daemon_ready.clear()
+        self._daemon_pid = None
+        self._injected = False
+
+    def _detach(self):
+        if self.gdb is not None:
+            self.gdb.close()
+            self.gdb = None
+        if self.gpm is not None:
+            self.gpm.close()
+            self.gpm = None
+
+    def _on_event(self, ev):
+        if ev.type == "DAEMON_READY":
+            self._daemon_pid = ev.pid
+            self._daemon_ready.set()
+        elif ev.type in ("PLUGIN_FAILED", "PROTOCOL_ERROR", "GUEST_ERROR"):
+            self._log(f"{ev.type}: {ev.name or ''} {ev.text or ''}".strip())
+
+    @property
+    def manager(self):
+        """The ``_gpm.Manager`` of the current guest state."""
+        return self.gpm.manager if self.gpm is not None else None
+
+    def run(self, timeout=None):
+        """Boots the guest and runs the queued functions; blocks.
+
+        Returns when a queued function calls ``end_analysis()``, when all
+        of them have returned, or after ``timeout`` seconds. An exception
+        in a queued function ends the analysis and is raised here.
+        """
+        self._ended.clear()
+        errors = []
+
+        def worker():
+            try:
+                while self._queue and not self._ended.is_set():
+                    self._queue.pop(0)()
+            except BaseException as err:  # reported to run()'s caller
+                errors.append(err)
+                traceback.print_exc()
+            finally:
+                self._ended.set()
+
+        self.start()
+        t = threading.Thread(target=worker, name="pandagpm-queue",
+                             daemon=True)
+        t.start()
+        try:
+            if not self._ended.wait(timeout):
+                raise Timeout(_gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
+                              f"analysis still running after {timeout} s")
+            t.join(5)
+        finally:
+            self.close()
+        if errors:
+            raise errors[0]
+
+    def end_analysis(self):
+        """Ends ``run()``; safe from any thread, callbacks included."""
+        self._ended.set()
+
+    def close(self):
+        """Detaches and stops QEMU; idempotent."""
+        with self._lock:
+            self._detach()
+            if self.machine is not None:
+                self.machine.stop()
+                self.machine = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # pypanda's guest helpers.
+
+    def revert_sync(self, snapshot="root"):
+        """Reverts the guest to ``snapshot`` and waits for its shell.
+
+        Channels and plugins of the previous guest state are gone.
+        """
+        self.start()
+        with self._lock:
+            self._detach()
+            t0 = time.monotonic()
+            self.machine.revert(snapshot)
+            self._attach()
+            self._log(f"reverted to {snapshot!r} in "
+                      f"{time.monotonic() - t0:.2f} s")
+
+    def run_serial_cmd(self, cmd, timeout=30, no_timeout=False):
+        """Runs ``cmd`` on the guest's serial console; returns its output."""
+        self.start()
+        return self.machine.run_serial_cmd(
+            cmd, timeout=None if no_timeout else timeout)
+
+    # Guest plugins.
+
+    def ensure_daemon(self, timeout=None, proc_name=None, require_root=True):
+        """Injects the guest daemon once per boot or revert.
+
+        Raises InjectionFailed with linjector's log, or Timeout if no
+        matching process made a system call in time.
+        """
+        self.start()
+        with self._lock:
+            if self._injected:
+                return self._daemon_pid
+            timeout = self.inject_timeout if timeout is None else timeout
+            info = self.gpm.find_plugin("guest_daemon")
+            with open(info.path, "rb") as f:
+                elf = f.read()
+            self._log(f"injecting guest_daemon ({len(elf)} bytes)")
+            t0 = time.monotonic()
+            with wrap():
+                res = _gpm.inject(self.gdb, elf,
+                                  _kernel_profile(self.image.profile),
+                                  proc_name=proc_name,
+                                  require_root=require_root, argv=["-n"],
+                                  timeout=timeout)
+            self.last_injection = res
+            for line in res["log"]:
+                self._log(line)
+            if res["state"] != "done":
+                if res["state"] == "waiting":
+                    who = "a root process" if require_root else "a process"
+                    if proc_name:
+                        who += f" named {proc_name!r}"
+                    raise Timeout(
+                        _gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
+                        f"no injection: {who} made no system call within "
+                        f"{timeout:g} s ({res['stops']} syscalls seen)")
+                raise InjectionFailed(
+                    f"linjector failed: {res['error'] or res['code_name']}",
+                    res["log"])
+            if not self._daemon_ready.wait(DEFAULT_DAEMON_TIMEOUT):
+                raise Timeout(_gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
+                              "the injected guest daemon did not say HELLO "
+                              f"within {DEFAULT_DAEMON_TIMEOUT:g} s")
+            self._injected = True
+            self._log(f"guest daemon ready (pid {self._daemon_pid}) in "
+                      f"{time.monotonic() - t0:.2f} s")
+            return self._daemon_pid
+
+    def load_guest_plugin(self, name, callback=None, path=None, **kwargs):
+        """Runs guest plugin ``name``; returns its Channel.
+
+        Injects the daemon first if this guest state has none.
+        """
+        self.ensure_daemon()
+        return self.gpm.load_guest_plugin(name, callback, path, **kwargs)
+
+    def add_guest_plugin(self, name, path=None, callback=None):
+        """The original API: loads ``name``; returns its channel id."""
+        return self.load_guest_plugin(name, callback, path).id
+
+    def channel_write(self, channel_id, data):
+        self.gpm.channel_write(channel_id, data)
+
+    def get_channel_from_name(self, name):
+        return self.gpm.get_channel_from_name(name)
+
+    def allocate_channel(self, callback=None, name=None):
+        return self.gpm.allocate_channel(callback, name)
+
+
+def _default_env():
+    """Where QEMU's RAM file goes; /dev/shm keeps it off the disk."""
+    return os.environ.get("PANDAGPM_RUN_DIR", "/dev/shm")
