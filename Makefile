@@ -28,11 +28,14 @@ all: build
 deps:
 	@bash scripts/install-system-deps.sh
 
+# The checkout itself is on the venv's path (a .pth file), so examples and
+# scripts find pandagpm from any directory once it is built in place.
 $(VPY):
 	@echo "[venv] creating $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "setuptools>=61" wheel "pytest>=7"
+	$(VPY) -c 'import site, sys; open(site.getsitepackages()[0] + "/pandagpm-checkout.pth", "w").write(sys.argv[1] + "\n")' "$(CURDIR)"
 
 venv: $(VPY)
 

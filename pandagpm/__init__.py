@@ -47,11 +47,14 @@ _LAZY = {
     "list_plugins": "manager",
     "add_plugin_dir": "manager",
     "arch_info": "manager",
+    "load_guest_plugin": "panda_host",
+    "Panda": "host",
+    "InjectionFailed": "host",
 }
 
 # Submodules reachable as attributes without an explicit import.
 _SUBMODULES = ("errors", "channels", "manager", "testing", "image", "qemu",
-               "btf")
+               "btf", "host", "panda_host")
 
 __all__ = sorted(_LAZY)
 

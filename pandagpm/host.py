@@ -7,8 +7,8 @@ A script written for pypanda ports by changing one import line::
 
 ``Panda(generic="x86_64")`` builds or reuses the generic image; ``run()``
 boots it from its ``root`` snapshot and runs the functions queued with
-``@panda.queue_blocking`` one after another on a worker thread, until one
-of them calls ``end_analysis()`` (or all of them have returned).
+``@panda.queue_blocking`` one after another on a worker thread; as with
+pypanda, emulation goes on until something calls ``end_analysis()``.
 
 Hypercalls are served in C on the gdbstub host's I/O thread; Python runs
 only in channel callbacks. ``load_guest_plugin`` injects the guest daemon
@@ -16,7 +16,6 @@ with linjector on first use after each revert, then asks it to start the
 plugin.
 """
 
-import os
 import sys
 import threading
 import time
@@ -34,13 +33,17 @@ __all__ = ["Panda", "InjectionFailed"]
 DEFAULT_INJECT_TIMEOUT = 30.0
 # How long the injected daemon may take to say HELLO.
 DEFAULT_DAEMON_TIMEOUT = 30.0
+# After this long without a target, Enter is pressed on the console.
+NUDGE_AFTER = 0.5
 
 
 class InjectionFailed(GpmError):
     """linjector could not start the guest daemon; ``.log`` says why."""
 
-    def __init__(self, message, log=()):
-        super().__init__(_gpm.ECANCELED, "GPM_ECANCELED", message)
+    default_code = _gpm.ECANCELED
+
+    def __init__(self, message=None, code=None, log=()):
+        super().__init__(message, code)
         self.log = list(log)
 
 
@@ -152,9 +155,10 @@ class Panda:
     def run(self, timeout=None):
         """Boots the guest and runs the queued functions; blocks.
 
-        Returns when a queued function calls ``end_analysis()``, when all
-        of them have returned, or after ``timeout`` seconds. An exception
-        in a queued function ends the analysis and is raised here.
+        Returns when something (a queued function, a channel callback)
+        calls ``end_analysis()``, or raises Timeout after ``timeout``
+        seconds. An exception in a queued function ends the analysis and
+        is raised here.
         """
         self._ended.clear()
         errors = []
@@ -166,7 +170,6 @@ class Panda:
             except BaseException as err:  # reported to run()'s caller
                 errors.append(err)
                 traceback.print_exc()
-            finally:
                 self._ended.set()
 
         self.start()
@@ -175,8 +178,7 @@ class Panda:
         t.start()
         try:
             if not self._ended.wait(timeout):
-                raise Timeout(_gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
-                              f"analysis still running after {timeout} s")
+                raise Timeout(f"analysis still running after {timeout} s")
             t.join(5)
         finally:
             self.close()
@@ -226,11 +228,16 @@ class Panda:
 
     # Guest plugins.
 
-    def ensure_daemon(self, timeout=None, proc_name=None, require_root=True):
+    def ensure_daemon(self, timeout=None, proc_name=None, require_root=True,
+                      nudge=True):
         """Injects the guest daemon once per boot or revert.
 
-        Raises InjectionFailed with linjector's log, or Timeout if no
-        matching process made a system call in time.
+        linjector needs a process that enters a system call, and an idle
+        guest makes none: its shell sits blocked in read(). With ``nudge``
+        Enter is pressed on the serial console if the injection has not
+        finished after half a second, which wakes the shell; a busy guest
+        never needs it. Raises InjectionFailed with linjector's log, or
+        Timeout if no matching process made a system call in time.
         """
         self.start()
         with self._lock:
@@ -242,12 +249,19 @@ class Panda:
                 elf = f.read()
             self._log(f"injecting guest_daemon ({len(elf)} bytes)")
             t0 = time.monotonic()
-            with wrap():
-                res = _gpm.inject(self.gdb, elf,
-                                  _kernel_profile(self.image.profile),
-                                  proc_name=proc_name,
-                                  require_root=require_root, argv=["-n"],
-                                  timeout=timeout)
+            done = threading.Event()
+            if nudge:
+                threading.Thread(target=self._nudge, args=(done,),
+                                 daemon=True, name="pandagpm-nudge").start()
+            try:
+                with wrap():
+                    res = _gpm.inject(self.gdb, elf,
+                                      _kernel_profile(self.image.profile),
+                                      proc_name=proc_name,
+                                      require_root=require_root,
+                                      argv=["-n"], timeout=timeout)
+            finally:
+                done.set()
             self.last_injection = res
             for line in res["log"]:
                 self._log(line)
@@ -257,20 +271,28 @@ class Panda:
                     if proc_name:
                         who += f" named {proc_name!r}"
                     raise Timeout(
-                        _gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
                         f"no injection: {who} made no system call within "
                         f"{timeout:g} s ({res['stops']} syscalls seen)")
                 raise InjectionFailed(
                     f"linjector failed: {res['error'] or res['code_name']}",
-                    res["log"])
+                    log=res["log"])
             if not self._daemon_ready.wait(DEFAULT_DAEMON_TIMEOUT):
-                raise Timeout(_gpm.ETIMEDOUT, "GPM_ETIMEDOUT",
-                              "the injected guest daemon did not say HELLO "
+                raise Timeout("the injected guest daemon did not say HELLO "
                               f"within {DEFAULT_DAEMON_TIMEOUT:g} s")
             self._injected = True
             self._log(f"guest daemon ready (pid {self._daemon_pid}) in "
                       f"{time.monotonic() - t0:.2f} s")
             return self._daemon_pid
+
+    def _nudge(self, done):
+        """Presses Enter on the console once if the injection lingers."""
+        if done.wait(NUDGE_AFTER):
+            return
+        try:
+            self.machine.send_serial(b"\n")
+            self._log("no system call yet: pressed Enter on the console")
+        except Exception as err:  # the machine may be going away
+            self._log(f"could not nudge the guest: {err}")
 
     def load_guest_plugin(self, name, callback=None, path=None, **kwargs):
         """Runs guest plugin ``name``; returns its Channel.
@@ -293,7 +315,3 @@ class Panda:
     def allocate_channel(self, callback=None, name=None):
         return self.gpm.allocate_channel(callback, name)
 
-
-def _default_env():
-    """Where QEMU's RAM file goes; /dev/shm keeps it off the disk."""
-    return os.environ.get("PANDAGPM_RUN_DIR", "/dev/shm")

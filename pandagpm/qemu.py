@@ -395,7 +395,11 @@ class _QMP:
         self.execute("qmp_capabilities")
 
     def _read(self) -> dict:
-        line = self._file.readline()
+        try:
+            line = self._file.readline()
+        except OSError as err:  # e.g. ECONNRESET when QEMU quits or dies
+            raise QemuError(f"the QMP monitor failed: {err} "
+                            "(QEMU exited?)") from err
         if not line:
             raise QemuError("the QMP monitor closed (QEMU exited?)")
         return json.loads(line)
@@ -734,6 +738,12 @@ class QemuMachine:
         return time.monotonic() - t0
 
     # -- serial console ----------------------------------------------------
+
+    def send_serial(self, data: bytes) -> None:
+        """Types ``data`` on the serial console (e.g. ``b"\\n"``)."""
+        self._require()
+        assert self._serial is not None
+        self._serial.write(data)
 
     def wait_for_shell(self, timeout: float = 30) -> float:
         """Wait until the guest shell runs commands; return the seconds."""

@@ -1,0 +1,154 @@
+"""linjector and the load path on the real guest (issue 5's acceptance).
+
+One machine for the module; every test starts from the ``root`` snapshot,
+so each one injects a fresh daemon.
+"""
+
+import queue
+import shutil
+import time
+
+import pytest
+
+from pandagpm import channel_recv
+
+pytestmark = pytest.mark.e2e
+
+if shutil.which("qemu-system-x86_64") is None:
+    pytest.skip("qemu-system-x86_64 is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def panda():
+    from pandagpm.host import Panda
+
+    p = Panda(generic="x86_64", verbose=True)
+    p.start()
+    yield p
+    p.close()
+
+
+def daemon_count(panda):
+    """How many guest daemons run in the guest (by their argv)."""
+    out = panda.run_serial_cmd("ps | grep -c '[g]uest_daemon'")
+    return int(out.strip())
+
+
+def load_etc_count(panda):
+    got = queue.Queue()
+
+    @channel_recv
+    def on_count(channel_id: int, msg: bytes):
+        got.put(msg)
+
+    panda.load_guest_plugin("etc_count", on_count)
+    msg = got.get(timeout=60)
+    assert len(msg) == 4
+    return int.from_bytes(msg, "little")
+
+
+def test_etc_count_matches_the_shell(panda):
+    panda.revert_sync("root")
+    count = load_etc_count(panda)
+    shell = int(panda.run_serial_cmd("ls -A /etc | wc -l").strip())
+    assert count == shell
+    # Make the comparison mean something: add an entry and count again.
+    panda.run_serial_cmd("touch /etc/pandagpm-extra")
+    panda.gpm.close_channel(panda.get_channel_from_name("etc_count"))
+    assert load_etc_count(panda) == shell + 1
+
+
+def test_inject_while_the_shell_is_idle(panda):
+    panda.revert_sync("root")
+    pid = panda.ensure_daemon(timeout=30)
+    assert pid > 1
+    res = panda.last_injection
+    assert res["state"] == "done"
+    assert res["child"] == pid
+    # The hijacked shell was restored: it still answers, as itself.
+    assert panda.run_serial_cmd("echo still here") == "still here"
+    assert panda.run_serial_cmd("echo $$").strip() == str(res["tgid"])
+    assert daemon_count(panda) == 1
+
+
+def test_inject_while_a_busy_loop_runs(panda):
+    panda.revert_sync("root")
+    panda.run_serial_cmd("(while :; do :; done) & echo $! > /tmp/busy")
+    try:
+        assert panda.ensure_daemon(timeout=30) > 1
+        assert load_etc_count(panda) > 0
+        assert panda.run_serial_cmd("echo ok") == "ok"
+        # The loop kept running through the injection.
+        busy = panda.run_serial_cmd("cat /tmp/busy").strip()
+        assert panda.run_serial_cmd(f"kill -0 {busy} && echo alive") == "alive"
+    finally:
+        panda.run_serial_cmd("kill $(cat /tmp/busy)")
+
+
+def test_second_load_does_not_inject_again(panda):
+    panda.revert_sync("root")
+    load_etc_count(panda)
+    first = panda.last_injection
+    said = queue.Queue()
+
+    @channel_recv
+    def on_hello(channel_id: int, msg: str):
+        said.put(msg)
+
+    chan = panda.load_guest_plugin("hello", on_hello)
+    assert panda.last_injection is first
+    assert said.get(timeout=60) == "hello from the guest!"
+    assert said.get(timeout=60) == "today's lucky number is: 3"
+    chan.write((77).to_bytes(4, "little"))
+    assert said.get(timeout=60) == "the number you sent the guest was: 77"
+    assert daemon_count(panda) == 1
+
+
+def test_require_root_with_only_non_root_processes(panda):
+    from pandagpm import Timeout
+
+    panda.revert_sync("root")
+    # A non-root process that makes system calls all the time; the root
+    # shell stays idle in read() and nothing presses Enter.
+    panda.run_serial_cmd(
+        "su user -c 'while :; do usleep 20000; done' >/dev/null 2>&1 &"
+        " echo $! > /tmp/loop")
+    # The root shell makes a few calls after a command (prompt, terminal
+    # set-up) before it blocks in read(); let it get there.
+    time.sleep(2)
+    try:
+        with pytest.raises(Timeout) as err:
+            panda.ensure_daemon(timeout=4, nudge=False)
+        msg = str(err.value)
+        assert "root process" in msg
+        assert "4 s" in msg
+        seen = panda.last_injection["stops"]
+        assert seen > 0, "the non-root loop made no system call"
+        assert panda.last_injection["state"] == "waiting"
+        assert daemon_count(panda) == 0
+        assert panda.run_serial_cmd("echo ok") == "ok"
+        assert panda.run_serial_cmd("id -u user") == "1000"
+    finally:
+        panda.run_serial_cmd("kill $(cat /tmp/loop)")
+
+
+def test_the_demo(tmp_path):
+    """``make demo``'s script: its count equals the shell's, same session."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "examples/demo.py"], cwd=root,
+                          env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    count = re.search(r"^Guest /etc file count: (\d+)$", out, re.M)
+    shell = re.search(r"ls -A /etc \| wc -l = (\d+)$", out, re.M)
+    assert count and shell, out
+    assert int(count.group(1)) == int(shell.group(1))
+    assert "guest -> host: today's lucky number is: 3" in out
+    assert "guest -> host: the number you sent the guest was: 31337" in out
