@@ -43,14 +43,16 @@ def receive_etc_count(channel_id: int, msg: bytes):
 @panda.queue_blocking
 def run_cmd():
     panda.revert_sync("root")
+    # linjector starts the guest daemon by hijacking the next process that
+    # makes a system call. Right after the revert the guest may be idle
+    # (its shell waits on the console), so leave it a process that will
+    # make some in a moment. (The walkthrough's `panda.run_serial_cmd("cat")`
+    # played this part, but never ended.)
+    panda.run_serial_cmd("(sleep 1; ls -A /etc >/dev/null) &")
     # Channels made before a revert belong to the old guest state, so the
-    # plugin is loaded after it. On PANDA, pandagpm's linjector plugin
-    # starts the guest daemon in the next process that makes a system call
-    # (the command below); the stock-QEMU host starts it before returning.
+    # plugin is loaded after it. The stock-QEMU host starts the daemon
+    # before this returns; on PANDA, linjector starts it in the background.
     pandagpm.load_guest_plugin(panda, "etc_count", receive_etc_count)
-    # The walkthrough's `panda.run_serial_cmd("cat")` gave linjector a
-    # process to hijack and waited forever; this command does the same job
-    # and also ends, and gives the number to check against.
     expected = int(panda.run_serial_cmd("ls -A /etc | wc -l").split()[-1])
     ok = counted.wait(60)
     if not ok:

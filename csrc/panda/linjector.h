@@ -1,0 +1,26 @@
+/*
+ * linjector.h - what the linjector PANDA plugin offers other plugins.
+ *
+ * Self-contained; no PANDA header needed.
+ */
+#ifndef LINJECTOR_H
+#define LINJECTOR_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * PPP callback (PPP_REG_CB("linjector", before_guest_inject, fn)): a
+ * process has just been chosen and its registers saved; the first
+ * injected system call runs when the guest continues. @cpu is only valid
+ * during the call. Runs on the emulator thread, once per injection.
+ */
+struct CPUState;
+typedef void (*before_guest_inject_t)(struct CPUState *cpu);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LINJECTOR_H */

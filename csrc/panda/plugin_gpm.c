@@ -1,0 +1,225 @@
+/*
+ * plugin_gpm.c - the guest_plugin_manager PANDA plugin.
+ *
+ * Owns the process-wide manager (gpm_panda_api.c), answers the guest's
+ * hypercalls (PANDA_CB_GUEST_HYPERCALL: CPUID on x86, PANDA's hypercall
+ * instruction on the other targets), answers monitor commands, and loads
+ * linjector to start the guest daemon.
+ *
+ * Arguments (-panda guest_plugin_manager:key=value,...):
+ *   guest_daemon=PATH  the guest daemon's static ELF (default: found as
+ *                      "guest_daemon" on the inventory search path);
+ *   plugin_dir=DIR     one more directory for the inventory search path;
+ *   proc_name=NAME     handed to linjector: hijack only this process;
+ *   require_root       handed to linjector: hijack only a root process;
+ *   no_inject          do not load linjector (start the daemon yourself).
+ *
+ * PANDA runs the hypercall callback as part of executing the instruction:
+ * when it returns true the instruction's own effect is skipped and the
+ * guest continues after it, so, unlike the stock-QEMU host, nothing here
+ * moves the program counter.
+ */
+#include "panda/plugin.h"
+#include "panda/plugin_plugin.h"
+
+#include "monitor/monitor.h"
+
+#include <stdio.h>
+
+#include "gpm_panda_api.h"
+#include "gpm_panda_host.h"
+
+bool init_plugin(void *self);
+void uninit_plugin(void *self);
+
+PPP_PROT_REG_CB(on_guest_agent_load)
+PPP_CB_BOILERPLATE(on_guest_agent_load)
+
+/* The CPU whose hypercall is being handled, for the PPP callback. */
+static CPUState *hc_cpu;
+static bool reported_host_error;
+
+static void on_manager_event(const gpm_event_t *ev, void *opaque)
+{
+    (void)opaque;
+    switch (ev->type) {
+    case GPM_EVENT_DAEMON_READY:
+        fprintf(stderr, "guest_plugin_manager: guest daemon ready (pid %lld)\n",
+                (long long)ev->pid);
+        PPP_RUN_CB(on_guest_agent_load, hc_cpu);
+        break;
+    case GPM_EVENT_PLUGIN_STARTED:
+        fprintf(stderr, "guest_plugin_manager: %s started (pid %lld)\n",
+                ev->name != NULL ? ev->name : "?", (long long)ev->pid);
+        break;
+    case GPM_EVENT_PLUGIN_EXITED:
+        fprintf(stderr, "guest_plugin_manager: %s exited (status 0x%llx)\n",
+                ev->name != NULL ? ev->name : "?",
+                (unsigned long long)ev->status);
+        break;
+    case GPM_EVENT_PROTOCOL_ERROR:
+        fprintf(stderr, "guest_plugin_manager: malformed frame from the "
+                        "guest daemon\n");
+        break;
+    default:
+        break;
+    }
+}
+
+static bool on_hypercall(CPUState *cpu)
+{
+    gpm_manager_t *m = gpm_panda_api_manager();
+    bool handled = false;
+    int rc;
+
+    if (m == NULL)
+        return false;
+    hc_cpu = cpu;
+    rc = gpm_hypercall_handle(m, &gpm_panda_host_ops, cpu, &handled);
+    hc_cpu = NULL;
+    if (rc != 0 && !reported_host_error) {
+        /* A register the glue cannot reach: a bug, reported once. */
+        reported_host_error = true;
+        fprintf(stderr,
+                "guest_plugin_manager: hypercall registers unreachable: %s\n",
+                gpm_strerror(rc));
+    }
+    return handled;
+}
+
+/*
+ * A snapshot was loaded (-loadvm, a revert, replay start): if the guest
+ * had talked to us, that guest state is gone, so start over like the
+ * stock-QEMU host does after a revert. Plugins added before the guest's
+ * first hypercall are kept.
+ */
+static void on_after_loadvm(CPUState *cpu)
+{
+    gpm_channel_id_t id;
+
+    (void)cpu;
+    if (gpm_panda_api_reset_if_used() != 1)
+        return;
+    fprintf(stderr, "guest_plugin_manager: snapshot loaded; channels and "
+                    "guest plugins of the previous state closed\n");
+    /* The next daemon looks its channel up as soon as it starts. */
+    gpm_daemon_channel(gpm_panda_api_manager(), &id);
+}
+
+static void monitor_print(void *opaque, const char *line)
+{
+    monitor_printf((Monitor *)opaque, "%s\n", line);
+}
+
+static int on_monitor(Monitor *mon, const char *cmd)
+{
+    gpm_panda_api_monitor(cmd, monitor_print, mon);
+    return 0;
+}
+
+/* Passes our linjector arguments on and loads it. */
+static bool start_linjector(gpm_arch_t arch, const char *daemon,
+                            const char *proc_name, bool require_root)
+{
+    char why[2048] = "";
+    gpm_plugin_info_t *info = g_new0(gpm_plugin_info_t, 1);
+    char *arg;
+    int rc = 0;
+
+    if (daemon == NULL) {
+        rc =
+            gpm_plugin_find("guest_daemon", NULL, arch, info, why, sizeof(why));
+        daemon = info->path;
+    }
+    if (rc != 0) {
+        fprintf(stderr,
+                "guest_plugin_manager: no guest daemon for %s: %s (%s); "
+                "pass guest_daemon=PATH or set EXTRA_GUEST_PLUGINS_PATH\n",
+                gpm_arch_info(arch)->name, gpm_strerror(rc), why);
+        g_free(info);
+        return false;
+    }
+    arg = g_strdup_printf("guest_binary=%s", daemon);
+    panda_add_arg("linjector", arg);
+    g_free(arg);
+    /* linjector detaches the daemon itself: no fork in the daemon. */
+    panda_add_arg("linjector", "args=-n");
+    if (proc_name != NULL) {
+        arg = g_strdup_printf("proc_name=%s", proc_name);
+        panda_add_arg("linjector", arg);
+        g_free(arg);
+    }
+    if (require_root)
+        panda_add_arg("linjector", "require_root=true");
+    g_free(info);
+    /* panda_require() returns nothing (PANDA stops if loading fails). */
+    panda_require("linjector");
+    return panda_get_plugin_by_name("linjector") != NULL;
+}
+
+bool init_plugin(void *self)
+{
+    panda_arg_list *args = panda_get_args("guest_plugin_manager");
+    char *daemon = g_strdup(panda_parse_string_opt(
+        args, "guest_daemon", NULL, "the guest daemon's static ELF"));
+    char *plugin_dir = g_strdup(panda_parse_string_opt(
+        args, "plugin_dir", NULL, "one more guest plugin directory"));
+    char *proc_name = g_strdup(panda_parse_string_opt(
+        args, "proc_name", NULL, "linjector: hijack only this process"));
+    bool require_root = panda_parse_bool_opt(
+        args, "require_root", "linjector: hijack only a root process");
+    bool no_inject = panda_parse_bool_opt(
+        args, "no_inject", "do not load linjector to start the daemon");
+    gpm_channel_id_t daemon_chan;
+    gpm_arch_t arch;
+    panda_cb pcb;
+    bool ok = false;
+    int rc;
+
+    panda_free_args(args);
+    rc = gpm_panda_guest_arch(&arch);
+    if (rc != 0) {
+        fprintf(stderr, "guest_plugin_manager: this PANDA target has no "
+                        "pandagpm hypercall ABI\n");
+        goto out;
+    }
+    if (plugin_dir != NULL && (rc = gpm_inventory_add_dir(plugin_dir)) != 0) {
+        fprintf(stderr, "guest_plugin_manager: plugin_dir=%s: %s\n", plugin_dir,
+                gpm_strerror(rc));
+        goto out;
+    }
+    rc = gpm_panda_api_init(arch, on_manager_event, NULL);
+    if (rc == 0)
+        rc = gpm_daemon_channel(gpm_panda_api_manager(), &daemon_chan);
+    if (rc != 0) {
+        fprintf(stderr, "guest_plugin_manager: %s\n", gpm_strerror(rc));
+        gpm_panda_api_fini();
+        goto out;
+    }
+
+    pcb.guest_hypercall = on_hypercall;
+    panda_register_callback(self, PANDA_CB_GUEST_HYPERCALL, pcb);
+    pcb.monitor = on_monitor;
+    panda_register_callback(self, PANDA_CB_MONITOR, pcb);
+    pcb.after_loadvm = on_after_loadvm;
+    panda_register_callback(self, PANDA_CB_AFTER_LOADVM, pcb);
+
+    if (!no_inject && !start_linjector(arch, daemon, proc_name, require_root)) {
+        gpm_panda_api_fini();
+        goto out;
+    }
+    ok = true;
+out:
+    g_free(daemon);
+    g_free(plugin_dir);
+    g_free(proc_name);
+    return ok;
+}
+
+void uninit_plugin(void *self)
+{
+    (void)self;
+    /* PANDA drops this plugin's callbacks; free every channel. */
+    gpm_panda_api_fini();
+    gpm_inventory_clear_dirs();
+}

@@ -1,0 +1,473 @@
+"""pandagpm on pypanda: guest plugins from a ``pandare.Panda`` script.
+
+::
+
+    from pandare import Panda
+    import pandagpm
+
+    panda = Panda(generic="x86_64")
+
+    @pandagpm.channel_recv
+    def on_count(channel_id: int, msg: bytes):
+        print(int.from_bytes(msg, "little"))
+
+    pandagpm.load_guest_plugin(panda, "etc_count", on_count)
+
+:func:`load_guest_plugin` takes either a pypanda ``Panda`` or pandagpm's
+stock-QEMU host object (anything with a ``load_guest_plugin`` method or a
+``manager`` attribute), so the same script runs on both.
+
+How it works on PANDA
+---------------------
+:class:`PandaHost` registers a ``PANDA_CB_GUEST_HYPERCALL`` callback through
+pandare's own decorator (``panda.cb_guest_hypercall``). For each CPUID the
+callback hands a :class:`PandaCPU` to ``GuestPluginManager.dispatch()``: the
+C core checks the magic value and does the work, and reads registers and
+memory back through the :class:`PandaCPU`, which uses pandare's cffi view of
+the target's ``CPUArchState`` (``cpu.env_ptr``; register numbers are GDB's,
+mapped per architecture below) and libpanda's
+``panda_virtual_memory_read_external``/``_write_external``.
+
+Python is therefore on the hypercall path (one cffi callback and a few
+attribute reads per hypercall). The issue's C hot path, with the
+extension's own C handler registered with libpanda, needs an entry point in
+``pandagpm._gpm`` that does not exist yet; it is future work (see
+docs/panda.md). Callbacks and ops run on PANDA's emulation thread.
+
+Writes into guest memory: libpanda cannot tell a read-only page from a
+writable one, and the kernel's zero page and copy-on-write pages must never
+be written (DESIGN.md 4). On x86_64 in long mode :class:`PandaCPU` walks the
+page tables first (:func:`x86_64_check_user_write`) and refuses such pages
+with ``GPM_EROFS`` (the guest then write-touches its buffer and retries); on
+other targets it relies on the guest library touching its buffers before
+every READ, and reports a failed write as ``GPM_EROFS`` so the guest
+touches and retries.
+
+Starting the guest daemon: if pandagpm's ``linjector`` PANDA plugin is
+built into this PANDA (``make panda-plugins``, docs/panda.md), it is loaded
+and injects the daemon into the first process making a system call.
+Otherwise a warning says so, and :func:`start_guest_daemon` starts it from a
+``@panda.queue_blocking`` function through the serial console.
+"""
+
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+
+from . import _gpm
+from .manager import GuestPluginManager, find_plugin
+
+__all__ = [
+    "PandaHost", "PandaCPU", "attach", "load_guest_plugin",
+    "start_guest_daemon", "is_pandare", "x86_64_check_user_write",
+    "register_map",
+]
+
+#: The names our callbacks are registered under in pandare.
+CALLBACK_NAME = "pandagpm_guest_hypercall"
+LOADVM_CALLBACK_NAME = "pandagpm_after_loadvm"
+
+_HOST_ATTR = "_pandagpm_host"
+
+# QEMU's env->regs[] order for x86: R_EAX R_ECX R_EDX R_EBX R_ESP R_EBP
+# R_ESI R_EDI, then r8-r15. GDB numbers x86_64 rax rbx rcx rdx rsi rdi rbp
+# rsp r8-r15, rip 16; i386 eax ecx edx ebx esp ebp esi edi, eip 8.
+_X86_64_GDB_TO_QEMU = (0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15)
+
+
+def register_map(arch):
+    """GDB register number -> (field path, index) in ``CPUArchState``.
+
+    ``index`` is None for a scalar field. Covers the general-purpose
+    registers and the program counter: what the core uses.
+    """
+    if arch == "x86_64":
+        regs = {n: (("regs",), q) for n, q in enumerate(_X86_64_GDB_TO_QEMU)}
+        regs[16] = (("eip",), None)
+    elif arch == "i386":
+        regs = {n: (("regs",), n) for n in range(8)}
+        regs[8] = (("eip",), None)
+    elif arch == "arm":
+        regs = {n: (("regs",), n) for n in range(16)}
+    elif arch == "aarch64":
+        regs = {n: (("xregs",), n) for n in range(32)}
+        regs[32] = (("pc",), None)
+    elif arch in ("mips", "mipsel", "mips64"):
+        regs = {n: (("active_tc", "gpr"), n) for n in range(32)}
+        regs[37] = (("active_tc", "PC"), None)
+    elif arch == "ppc":
+        regs = {n: (("gpr",), n) for n in range(32)}
+        regs[64] = (("nip",), None)
+    else:
+        raise ValueError(f"pandagpm has no register map for {arch!r}")
+    return regs
+
+
+# x86_64 page-table bits and CPU state bits (QEMU's HF_LMA_MASK, CR4.LA57).
+_PTE_P, _PTE_RW, _PTE_US, _PTE_PS = 0x1, 0x2, 0x4, 0x80
+_PTE_ADDR = 0x000FFFFFFFFFF000
+_HF_LMA = 1 << 14
+_CR4_LA57 = 1 << 12
+_PAGE = 4096
+
+
+def _check_page(cr3, la57, va, phys_read):
+    bits = 57 if la57 else 48
+    top = va >> (bits - 1)
+    if top not in (0, (1 << (65 - bits)) - 1):
+        return _gpm.EFAULT
+    table = cr3 & _PTE_ADDR
+    read_only = False
+    for level in range(5 if la57 else 4, 0, -1):
+        idx = (va >> (12 + 9 * (level - 1))) & 0x1FF
+        raw = phys_read(table + 8 * idx, 8)
+        if raw is None:
+            return _gpm.EFAULT
+        e = int.from_bytes(raw, "little")
+        if not e & _PTE_P:
+            return _gpm.EFAULT
+        if not (e & _PTE_RW and e & _PTE_US):
+            read_only = True
+        if level == 1 or (level in (2, 3) and e & _PTE_PS):
+            break
+        table = e & _PTE_ADDR
+    return _gpm.EROFS if read_only else 0
+
+
+def x86_64_check_user_write(cr3, la57, va, length, phys_read):
+    """May guest user mode write ``[va, va + length)``? (x86_64 paging)
+
+    ``phys_read(paddr, n)`` returns ``n`` bytes of guest physical memory or
+    None. Returns 0, ``_gpm.EFAULT`` (a page not present, a non-canonical
+    address) or ``_gpm.EROFS`` (present but read-only or supervisor-only at
+    some level: the zero page, copy-on-write). The same walk as the C
+    glue's ``gpm_x86_64_check_user_write()``.
+    """
+    if length == 0:
+        return 0
+    end = va + length - 1
+    if end >= 1 << 64:
+        return _gpm.EFAULT
+    page, last = va & ~(_PAGE - 1), end & ~(_PAGE - 1)
+    while True:
+        rc = _check_page(cr3, la57, page, phys_read)
+        if rc:
+            return rc
+        if page == last:
+            return 0
+        page += _PAGE
+
+
+class PandaCPU:
+    """The CPU object ``Manager.dispatch()`` needs, over one ``CPUState``.
+
+    ``panda`` needs only ``ffi`` (pandare's cffi types for the target) and
+    ``libpanda`` (the ``*_external`` memory functions), so tests can pass a
+    stand-in for libpanda. Call :meth:`bind` with the ``CPUState *`` of the
+    stopped CPU before dispatching; the object is only valid while PANDA
+    keeps that CPU stopped in a callback. Failures are returned as negative
+    GPM_E* ints, which the extension passes to the core unchanged.
+    """
+
+    def __init__(self, panda, arch):
+        self._ffi = panda.ffi
+        self._lib = panda.libpanda
+        self.arch = arch
+        self._regs = register_map(arch)
+        self._mask = (1 << _gpm.arch_info(arch)["word_bits"]) - 1
+        self._x86_64 = arch == "x86_64"
+        self.cpu = None
+        self._env = None
+
+    def bind(self, cpu):
+        """Use ``cpu`` (a cffi ``CPUState *``) for the following calls."""
+        self.cpu = cpu
+        self._env = cpu.env_ptr
+
+    def unbind(self):
+        """Forget the CPU (it runs again)."""
+        self.cpu = None
+        self._env = None
+
+    def _slot(self, regno):
+        loc = self._regs.get(regno)
+        if loc is None:
+            return None, None
+        path, index = loc
+        obj = self._env
+        for name in path[:-1]:
+            obj = getattr(obj, name)
+        return (obj, path[-1]) if index is None else \
+            (getattr(obj, path[-1]), index)
+
+    def read_reg(self, regno):
+        obj, key = self._slot(regno)
+        if obj is None:
+            return _gpm.EINVAL
+        value = getattr(obj, key) if isinstance(key, str) else obj[key]
+        return int(value) & self._mask
+
+    def write_reg(self, regno, value):
+        obj, key = self._slot(regno)
+        if obj is None:
+            return _gpm.EINVAL
+        value &= self._mask
+        if isinstance(key, str):
+            setattr(obj, key, value)
+        else:
+            obj[key] = value
+        return 0
+
+    def _in_range(self, addr, length):
+        return 0 <= addr and addr + max(length, 1) - 1 <= self._mask
+
+    def read_mem(self, addr, length):
+        if length == 0:
+            return b""
+        if not self._in_range(addr, length):
+            return _gpm.EFAULT
+        buf = self._ffi.new("char[]", length)
+        if self._lib.panda_virtual_memory_read_external(
+                self.cpu, addr, buf, length) != 0:
+            return _gpm.EFAULT
+        return self._ffi.buffer(buf, length)[:]
+
+    def _phys_read(self, paddr, length):
+        buf = self._ffi.new("uint8_t[]", length)
+        if self._lib.panda_physical_memory_read_external(paddr, buf,
+                                                         length) != 0:
+            return None
+        return self._ffi.buffer(buf, length)[:]
+
+    def write_mem(self, addr, data):
+        length = len(data)
+        if length == 0:
+            return 0
+        if not self._in_range(addr, length):
+            return _gpm.EFAULT
+        fail = _gpm.EROFS
+        if self._x86_64 and self._env.hflags & _HF_LMA:
+            rc = x86_64_check_user_write(
+                int(self._env.cr[3]), bool(self._env.cr[4] & _CR4_LA57),
+                addr, length, self._phys_read)
+            if rc:
+                return rc
+            fail = _gpm.EFAULT  # checked: a failure now is not a retry
+        buf = self._ffi.new("char[]", bytes(data))
+        if self._lib.panda_virtual_memory_write_external(
+                self.cpu, addr, buf, length) != 0:
+            return fail
+        return 0
+
+
+def is_pandare(obj):
+    """True if ``obj`` is a pypanda ``Panda`` (without importing pandare)."""
+    return any(c.__module__.split(".")[0] == "pandare" and c.__name__ ==
+               "Panda" for c in type(obj).__mro__)
+
+
+def _arch_of(panda):
+    arch = getattr(panda, "arch_name", None)
+    if arch is None:
+        raise ValueError(f"{panda!r} has no arch_name")
+    return arch
+
+
+class PandaHost:
+    """pandagpm attached to one pypanda ``Panda``.
+
+    Owns a :class:`~pandagpm.GuestPluginManager` (``.gpm``; ``.manager`` is
+    its ``_gpm.Manager``, so this object is itself a host for
+    GuestPluginManager) and registers the hypercall callback at once.
+
+    ``inject``: "auto" loads pandagpm's ``linjector`` PANDA plugin if this
+    PANDA has it, else warns; "plugin" requires it (``RuntimeError`` if
+    missing); "none" leaves starting the daemon to the caller (see
+    :func:`start_guest_daemon`). ``daemon_path`` overrides the daemon found
+    on the plugin search path; ``proc_name`` and ``require_root`` go to
+    linjector.
+
+    Use :func:`attach` rather than the constructor: one host per Panda.
+    """
+
+    def __init__(self, panda, *, inject="auto", daemon_path=None,
+                 proc_name=None, require_root=False):
+        if inject not in ("auto", "plugin", "none"):
+            raise ValueError(f"inject must be auto, plugin or none, "
+                             f"not {inject!r}")
+        self.panda = panda
+        self.arch = _arch_of(panda)
+        self._new_manager()
+        self.cpu = PandaCPU(panda, self.arch)
+        self.injector = None
+        panda.cb_guest_hypercall(name=CALLBACK_NAME)(self._on_hypercall)
+        panda.cb_after_loadvm(name=LOADVM_CALLBACK_NAME)(self._on_loadvm)
+        if inject != "none":
+            self._inject(inject, daemon_path, proc_name, require_root)
+
+    def __repr__(self):
+        return (f"<pandagpm.PandaHost arch={self.arch} "
+                f"injector={self.injector}>")
+
+    def _new_manager(self):
+        self.gpm = GuestPluginManager(arch=self.arch)
+        self.manager = self.gpm.manager
+        # The daemon looks its channel up as soon as it starts.
+        self.manager.daemon_channel()
+
+    def _on_loadvm(self, cpu):
+        """A snapshot was loaded (a revert, ``-loadvm``, replay start).
+
+        If the guest had talked to us, that guest state is gone: start over
+        with a new manager (and close the old channels), as the stock-QEMU
+        host does after a revert. Plugins loaded before the guest's first
+        hypercall (e.g. before ``run()``) are kept.
+        """
+        if self.gpm.stats()["hypercalls"] == 0:
+            return
+        old = self.gpm
+        self._new_manager()
+        old.close()
+
+    def _on_hypercall(self, cpu):
+        c = self.cpu
+        c.bind(cpu)
+        try:
+            return self.gpm.dispatch(c)
+        finally:
+            c.unbind()
+
+    def daemon_path(self):
+        """The guest daemon binary for this guest's architecture."""
+        return find_plugin("guest_daemon", self.arch).path
+
+    def _inject(self, mode, daemon_path, proc_name, require_root):
+        so = os.path.join(self.panda.get_plugin_path(), "panda_linjector.so")
+        if not os.path.exists(so):
+            msg = (f"pandagpm: {so} not found, so nothing will start the "
+                   "guest daemon; build pandagpm's PANDA plugins (make "
+                   "panda-plugins PANDA_PATH=..., docs/panda.md) or call "
+                   "pandagpm.panda_host.start_guest_daemon(panda) from a "
+                   "@panda.queue_blocking function")
+            if mode == "plugin":
+                raise RuntimeError(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+            return
+        # "-n": linjector detaches the daemon itself, no fork needed.
+        args = {"guest_binary": daemon_path or self.daemon_path(),
+                "args": "-n"}
+        if proc_name:
+            args["proc_name"] = proc_name
+        if require_root:
+            args["require_root"] = "true"
+        self.panda.load_plugin("linjector", args=args)
+        self.injector = "linjector"
+
+    def load_guest_plugin(self, name, callback=None, path=None, **kwargs):
+        """:meth:`pandagpm.GuestPluginManager.load_guest_plugin`."""
+        return self.gpm.load_guest_plugin(name, callback, path, **kwargs)
+
+    def close(self):
+        """Unregister the hypercall callback and close every channel."""
+        try:
+            self.panda.delete_callback(CALLBACK_NAME)
+            self.panda.delete_callback(LOADVM_CALLBACK_NAME)
+        finally:
+            self.gpm.close()
+            if getattr(self.panda, _HOST_ATTR, None) is self:
+                delattr(self.panda, _HOST_ATTR)
+
+
+def _make_host(panda, kwargs):
+    host = getattr(panda, _HOST_ATTR, None)
+    if host is None:
+        host = PandaHost(panda, **kwargs)
+        setattr(panda, _HOST_ATTR, host)
+    return host
+
+
+def attach(panda, timeout=60, **kwargs):
+    """The :class:`PandaHost` of ``panda``, made on first use.
+
+    ``kwargs`` go to :class:`PandaHost` and only count the first time.
+    Called while the guest runs (from a ``@panda.queue_blocking``
+    function), the host is made on PANDA's main loop, between two slices
+    of guest execution, because registering callbacks and loading the
+    linjector plugin must not race the CPU thread; this waits up to
+    ``timeout`` seconds for it.
+    """
+    host = getattr(panda, _HOST_ATTR, None)
+    if host is not None:
+        return host
+    running = getattr(panda, "running", None)
+    if (running is None or not running.is_set()
+            or threading.current_thread() is threading.main_thread()):
+        return _make_host(panda, kwargs)
+    done = threading.Event()
+    box = {}
+
+    def make():
+        try:
+            box["host"] = _make_host(panda, kwargs)
+        except BaseException as err:  # handed to the waiting thread
+            box["err"] = err
+        finally:
+            done.set()
+
+    panda.queue_main_loop_wait_fn(make)
+    if not done.wait(timeout):
+        raise TimeoutError(f"pandagpm: PANDA's main loop did not run within "
+                           f"{timeout} s to attach the host")
+    if "err" in box:
+        raise box["err"]
+    return box["host"]
+
+
+def load_guest_plugin(host, name, callback=None, path=None, **kwargs):
+    """Run guest plugin ``name`` on ``host``; returns its Channel.
+
+    ``host`` is a pypanda ``Panda`` (attached with :func:`attach` on first
+    use), an object with its own ``load_guest_plugin(name, callback, path,
+    **kwargs)`` (pandagpm's stock-QEMU host), or any host a
+    :class:`~pandagpm.GuestPluginManager` accepts. ``callback(channel_id,
+    msg)`` receives what the plugin writes (see
+    :func:`pandagpm.channel_recv`); it runs on the emulator thread.
+    """
+    if is_pandare(host):
+        return attach(host).load_guest_plugin(name, callback, path, **kwargs)
+    own = getattr(host, "load_guest_plugin", None)
+    if callable(own):
+        return own(name, callback, path, **kwargs)
+    gpm = getattr(host, "_pandagpm_gpm", None)
+    if gpm is None:
+        gpm = GuestPluginManager(host)
+        try:
+            setattr(host, "_pandagpm_gpm", gpm)
+        except AttributeError:
+            pass
+    return gpm.load_guest_plugin(name, callback, path, **kwargs)
+
+
+def start_guest_daemon(panda, path=None, guest_dir="pandagpm_daemon"):
+    """Start the guest daemon through the serial console (no linjector).
+
+    Blocking: call it from a ``@panda.queue_blocking`` function after
+    ``revert_sync``. Copies the daemon in with pandare's ``copy_to_guest``
+    (an ISO on the CD drive) and runs it detached. Returns the shell output.
+    """
+    host = attach(panda, inject="none")
+    src = path or host.daemon_path()
+    tmp = tempfile.mkdtemp(prefix="pandagpm-")
+    try:
+        stage = os.path.join(tmp, guest_dir)
+        os.mkdir(stage)
+        shutil.copy2(src, os.path.join(stage, "guest_daemon"))
+        panda.copy_to_guest(stage, iso_name=os.path.join(tmp, "d.iso"))
+        return panda.run_serial_cmd(
+            f"chmod +x {guest_dir}/guest_daemon && "
+            f"(setsid {guest_dir}/guest_daemon </dev/null >/dev/null 2>&1 &)"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
