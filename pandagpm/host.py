@@ -16,6 +16,7 @@ with linjector on first use after each revert, then asks it to start the
 plugin.
 """
 
+import struct
 import sys
 import threading
 import time
@@ -24,10 +25,10 @@ import traceback
 from . import _gpm, _paths
 from . import image as _image
 from . import qemu as _qemu
-from .errors import GpmError, Timeout, wrap
+from .errors import GpmError, Timeout, from_code, wrap
 from .manager import GuestPluginManager
 
-__all__ = ["Panda", "InjectionFailed"]
+__all__ = ["Panda", "InjectionFailed", "PluginStartFailed"]
 
 # How long linjector waits for a process to enter a system call.
 DEFAULT_INJECT_TIMEOUT = 30.0
@@ -35,6 +36,12 @@ DEFAULT_INJECT_TIMEOUT = 30.0
 DEFAULT_DAEMON_TIMEOUT = 30.0
 # After this long without a target, Enter is pressed on the console.
 NUDGE_AFTER = 0.5
+# How long a daemon believed alive has to answer a PING.
+PING_TIMEOUT = 5.0
+# How long load_guest_plugin waits for the daemon's STARTED or FAILED.
+DEFAULT_START_TIMEOUT = 30.0
+# A PING frame (gpm/daemon_proto.h): magic, version 1, type 2, seq, len 0.
+_PING = struct.pack("<IHHII", 0x444D5047, 1, 2, 0, 0)
 
 
 class InjectionFailed(GpmError):
@@ -45,6 +52,17 @@ class InjectionFailed(GpmError):
     def __init__(self, message=None, code=None, log=()):
         super().__init__(message, code)
         self.log = list(log)
+
+
+class PluginStartFailed(GpmError):
+    """The guest daemon reported that a plugin could not start."""
+
+    default_code = _gpm.ENOEXEC
+
+    def __init__(self, message=None, code=None, err=0, stage=0):
+        super().__init__(message, code)
+        self.err = err
+        self.stage = stage
 
 
 def _kernel_profile(profile):
@@ -85,6 +103,7 @@ class Panda:
         self._queue = []
         self._ended = threading.Event()
         self._daemon_ready = threading.Event()
+        self._loads = {}  # plugin name -> [threading.Event, Event or None]
         self._daemon_pid = None
         self._injected = False
         self._lock = threading.RLock()
@@ -128,6 +147,10 @@ class Panda:
                                     self.machine.ram_path,
                                     self.machine.ram_size, self.arch_name)
             self.gdb.start()
+            # Lets waiting guest code sleep without hypercalls.
+            doorbell = self.image.profile["guest"].get("doorbell_phys", 0)
+            if doorbell:
+                self.gdb.enable_doorbell(doorbell)
         self._daemon_ready.clear()
         self._daemon_pid = None
         self._injected = False
@@ -144,6 +167,11 @@ class Panda:
         if ev.type == "DAEMON_READY":
             self._daemon_pid = ev.pid
             self._daemon_ready.set()
+        elif ev.type in ("PLUGIN_STARTED", "PLUGIN_FAILED"):
+            waiter = self._loads.get(ev.name)
+            if waiter is not None:
+                waiter[1] = ev
+                waiter[0].set()
         elif ev.type in ("PLUGIN_FAILED", "PROTOCOL_ERROR", "GUEST_ERROR"):
             self._log(f"{ev.type}: {ev.name or ''} {ev.text or ''}".strip())
 
@@ -242,7 +270,11 @@ class Panda:
         self.start()
         with self._lock:
             if self._injected:
-                return self._daemon_pid
+                if self._daemon_answers():
+                    return self._daemon_pid
+                self._log(f"the guest daemon (pid {self._daemon_pid}) does "
+                          "not answer; injecting a new one")
+                self._injected = False
             timeout = self.inject_timeout if timeout is None else timeout
             info = self.gpm.find_plugin("guest_daemon")
             with open(info.path, "rb") as f:
@@ -266,6 +298,12 @@ class Panda:
             for line in res["log"]:
                 self._log(line)
             if res["state"] != "done":
+                if res["state"] == "waiting" and res["code"] not in (
+                        0, _gpm.ETIMEDOUT):
+                    # linjector could not even start, e.g. QEMU is gone
+                    # (ECONNRESET): that is not a timeout.
+                    raise from_code(res["code"], "no injection: "
+                                    f"{_gpm.strerror(res['code'])}")
                 if res["state"] == "waiting":
                     who = "a root process" if require_root else "a process"
                     if proc_name:
@@ -284,6 +322,18 @@ class Panda:
                       f"{time.monotonic() - t0:.2f} s")
             return self._daemon_pid
 
+    def _daemon_answers(self, timeout=PING_TIMEOUT):
+        """PINGs the daemon; True if it says HELLO within ``timeout``.
+
+        A dead daemon's PING stays queued; its successor answers it too,
+        which is harmless.
+        """
+        self._daemon_ready.clear()
+        mgr = self.gpm.manager
+        with wrap():
+            mgr.write(mgr.daemon_channel(), _PING)
+        return self._daemon_ready.wait(timeout)
+
     def _nudge(self, done):
         """Presses Enter on the console once if the injection lingers."""
         if done.wait(NUDGE_AFTER):
@@ -294,13 +344,40 @@ class Panda:
         except Exception as err:  # the machine may be going away
             self._log(f"could not nudge the guest: {err}")
 
-    def load_guest_plugin(self, name, callback=None, path=None, **kwargs):
+    def load_guest_plugin(self, name, callback=None, path=None, *,
+                          wait=True, start_timeout=DEFAULT_START_TIMEOUT,
+                          **kwargs):
         """Runs guest plugin ``name``; returns its Channel.
 
-        Injects the daemon first if this guest state has none.
+        Injects the daemon first if this guest state has none, or if the
+        one it had no longer answers. With ``wait`` this returns once the
+        daemon reports the plugin started, and raises PluginStartFailed
+        (with the guest's errno and stage) or Timeout otherwise; the
+        plugin's channel is then closed.
         """
         self.ensure_daemon()
-        return self.gpm.load_guest_plugin(name, callback, path, **kwargs)
+        waiter = [threading.Event(), None]
+        if wait:
+            self._loads[name] = waiter
+        try:
+            chan = self.gpm.load_guest_plugin(name, callback, path, **kwargs)
+            if not wait:
+                return chan
+            if not waiter[0].wait(start_timeout):
+                self.gpm.close_channel(chan.id)
+                raise Timeout(f"the guest daemon did not start {name!r} "
+                              f"within {start_timeout:g} s")
+            ev = waiter[1]
+            if ev.type == "PLUGIN_FAILED":
+                self.gpm.close_channel(chan.id)
+                raise PluginStartFailed(
+                    f"the guest could not start {name!r}: {ev.text} "
+                    f"(errno {ev.err}, stage {ev.stage})", err=ev.err,
+                    stage=ev.stage)
+            chan.pid = ev.pid
+            return chan
+        finally:
+            self._loads.pop(name, None)
 
     def add_guest_plugin(self, name, path=None, callback=None):
         """The original API: loads ``name``; returns its channel id."""

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Bump when the builder's output changes, so caches rebuild.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 #: Guest user accounts (a root shell is what the console runs).
 GUEST_USER = "user"
@@ -84,6 +84,9 @@ class ArchSpec:
     console: str
     append: str
     ram_size: int = 512 * 1024 * 1024
+    #: A RAM page the kernel is told to leave alone (memmap=4K$addr): the
+    #: channel doorbell page, which the host writes directly (see abi.h).
+    doorbell_phys: int = 0
     #: Kernel symbols read from /proc/kallsyms into the profile.
     symbols: tuple[str, ...] = ()
 
@@ -105,7 +108,8 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyS0",
         append=("console=ttyS0 nokaslr mitigations=off quiet loglevel=1 "
-                "panic=-1 8250.nr_uarts=1"),
+                "panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000"),
+        doorbell_phys=0x1FE00000,
         symbols=("entry_SYSCALL_64", "entry_SYSCALL_64_after_hwframe",
                  "do_syscall_64", "current_task", "__per_cpu_offset",
                  "init_task", "page_offset_base", "phys_base", "_text",
@@ -733,7 +737,8 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
         "kernel": {"release": kernel_release, "offsets": offsets},
         "guest": {"console": spec.console, "hostname": HOSTNAME,
                   "user": GUEST_USER, "user_uid": GUEST_UID,
-                  "shell_prompt_root": f"root@{HOSTNAME}:~# "},
+                  "shell_prompt_root": f"root@{HOSTNAME}:~# ",
+                  "doorbell_phys": spec.doorbell_phys},
     }
     _write_profile(work, profile)
 

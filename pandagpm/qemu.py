@@ -402,7 +402,14 @@ class _QMP:
                             "(QEMU exited?)") from err
         if not line:
             raise QemuError("the QMP monitor closed (QEMU exited?)")
-        return json.loads(line)
+        if not line.endswith(b"\n"):
+            # QEMU closed the monitor in the middle of a reply (on quit).
+            raise QemuError("the QMP monitor closed mid-reply (QEMU exited?)")
+        try:
+            return json.loads(line)
+        except ValueError as err:
+            raise QemuError(f"the QMP monitor sent garbage: {line[:200]!r}"
+                            ) from err
 
     def execute(self, cmd: str, **arguments: Any) -> Any:
         msg: dict[str, Any] = {"execute": cmd}

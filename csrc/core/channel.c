@@ -129,6 +129,32 @@ void gpm_manager_set_event_cb(gpm_manager_t *m, gpm_event_cb cb, void *opaque)
     g_mutex_unlock(&m->lock);
 }
 
+int gpm_manager_set_doorbell(gpm_manager_t *m, uint64_t guest_phys,
+                             gpm_doorbell_cb ring, void *opaque)
+{
+    if (m == NULL || (guest_phys & (GPM_DOORBELL_SIZE - 1)) != 0 ||
+        (guest_phys != 0 && ring == NULL))
+        return GPM_EINVAL;
+    g_mutex_lock(&m->lock);
+    m->doorbell_phys = guest_phys;
+    m->doorbell_ring = guest_phys != 0 ? ring : NULL;
+    m->doorbell_opaque = guest_phys != 0 ? opaque : NULL;
+    g_mutex_unlock(&m->lock);
+    return 0;
+}
+
+void gpm__ring(gpm_manager_t *m, gpm_channel_id_t id)
+{
+    /*
+     * Under the lock, so that once gpm_manager_set_doorbell() withdrew
+     * the doorbell no ring is still writing into the page.
+     */
+    g_mutex_lock(&m->lock);
+    if (m->doorbell_ring != NULL)
+        m->doorbell_ring(id, m->doorbell_opaque);
+    g_mutex_unlock(&m->lock);
+}
+
 void gpm__emit(gpm_manager_t *m, const gpm_event_t *ev)
 {
     gpm_event_cb cb;
@@ -339,6 +365,8 @@ int gpm_channel_write(gpm_manager_t *m, gpm_channel_id_t id, const void *buf,
     ch = gpm__channel_get(m, id);
     rc = ch == NULL ? GPM_EBADF : gpm__channel_push_locked(m, ch, buf, len);
     g_mutex_unlock(&m->lock);
+    if (rc == 0 && len > 0)
+        gpm__ring(m, id);
     return rc;
 }
 

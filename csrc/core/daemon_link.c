@@ -268,7 +268,7 @@ int gpm_guest_plugin_add(gpm_manager_t *m, const char *name,
 {
     gpm_plugin_info_t *info;
     gpm__channel_t *daemon, *ch;
-    gpm_channel_id_t id;
+    gpm_channel_id_t id, daemon_id = GPM_CHANNEL_NONE;
     uint8_t *frame = NULL;
     size_t frame_len = 0;
     uint32_t seq;
@@ -303,8 +303,10 @@ int gpm_guest_plugin_add(gpm_manager_t *m, const char *name,
 
     g_mutex_lock(&m->lock);
     rc = daemon_channel_locked(m, &daemon);
-    if (rc == 0)
+    if (rc == 0) {
+        daemon_id = daemon->id;
         rc = gpm__channel_alloc_locked(m, name, cb, NULL, NULL, false, &id);
+    }
     if (rc == GPM_EEXIST)
         gpm__why(why, why_len, "a channel named \"%s\" exists already", name);
     if (rc == 0) {
@@ -329,6 +331,8 @@ int gpm_guest_plugin_add(gpm_manager_t *m, const char *name,
     g_mutex_unlock(&m->lock);
     if (rc != 0 && ch != NULL)
         gpm__channel_destroy(ch);
+    if (rc == 0)
+        gpm__ring(m, daemon_id);
 out:
     g_free(frame);
     g_free(info);

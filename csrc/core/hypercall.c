@@ -257,6 +257,19 @@ static int64_t op_get_channel(hc_ctx_t *c, const hc_args_t *a)
     return id;
 }
 
+static int64_t op_get_doorbell(hc_ctx_t *c)
+{
+    uint64_t phys;
+
+    g_mutex_lock(&c->m->lock);
+    phys = c->m->doorbell_phys;
+    g_mutex_unlock(&c->m->lock);
+    /* An address the guest's word cannot hold is no doorbell for it. */
+    if (phys == 0 || phys > c->word_mask - GPM_DOORBELL_SIZE)
+        return GPM_HC_ENOSYS;
+    return (int64_t)phys;
+}
+
 static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
 {
     switch (a->op) {
@@ -274,6 +287,8 @@ static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
         return op_get_manager(c);
     case GPM_HC_OP_GET_CHANNEL:
         return op_get_channel(c, a);
+    case GPM_HC_OP_GET_DOORBELL:
+        return op_get_doorbell(c);
     default:
         return GPM_HC_ENOSYS;
     }

@@ -55,6 +55,9 @@ struct gpm_manager {
     size_t total_cost;
     gpm_event_cb event_cb;
     void *event_opaque;
+    uint64_t doorbell_phys; /* 0: no doorbell */
+    gpm_doorbell_cb doorbell_ring;
+    void *doorbell_opaque;
     gpm_manager_stats_t stats;
     /* The link to the guest daemon (daemon_link.c). */
     gpm_channel_id_t daemon_id;
@@ -92,6 +95,9 @@ size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n);
 
 /* Removes @ch from the tables; the caller then puts the table reference. */
 void gpm__channel_unlink_locked(gpm_manager_t *m, gpm__channel_t *ch);
+
+/* Rings @id's doorbell, if there is one; takes the lock itself. */
+void gpm__ring(gpm_manager_t *m, gpm_channel_id_t id);
 
 /* Calls the event callback, if any; the lock must NOT be held. */
 void gpm__emit(gpm_manager_t *m, const gpm_event_t *ev);

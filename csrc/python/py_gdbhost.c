@@ -210,6 +210,22 @@ static PyObject *py_gdbhost_resume(py_gdbhost *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_gdbhost_enable_doorbell(py_gdbhost *self, PyObject *arg)
+{
+    unsigned long long phys;
+    int err;
+
+    phys = PyLong_AsUnsignedLongLong(arg);
+    if (phys == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (py_gdbhost_check(self) < 0)
+        return NULL;
+    err = gpm_qemu_host_enable_doorbell(self->host, phys);
+    if (err < 0)
+        return py_gdbhost_raise(self, err, "doorbell page");
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_gdbhost_wait_paused(py_gdbhost *self, PyObject *args)
 {
     PyThreadState *ts;
@@ -544,6 +560,9 @@ static PyMethodDef py_gdbhost_methods[] = {
      "add_breakpoint(addr): pause the guest whenever it reaches addr."},
     {"remove_breakpoint", (PyCFunction)py_gdbhost_remove_breakpoint, METH_O,
      "remove_breakpoint(addr)."},
+    {"enable_doorbell", (PyCFunction)py_gdbhost_enable_doorbell, METH_O,
+     "enable_doorbell(phys): offer the guest the doorbell page at that "
+     "guest-physical address; host writes then ring it without a stop."},
     {"bench_regs", (PyCFunction)py_gdbhost_bench_regs, METH_VARARGS,
      "bench_regs(iters=100) -> (g_ns, p5_ns): mean cost of one 'g' and of "
      "five 'p' requests."},

@@ -232,7 +232,16 @@ int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
         if (err < 0) {
             return err;
         }
-        if (!x.writable || !x.user) {
+        /*
+         * A supervisor page is not the guest program's memory: it is a
+         * fault, never "touch it and retry", which would make the program
+         * touch kernel memory. A read-only user page (the zero page, a
+         * copy-on-write page) is the retry case.
+         */
+        if (!x.user) {
+            return GPM_EFAULT;
+        }
+        if (!x.writable) {
             return GPM_EROFS;
         }
         v += n;

@@ -114,8 +114,8 @@ int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
  * every level of the walk: the kernel's shared zero page and copy-on-write
  * pages are mapped read-only in user page tables and are refused. Every
  * page of the range is checked before any byte is written.
- * Returns 0, GPM_EFAULT (not mapped, not in RAM, wraps) or GPM_EROFS
- * (present but not writable by the user, including supervisor pages).
+ * Returns 0, GPM_EFAULT (not mapped, not in RAM, wraps, or a supervisor
+ * page) or GPM_EROFS (a user page that is present but read-only).
  */
 int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
                         const void *buf, size_t len);

@@ -67,6 +67,7 @@ struct gpm_qemu_host {
     char *ram_path;
     gpm__ram_t ram;
     bool have_ram;
+    uint8_t *doorbell; /* the doorbell page in the RAM mapping, or NULL */
 
     /* I/O thread only. */
     gpm__gdb_conn_t conn;
@@ -1536,6 +1537,37 @@ static void host_release(gpm_qemu_host_t *h)
     free(h);
 }
 
+/* Counts a queued message in @id's slot, straight into guest RAM. */
+static void ring_doorbell(gpm_channel_id_t id, void *opaque)
+{
+    uint64_t *slots = opaque;
+
+    __atomic_fetch_add(&slots[id % GPM_DOORBELL_SLOTS], 1, __ATOMIC_SEQ_CST);
+}
+
+int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys)
+{
+    uint8_t *page;
+    int rc;
+
+    if (h == NULL || (phys & (GPM_DOORBELL_SIZE - 1)) != 0)
+        return GPM_EINVAL;
+    pthread_mutex_lock(&h->lock);
+    if (!h->have_ram || h->cfg.manager == NULL) {
+        pthread_mutex_unlock(&h->lock);
+        return GPM_ENOSYS;
+    }
+    page = gpm__ram_phys(&h->ram, phys, GPM_DOORBELL_SIZE);
+    if (page == NULL) {
+        pthread_mutex_unlock(&h->lock);
+        return GPM_EINVAL;
+    }
+    h->doorbell = page;
+    rc = gpm_manager_set_doorbell(h->cfg.manager, phys, ring_doorbell, page);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
 int gpm_qemu_host_close(gpm_qemu_host_t *h)
 {
     cmd_t c;
@@ -1569,6 +1601,10 @@ int gpm_qemu_host_close(gpm_qemu_host_t *h)
         pthread_join(h->thread, NULL);
     }
     pthread_mutex_lock(&h->lock);
+    /* The manager must not ring into a mapping that is going away. */
+    if (h->doorbell != NULL && h->cfg.manager != NULL)
+        gpm_manager_set_doorbell(h->cfg.manager, 0, NULL, NULL);
+    h->doorbell = NULL;
     gpm__ram_close(&h->ram); /* under the lock: see read_phys */
     h->have_ram = false;
     h->joined = true;

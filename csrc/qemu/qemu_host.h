@@ -234,6 +234,17 @@ int gpm_qemu_host_reg_number(gpm_qemu_host_t *h, const char *name);
 void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out);
 
 /**
+ * gpm_qemu_host_enable_doorbell() - offer the guest the doorbell page at
+ * guest-physical @phys (see GPM_HC_OP_GET_DOORBELL): the manager's host
+ * writes then count into it directly in the RAM file, without a stop.
+ * The page must be RAM the guest kernel never uses (the generic image
+ * reserves it with memmap=). Call after a successful start; withdrawn by
+ * gpm_qemu_host_close(). Returns 0, GPM_EINVAL (unaligned or outside
+ * RAM) or GPM_ENOSYS (no RAM file or no manager).
+ */
+int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys);
+
+/**
  * gpm_qemu_host_close() - stop serving the guest and join the I/O thread.
  *
  * Removes the breakpoints and detaches, which leaves the guest running

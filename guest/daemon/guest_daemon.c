@@ -374,6 +374,7 @@ int main(int argc, char **argv)
     gpm_dparser_init(&parser);
     for (;;) {
         struct gpm_dframe f;
+        uint64_t since;
         size_t room;
         void *buf;
         ssize_t n;
@@ -381,6 +382,7 @@ int main(int argc, char **argv)
         if (got_sigchld)
             reap_children();
         buf = gpm_dparser_buf(&parser, &room);
+        since = gpm_doorbell_value(chan);
         n = gpm_read(chan, buf, room);
         if (n < 0) {
             dlog("read failed: %s", strerror((int)-n));
@@ -397,7 +399,8 @@ int main(int argc, char **argv)
         }
         errors = 0;
         if (n == 0) {
-            gpm_backoff_wait(&bo);
+            /* Returns early on SIGCHLD, so children are reaped at once. */
+            gpm_wait_change(chan, since, &bo);
             continue;
         }
         gpm_backoff_reset(&bo);

@@ -202,11 +202,13 @@ ssize_t gpm_read_blocking(gpm_chan_t chan, void *buf, size_t len)
     if (len == 0)
         return -EINVAL;
     for (;;) {
+        /* Read the doorbell first: data queued after it rings it again. */
+        uint64_t since = gpm_doorbell_value(chan);
         ssize_t n = gpm_read(chan, buf, len);
 
         if (n != 0)
             return n;
-        gpm_backoff_wait(&bo);
+        gpm_wait_change(chan, since, &bo);
     }
 }
 

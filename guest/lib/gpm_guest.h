@@ -222,6 +222,32 @@ void gpm_backoff_reset(struct gpm_backoff *b);
  */
 void gpm_backoff_wait(struct gpm_backoff *b);
 
+/**
+ * gpm_doorbell() - the host's doorbell page, mapped read-only, or NULL.
+ *
+ * Asked once per process (GPM_HC_OP_GET_DOORBELL) and mapped through
+ * /dev/mem; NULL when the host has none or the mapping is refused (not
+ * root, no /dev/mem). See doorbell.c for why it exists.
+ */
+const volatile uint64_t *gpm_doorbell(void);
+
+/**
+ * gpm_doorbell_value() - @chan's doorbell slot now, 0 without a doorbell.
+ * Read it before a READ; if the READ was empty, wait for a change with
+ * gpm_wait_change().
+ */
+uint64_t gpm_doorbell_value(gpm_chan_t chan);
+
+/**
+ * gpm_wait_change() - wait until @chan's slot differs from @since.
+ * @b: backoff state, used as gpm_backoff_wait() when there is no doorbell.
+ *
+ * With a doorbell this makes no hypercall; it returns 1 on a change, 0
+ * after about a second without one (or after one backoff step without a
+ * doorbell), and -EINTR when a signal interrupted the wait.
+ */
+int gpm_wait_change(gpm_chan_t chan, uint64_t since, struct gpm_backoff *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -474,6 +474,50 @@ static void test_guest_read_race(void **state)
     assert_memory_equal(buf, "cdef", 4);
 }
 
+static void ring_cb(gpm_channel_id_t id, void *opaque)
+{
+    recorder_t *r = opaque;
+
+    r->calls++;
+    r->last_id = id;
+}
+
+static void test_doorbell(void **state)
+{
+    fixture_t *f = *state;
+    gpm_channel_id_t id = chan(f, "db");
+    recorder_t rings = {0};
+
+    /* No doorbell: the guest is told to poll. */
+    assert_int_equal(
+        fake_hc(f->m, &f->cpu, GPM_HC_OP_GET_DOORBELL, 0, 0, 0, NULL),
+        GPM_HC_ENOSYS);
+    assert_int_equal(
+        gpm_manager_set_doorbell(f->m, 0x1fe00800, ring_cb, &rings),
+        GPM_EINVAL);
+    assert_int_equal(gpm_manager_set_doorbell(f->m, 0x1fe00000, NULL, NULL),
+                     GPM_EINVAL);
+    assert_int_equal(
+        gpm_manager_set_doorbell(f->m, 0x1fe00000, ring_cb, &rings), 0);
+    assert_int_equal(
+        fake_hc(f->m, &f->cpu, GPM_HC_OP_GET_DOORBELL, 0, 0, 0, NULL),
+        0x1fe00000);
+    /* Every queued message rings; refused and empty writes do not. */
+    assert_int_equal(gpm_channel_write(f->m, id, "a", 1), 0);
+    assert_int_equal(gpm_channel_write(f->m, id, "b", 1), 0);
+    assert_int_equal(gpm_channel_write(f->m, id, NULL, 0), 0);
+    assert_int_equal(gpm_channel_write(f->m, 9999, "c", 1), GPM_EBADF);
+    assert_int_equal(rings.calls, 2);
+    assert_int_equal(rings.last_id, id);
+    /* Withdrawn: polling again. */
+    assert_int_equal(gpm_manager_set_doorbell(f->m, 0, NULL, NULL), 0);
+    assert_int_equal(gpm_channel_write(f->m, id, "d", 1), 0);
+    assert_int_equal(rings.calls, 2);
+    assert_int_equal(
+        fake_hc(f->m, &f->cpu, GPM_HC_OP_GET_DOORBELL, 0, 0, 0, NULL),
+        GPM_HC_ENOSYS);
+}
+
 static void test_get_channel(void **state)
 {
     fixture_t *f = *state;
@@ -651,6 +695,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guest_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doorbell, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_read_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_manager_bounded, setup,
                                         teardown),

@@ -213,9 +213,9 @@ static void test_write_virt(void **state)
     assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x401000, "X", 1),
                      GPM_EROFS);
     assert_memory_equal(f->mem + 0x101000, "\0", 1);
-    /* Supervisor pages are refused too. */
+    /* Supervisor pages are refused too, as not the program's memory. */
     assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x403000, "X", 1),
-                     GPM_EROFS);
+                     GPM_EFAULT);
     assert_int_equal(f->mem[0x103000], 'k');
     /* Not present; beyond RAM. */
     assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x402000, "X", 1),

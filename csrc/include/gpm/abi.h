@@ -39,7 +39,23 @@ enum gpm_hc_op {
     GPM_HC_OP_ERROR = 5,       /* chan, msg, len: report an error. -> 0 */
     GPM_HC_OP_GET_MANAGER = 6, /* -> id of a new anonymous channel */
     GPM_HC_OP_GET_CHANNEL = 7, /* name, len -> id, or GPM_HC_NOT_FOUND */
+    GPM_HC_OP_GET_DOORBELL = 8, /* -> guest-physical address of the
+                                 * doorbell page, or GPM_HC_ENOSYS */
 };
+
+/*
+ * The doorbell page (an extension over the original ABI): one 4 KiB page
+ * of guest-physical memory that the guest kernel never uses (the generic
+ * image reserves it with memmap=). Slot (id % GPM_DOORBELL_SLOTS), a
+ * little-endian u64, counts the messages the host has queued on channel
+ * id. A guest that found a READ empty reads its slot, and issues the next
+ * READ only once the slot changed: waiting costs it no hypercall, which
+ * matters because every hypercall stops the whole VM. Several channels
+ * may share a slot; a change then only causes an empty READ. Hosts
+ * without a doorbell answer GPM_HC_ENOSYS and the guest polls.
+ */
+#define GPM_DOORBELL_SLOTS 512u
+#define GPM_DOORBELL_SIZE  4096u
 
 /*
  * Error results. The values are the negated Linux errno values, so a guest

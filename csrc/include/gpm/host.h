@@ -39,11 +39,11 @@ typedef struct gpm_host_ops {
 
     /*
      * Copy @len bytes from @buf into guest virtual memory at @addr.
-     * Returns 0; GPM_EFAULT if a page is not mapped or not resident;
-     * GPM_EROFS if a page is present but not writable by the guest user
+     * Returns 0; GPM_EFAULT if a page is not mapped, not resident or not
+     * a user page; GPM_EROFS if a user page is present but read-only
      * (this includes the kernel's shared zero page and copy-on-write pages,
-     * which must never be written). On an error a prefix of the range may
-     * have been written.
+     * which must never be written: the guest is told to touch and retry). On an
+     * error a prefix of the range may have been written.
      */
     int (*write_mem)(void *cpu, uint64_t addr, const void *buf, size_t len);
 } gpm_host_ops_t;

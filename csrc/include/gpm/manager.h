@@ -131,6 +131,28 @@ gpm_arch_t gpm_manager_arch(const gpm_manager_t *m);
  */
 void gpm_manager_set_event_cb(gpm_manager_t *m, gpm_event_cb cb, void *opaque);
 
+/*
+ * Rings the doorbell of channel @id after the host queued a message on it
+ * (see GPM_HC_OP_GET_DOORBELL in gpm/abi.h). Called on the thread that
+ * wrote, with the manager's lock held: it must only store to the page and
+ * never call into the manager.
+ */
+typedef void (*gpm_doorbell_cb)(gpm_channel_id_t id, void *opaque);
+
+/**
+ * gpm_manager_set_doorbell() - offer the guest a doorbell page.
+ * @guest_phys: the page's guest-physical address (page-aligned), which
+ *              GET_DOORBELL returns; 0 withdraws the doorbell.
+ * @ring:       called after every successful host write; must only store
+ *              to that page. @opaque is passed to it and must stay alive
+ *              until the doorbell is withdrawn or the manager freed.
+ *
+ * Returns 0 or GPM_EINVAL (unaligned address, or NULL @ring with a
+ * non-zero address).
+ */
+int gpm_manager_set_doorbell(gpm_manager_t *m, uint64_t guest_phys,
+                             gpm_doorbell_cb ring, void *opaque);
+
 /**
  * gpm_manager_stats() - copy the manager's counters into @out.
  */
