@@ -91,11 +91,13 @@ class Panda:
     """
 
     def __init__(self, generic="x86_64", *, snapshot="root", verbose=True,
-                 inject_timeout=DEFAULT_INJECT_TIMEOUT):
+                 inject_timeout=DEFAULT_INJECT_TIMEOUT, doorbell=True):
         self.arch_name = generic
         self.snapshot = snapshot
         self.verbose = verbose
         self.inject_timeout = inject_timeout
+        # False makes waiting guest code poll with hypercalls (benchmarks).
+        self.doorbell = doorbell
         self.image = _image.get_image(generic, progress=verbose)
         self.machine = None
         self.gdb = None
@@ -149,7 +151,7 @@ class Panda:
             self.gdb.start()
             # Lets waiting guest code sleep without hypercalls.
             doorbell = self.image.profile["guest"].get("doorbell_phys", 0)
-            if doorbell:
+            if doorbell and self.doorbell:
                 self.gdb.enable_doorbell(doorbell)
         self._daemon_ready.clear()
         self._daemon_pid = None

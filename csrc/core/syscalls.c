@@ -15,6 +15,15 @@
 /* MIPS: O_CREAT 0x100 and O_TRUNC 0x200. */
 #define OPEN_FLAGS_MIPS    0x80302u
 
+/* MIPS o32 numbers start at 4000; both byte orders share them. */
+#define MIPS_O32_TABLE                                                         \
+    {                                                                          \
+        .getuid = 4024, .mmap = 4090, .munmap = 4091, .memfd_create = 4354,    \
+        .open = 4005, .openat = 4288, .write = 4004, .close = 4006,            \
+        .fork = 4002, .clone = 4120, .setsid = 4066, .execve = 4011,           \
+        .exit_group = 4246, .open_flags = OPEN_FLAGS_MIPS                      \
+    }
+
 static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
     /* rax 0, rcx 2, rdx 3, rsi 4, rdi 5, r8 8, r9 9, r10 10. */
     [GPM_ARCH_X86_64] = {.injectable = true,
@@ -81,35 +90,8 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                           .execve = 221,
                           .exit_group = 94,
                           .open_flags = OPEN_FLAGS_GENERIC},
-    /* MIPS o32 numbers start at 4000. */
-    [GPM_ARCH_MIPS] = {.getuid = 4024,
-                       .mmap = 4090,
-                       .munmap = 4091,
-                       .memfd_create = 4354,
-                       .open = 4005,
-                       .openat = 4288,
-                       .write = 4004,
-                       .close = 4006,
-                       .fork = 4002,
-                       .clone = 4120,
-                       .setsid = 4066,
-                       .execve = 4011,
-                       .exit_group = 4246,
-                       .open_flags = OPEN_FLAGS_MIPS},
-    [GPM_ARCH_MIPSEL] = {.getuid = 4024,
-                         .mmap = 4090,
-                         .munmap = 4091,
-                         .memfd_create = 4354,
-                         .open = 4005,
-                         .openat = 4288,
-                         .write = 4004,
-                         .close = 4006,
-                         .fork = 4002,
-                         .clone = 4120,
-                         .setsid = 4066,
-                         .execve = 4011,
-                         .exit_group = 4246,
-                         .open_flags = OPEN_FLAGS_MIPS},
+    [GPM_ARCH_MIPS] = MIPS_O32_TABLE,
+    [GPM_ARCH_MIPSEL] = MIPS_O32_TABLE,
     /* MIPS n64 numbers start at 5000. */
     [GPM_ARCH_MIPS64] = {.getuid = 5100,
                          .mmap = 5009,
