@@ -134,16 +134,36 @@ class _RecvBuffer:
         self.lost = 0
         self.eof = False
         self.closed = False
+        # pause(flag) pauses the channel in the core (set by Channel): the
+        # guest's writes then get EBUSY and are retried, so nothing the
+        # guest was told was taken is ever dropped. Without it, bytes past
+        # the limit are dropped and counted.
+        self.pause = None
+        self.paused = False
+
+    def _set_paused(self, flag):
+        """Pauses or resumes the guest's writes; holds the lock."""
+        if self.pause is None or self.paused == flag:
+            return
+        try:
+            self.pause(flag)
+            self.paused = flag
+        except Exception:  # the channel is gone: nothing to pause
+            pass
 
     def __call__(self, channel_id, data):
         with self.cond:
             if self.closed:
                 return
-            if self.size + len(data) > self.limit:
+            if self.pause is None and self.size + len(data) > self.limit:
                 self.lost += len(data)
             else:
+                # With backpressure the buffer passes the limit by at most
+                # one hypercall's worth (GPM_HC_MAX_TRANSFER).
                 self.chunks.append(data)
                 self.size += len(data)
+                if self.size >= self.limit:
+                    self._set_paused(True)
             self.cond.notify_all()
 
     def set_eof(self, eof):
@@ -165,6 +185,8 @@ class _RecvBuffer:
             else:
                 self.chunks[0] = head[k:]
         self.size -= n
+        if self.paused and self.size < self.limit // 2:
+            self._set_paused(False)
         return n
 
     def unread(self, data):
@@ -207,6 +229,9 @@ class Channel(io.RawIOBase):
         self.timeout = timeout
         self._buf = buffer
         self._owns = owns
+        if buffer is not None and hasattr(self._mgr, "set_paused"):
+            mgr, cid = self._mgr, channel_id
+            buffer.pause = lambda flag: mgr.set_paused(cid, flag)
 
     @classmethod
     def allocate(cls, manager, name=None, callback=None, *,

@@ -228,17 +228,33 @@ def test_channel_buffered_reader_and_copyfileobj(gpm, guest):
     assert out.getvalue() == b"x" * 100000
 
 
-def test_channel_overflow_is_reported_once(gpm, guest):
+def test_full_channel_pushes_back_instead_of_dropping(gpm, guest):
     chan = gpm.open_channel("small", buffer_limit=10)
-    guest.write(chan.id, b"12345678")
-    guest.write(chan.id, b"abcdef")  # does not fit: dropped, counted
+    assert guest.write(chan.id, b"12345678") == 8
+    # Past the limit by one write at most: taken, then the channel pauses.
+    assert guest.write(chan.id, b"abcdef") == 6
+    assert guest.write(chan.id, b"later") == _gpm.HC_EBUSY  # not taken
+    assert chan.read(100, timeout=0) == b"12345678abcdef"  # nothing lost
+    # Below the limit again: the guest's retry goes through.
+    assert guest.write(chan.id, b"later") == 5
+    assert chan.read(100, timeout=0) == b"later"
+
+
+def test_overflow_without_backpressure_is_reported_once(gpm, guest):
+    from pandagpm.channels import _RecvBuffer
+
+    # A buffer that cannot pause its channel drops and counts instead.
+    buf = _RecvBuffer(10)
+    buf(1, b"12345678")
+    buf(1, b"abcdef")
+    chan = pandagpm.Channel(gpm.manager, gpm.manager.allocate_channel(),
+                            buffer=buf)
+    buf.pause = None
     with pytest.raises(pandagpm.ChannelOverflow) as info:
         chan.read(100, timeout=0)
     assert info.value.lost == 6
     assert isinstance(info.value, pandagpm.QueueFull)
     assert chan.read(100, timeout=0) == b"12345678"  # kept
-    guest.write(chan.id, b"after")
-    assert chan.read(100, timeout=0) == b"after"
     with pytest.raises(ValueError):
         gpm.open_channel("zero", buffer_limit=0)
 

@@ -309,6 +309,20 @@ int gpm_channel_set_callback(gpm_manager_t *m, gpm_channel_id_t id,
     return 0;
 }
 
+int gpm_channel_set_paused(gpm_manager_t *m, gpm_channel_id_t id, bool paused)
+{
+    gpm__channel_t *ch;
+
+    if (m == NULL)
+        return GPM_EINVAL;
+    g_mutex_lock(&m->lock);
+    ch = gpm__channel_get(m, id);
+    if (ch != NULL)
+        ch->paused = paused;
+    g_mutex_unlock(&m->lock);
+    return ch == NULL ? GPM_EBADF : 0;
+}
+
 int gpm_channel_lookup(gpm_manager_t *m, const char *name,
                        gpm_channel_id_t *out)
 {

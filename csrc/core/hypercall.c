@@ -152,6 +152,11 @@ static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
         g_mutex_unlock(&c->m->lock);
         return GPM_HC_EPIPE;
     }
+    if (ch->paused) {
+        /* The receiver is full: nothing is taken, the guest retries. */
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EBUSY;
+    }
     if (n == 0) {
         g_mutex_unlock(&c->m->lock);
         return 0;

@@ -30,6 +30,7 @@ typedef struct gpm__channel {
     bool closed;
     bool started;
     bool guest_made; /* allocated by the guest's GET_MANAGER */
+    bool paused;     /* guest writes get GPM_HC_EBUSY */
     uint64_t taken;  /* bumps on every consumption, see op_read() */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;

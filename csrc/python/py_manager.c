@@ -614,6 +614,20 @@ static PyObject *py_manager_started(py_manager *self, PyObject *args)
     return PyBool_FromLong(rc);
 }
 
+static PyObject *py_manager_set_paused(py_manager *self, PyObject *args)
+{
+    gpm_channel_id_t id;
+    int paused, rc;
+
+    if (!PyArg_ParseTuple(args, "O&p:set_paused", py_chan_id_conv, &id,
+                          &paused))
+        return NULL;
+    rc = gpm_channel_set_paused(self->mgr, id, paused != 0);
+    if (rc < 0)
+        return py_raise_chan(self, rc, id);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_manager_daemon_channel(py_manager *self,
                                            PyObject *Py_UNUSED(ignored))
 {
@@ -1004,6 +1018,9 @@ static PyMethodDef py_manager_methods[] = {
      "pending(id) -> (bytes, msgs): what is queued host -> guest."},
     {"started", (PyCFunction)py_manager_started, METH_VARARGS,
      "started(id) -> bool: whether the guest sent START on id."},
+    {"set_paused", (PyCFunction)py_manager_set_paused, METH_VARARGS,
+     "set_paused(id, paused): while paused, guest writes on id get EBUSY "
+     "and are retried by the guest."},
     {"daemon_channel", (PyCFunction)py_manager_daemon_channel, METH_NOARGS,
      "daemon_channel() -> int: the guest_daemon channel, created if "
      "needed."},

@@ -376,6 +376,24 @@ static void test_guest_write_clamped(void **state)
     assert_int_equal(f->rec.bytes->len, FAKE_PAGES * FAKE_PAGE);
 }
 
+static void test_guest_write_paused(void **state)
+{
+    fixture_t *f = *state;
+    gpm_channel_id_t id = chan(f, "full");
+
+    memcpy(f->cpu.mem, "abcd", 4);
+    assert_int_equal(gpm_channel_set_paused(f->m, id, true), 0);
+    assert_int_equal(
+        fake_hc(f->m, &f->cpu, GPM_HC_OP_WRITE, id, FAKE_BASE, 4, NULL),
+        GPM_HC_EBUSY);
+    assert_int_equal(f->rec.calls, 0);
+    assert_int_equal(gpm_channel_set_paused(f->m, id, false), 0);
+    assert_int_equal(
+        fake_hc(f->m, &f->cpu, GPM_HC_OP_WRITE, id, FAKE_BASE, 4, NULL), 4);
+    assert_int_equal(f->rec.calls, 1);
+    assert_int_equal(gpm_channel_set_paused(f->m, 4242, true), GPM_EBADF);
+}
+
 static void test_guest_write_no_receiver(void **state)
 {
     fixture_t *f = *state;
@@ -692,6 +710,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_write_clamped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guest_write_no_receiver, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_guest_write_paused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_guest_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_channel, setup, teardown),

@@ -189,6 +189,17 @@ int gpm_channel_set_callback(gpm_manager_t *m, gpm_channel_id_t id,
                              void *opaque);
 
 /**
+ * gpm_channel_set_paused() - refuse or accept guest writes on @id.
+ *
+ * While paused, a guest WRITE on the channel takes nothing and gets
+ * GPM_HC_EBUSY, and the guest retries later: a receiver whose buffer is
+ * full pauses its channel instead of dropping bytes the guest was told
+ * were taken. May be called from a receive callback. Returns 0 or
+ * GPM_EBADF.
+ */
+int gpm_channel_set_paused(gpm_manager_t *m, gpm_channel_id_t id, bool paused);
+
+/**
  * gpm_channel_lookup() - find a channel by name.
  * @out: receives the id, or GPM_CHANNEL_NONE on failure.
  *
