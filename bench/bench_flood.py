@@ -169,7 +169,8 @@ def main():
     kv = c[4]
     res.figure("flood_buffered_rss_growth_MiB", mib(c[1] - c[0]), "MiB",
                f"documented: Channel buffer limit "
-               f"{DEFAULT_BUFFER_LIMIT / MiB:g} MiB, then drops counted",
+               f"{DEFAULT_BUFFER_LIMIT / MiB:g} MiB (plus one write at most), "
+               "then the channel pauses and guest writes get EBUSY",
                f"{kv['calls']} WRITEs of 1 MiB in {c[5]:.1f} s: guest saw "
                f"{kv['accepted']} bytes accepted, {kv['epipe']} EPIPE, "
                f"{kv['ebusy']} EBUSY; core passed {kv['core_bytes']} bytes "
