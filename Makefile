@@ -20,7 +20,8 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all -g -O1
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv build guest image ctest ctest-valgrind pytest test \
+.PHONY: all deps venv build guest image ctest ctest-valgrind pytest \
+	pytest-asan test \
 	demo bench fuzz-smoke format format-check clean
 
 all: build
@@ -82,6 +83,10 @@ ctest-valgrind:
 pytest: build
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
+# The extension's in-process Python tests against an ASan+UBSan build.
+pytest-asan: venv
+	@VPY=$(VPY) bash scripts/pytest-asan.sh
+
 test: deps build guest
 	@$(MAKE) --no-print-directory ctest
 	@$(MAKE) --no-print-directory ctest-valgrind
@@ -89,6 +94,7 @@ test: deps build guest
 	@$(MAKE) --no-print-directory panda-glue-check
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory pytest-asan
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
 
 demo: deps build guest
