@@ -57,7 +57,7 @@ import threading
 import warnings
 
 from . import _gpm
-from .manager import GuestPluginManager, find_plugin
+from .manager import GuestPluginManager, arch_info, find_plugin
 
 __all__ = [
     "PandaHost", "PandaCPU", "attach", "load_guest_plugin",
@@ -268,6 +268,18 @@ def is_pandare(obj):
                "Panda" for c in type(obj).__mro__)
 
 
+# CPUArchState's name per architecture in pandare's cffi definitions.
+_ENV_TYPES = {"x86_64": "CPUX86State", "i386": "CPUX86State",
+              "arm": "CPUARMState", "aarch64": "CPUARMState",
+              "mips": "CPUMIPSState", "mipsel": "CPUMIPSState",
+              "mips64": "CPUMIPSState", "ppc": "CPUPPCState"}
+
+
+def _fn_address(ffi, fn):
+    """The address of a C function (a cffi function or pointer)."""
+    return int(ffi.cast("uintptr_t", fn))
+
+
 def _arch_of(panda):
     arch = getattr(panda, "arch_name", None)
     if arch is None:
@@ -299,10 +311,18 @@ class PandaHost:
                              f"not {inject!r}")
         self.panda = panda
         self.arch = _arch_of(panda)
+        self.fast = False
         self._new_manager()
         self.cpu = PandaCPU(panda, self.arch)
         self.injector = None
-        panda.cb_guest_hypercall(name=CALLBACK_NAME)(self._on_hypercall)
+        fn = self._install_c_hot_path()
+        if fn is not None:
+            # No Python per hypercall: PANDA calls the extension's C code.
+            panda.register_callback(panda.callback.guest_hypercall, fn,
+                                    CALLBACK_NAME)
+            self.fast = True
+        else:
+            panda.cb_guest_hypercall(name=CALLBACK_NAME)(self._on_hypercall)
         panda.cb_after_loadvm(name=LOADVM_CALLBACK_NAME)(self._on_loadvm)
         if inject != "none":
             self._inject(inject, daemon_path, proc_name, require_root)
@@ -316,6 +336,48 @@ class PandaHost:
         self.manager = self.gpm.manager
         # The daemon looks its channel up as soon as it starts.
         self.manager.daemon_channel()
+        if self.fast:
+            self._install_c_hot_path()
+
+    def _install_c_hot_path(self):
+        """Points the extension's C hypercall callback at this manager.
+
+        Offsets come from pandare's own cffi types and the memory functions
+        are libpanda's; returns the callback as a cffi function pointer, or
+        None (the Python path is used) if anything needed is missing or
+        PANDAGPM_PYTHON_HYPERCALLS is set.
+        """
+        if os.environ.get("PANDAGPM_PYTHON_HYPERCALLS"):
+            return None
+        ffi, lib = self.panda.ffi, self.panda.libpanda
+        names = ("panda_virtual_memory_read_external",
+                 "panda_virtual_memory_write_external",
+                 "panda_physical_memory_read_external")
+        # Only libpanda's own C functions will do (not a stand-in's).
+        if not all(isinstance(getattr(lib, n, None), ffi.CData)
+                   for n in names):
+            return None
+        try:
+            env = _ENV_TYPES[self.arch]
+            regs = {}
+            for regno, (path, index) in register_map(self.arch).items():
+                fields = path + ((index,) if index is not None else ())
+                regs[regno] = ffi.offsetof(env, *fields)
+            x86_64 = self.arch == "x86_64"
+            addr = _gpm.panda_hc_install(
+                self.manager, ffi.offsetof("CPUState", "env_ptr"), regs,
+                arch_info(self.arch)["word_bits"] // 8,
+                _fn_address(ffi, lib.panda_virtual_memory_read_external),
+                _fn_address(ffi, lib.panda_virtual_memory_write_external),
+                _fn_address(ffi, lib.panda_physical_memory_read_external),
+                ffi.offsetof(env, "cr", 3) if x86_64 else None,
+                ffi.offsetof(env, "cr", 4) if x86_64 else None,
+                ffi.offsetof(env, "hflags") if x86_64 else None)
+        except (AttributeError, KeyError, TypeError, ffi.error) as err:
+            warnings.warn(f"pandagpm: hypercalls go through Python ({err})",
+                          RuntimeWarning, stacklevel=3)
+            return None
+        return ffi.cast("bool(*)(CPUState *)", addr)
 
     def _on_loadvm(self, cpu):
         """A snapshot was loaded (a revert, ``-loadvm``, replay start).
@@ -371,6 +433,8 @@ class PandaHost:
 
     def close(self):
         """Unregister the hypercall callback and close every channel."""
+        if self.fast:
+            _gpm.panda_hc_uninstall()
         try:
             self.panda.delete_callback(CALLBACK_NAME)
             self.panda.delete_callback(LOADVM_CALLBACK_NAME)

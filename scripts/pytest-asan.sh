@@ -29,7 +29,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 if "/build/asan/" not in g.__file__:
     sys.exit("pytest-asan: imported " + g.__file__ + ", not the ASan build")
 print("[asan] testing", g.__file__)'
-"$VPY" -P -m pytest -q -p no:cacheprovider -m "not e2e and not panda" \
+"$VPY" -P -m pytest -q -p no:cacheprovider -m "not e2e" \
     -o pythonpath= --rootdir=. tests/test_py_errors.py \
     tests/test_py_manager.py tests/test_py_dispatch.py \
-    tests/test_py_channels.py tests/test_py_lifetime.py
+    tests/test_py_channels.py tests/test_py_lifetime.py \
+    tests/test_panda_host.py

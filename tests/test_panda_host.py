@@ -429,3 +429,81 @@ def test_is_pandare():
     Other = type("Panda", (), {"__module__": "pandagpm.host"})
     assert panda_host.is_pandare(Panda())
     assert not panda_host.is_pandare(Other())
+
+
+class CLibpanda:
+    """FakeLibpanda's memory behind real C function pointers (cffi
+    callbacks), as the C hot path needs libpanda's functions to be."""
+
+    def __init__(self, ffi):
+        self.fake = FakeLibpanda(ffi)
+        self.panda_virtual_memory_read_external = ffi.callback(
+            "int(CPUState *, target_ulong, char *, int)",
+            self.fake.panda_virtual_memory_read_external)
+        self.panda_virtual_memory_write_external = ffi.callback(
+            "int(CPUState *, target_ulong, char *, int)",
+            self.fake.panda_virtual_memory_write_external)
+        self.panda_physical_memory_read_external = ffi.callback(
+            "int(hwaddr, uint8_t *, int)",
+            self.fake.panda_physical_memory_read_external)
+
+
+class CPanda(FakePanda):
+    """A FakePanda whose callbacks register the way pandare's do."""
+
+    def __init__(self, arch, plugin_dir):
+        super().__init__(arch, plugin_dir)
+        self.libpanda = CLibpanda(self.ffi)
+        self.callback = type("Callbacks", (), {"guest_hypercall": "hc"})()
+
+    def register_callback(self, kind, fn, name):
+        assert kind == "hc"
+        self.callbacks[name] = fn
+
+
+@pytest.mark.panda
+def test_c_hot_path_serves_hypercalls(tmp_path):
+    """The extension's C callback, called the way PANDA calls it."""
+    from pandagpm.panda_host import CALLBACK_NAME, PandaHost
+
+    panda = CPanda("x86_64", tmp_path)
+    host = PandaHost(panda, inject="none")
+    assert host.fast
+    fn = panda.callbacks[CALLBACK_NAME]
+    ffi = panda.ffi
+    assert ffi.typeof(fn) == ffi.typeof("bool(*)(CPUState *)")
+    cpu, env = make_cpu(ffi)
+    mem = panda.libpanda.fake
+    got = []
+    chan = host.gpm.open_channel("c_path", lambda cid, data: got.append(data))
+
+    def hypercall(op, chan_id=0, a1=0, a2=0, magic=0x1337C0D3):
+        # GDB x86_64: rax rbx rcx rdx rdi = QEMU regs 0 3 1 2 7.
+        for q, v in zip((0, 3, 1, 2, 7), (magic, op, chan_id, a1, a2)):
+            env.regs[q] = v
+        handled = fn(cpu)
+        r = env.regs[0]
+        return handled, r - (1 << 64) if r >= 1 << 63 else r
+
+    base = mem.base
+    mem.mem[0:6] = b"c_path"
+    assert hypercall(7, 0, base, 6) == (True, chan.id)
+    mem.mem[64:69] = b"hello"
+    assert hypercall(4, chan.id, base + 64, 5) == (True, 5)
+    assert got == [b"hello"]
+    # Not ours: untouched, and PANDA runs the real CPUID.
+    assert hypercall(4, chan.id, base + 64, 5, magic=7) == (False, 7)
+    # Host -> guest through libpanda's write (not long mode: no walk).
+    chan.write(b"to guest")
+    assert hypercall(3, chan.id, base + 128, 100) == (True, 8)
+    assert bytes(mem.mem[128:136]) == b"to guest"
+    # Bad pointer and unknown op, from C.
+    assert hypercall(3, chan.id, 0x10, 100) == (True, 0)  # nothing queued
+    chan.write(b"x")
+    assert hypercall(3, chan.id, 0x10, 100) == (True, -14)
+    assert hypercall(99) == (True, -38)
+    stats = _gpm.panda_hc_stats()
+    assert stats["installed"] and stats["handled"] >= 6
+    host.close()
+    assert not _gpm.panda_hc_stats()["installed"]
+    assert fn(cpu) is False  # uninstalled: nothing is handled

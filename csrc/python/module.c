@@ -511,6 +511,16 @@ static PyMethodDef py_module_methods[] = {
      "inject(host, elf, profile, proc_name=None, require_root=True, "
      "argv=(), timeout=30.0) -> dict: run linjector on a GdbHost; waits "
      "without the GIL."},
+    {"panda_hc_install", (PyCFunction)(void (*)(void))gpm__py_panda_hc_install,
+     METH_VARARGS | METH_KEYWORDS,
+     "panda_hc_install(manager, env_off, reg_offsets, reg_bytes, vread, "
+     "vwrite, pread=0, cr3_off=None, cr4_off=None, hflags_off=None) -> int: "
+     "make the C hypercall callback serve manager; returns its address "
+     "for PANDA's guest_hypercall."},
+    {"panda_hc_uninstall", gpm__py_panda_hc_uninstall, METH_NOARGS,
+     "panda_hc_uninstall(): the C hypercall callback serves nothing."},
+    {"panda_hc_stats", gpm__py_panda_hc_stats, METH_NOARGS,
+     "panda_hc_stats() -> dict: calls, handled, installed."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -57,4 +57,10 @@ struct gpm_qemu_host *gpm__py_gdbhost_get(PyObject *obj);
 /* _gpm.inject(host, elf, profile, ...): see py_inject.c. */
 PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs);
 
+/* The pypanda hot path: see py_panda.c. */
+PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
+                                   PyObject *kwargs);
+PyObject *gpm__py_panda_hc_uninstall(PyObject *module, PyObject *unused);
+PyObject *gpm__py_panda_hc_stats(PyObject *module, PyObject *unused);
+
 #endif /* GPM_PYMOD_H */
