@@ -58,8 +58,15 @@ def test_etc_count_matches_the_shell(panda):
     assert load_etc_count(panda) == shell + 1
 
 
+def sigblk(panda, pid):
+    """The blocked-signal mask of a guest process, from /proc."""
+    return panda.run_serial_cmd(f"grep SigBlk /proc/{pid}/status").split()[1]
+
+
 def test_inject_while_the_shell_is_idle(panda):
     panda.revert_sync("root")
+    shell_pid = panda.run_serial_cmd("echo $$").strip()
+    shell_mask = sigblk(panda, shell_pid)
     pid = panda.ensure_daemon(timeout=30)
     assert pid > 1
     res = panda.last_injection
@@ -69,6 +76,11 @@ def test_inject_while_the_shell_is_idle(panda):
     assert panda.run_serial_cmd("echo still here") == "still here"
     assert panda.run_serial_cmd("echo $$").strip() == str(res["tgid"])
     assert daemon_count(panda) == 1
+    # Signals were blocked only while injecting: the shell has its mask
+    # back, and the daemon does not run with every signal blocked.
+    assert sigblk(panda, shell_pid) == shell_mask
+    assert sigblk(panda, pid) != "fffffffffffffeff"
+    assert int(sigblk(panda, pid), 16) == int(shell_mask, 16)
 
 
 def test_inject_while_a_busy_loop_runs(panda):

@@ -20,6 +20,8 @@
 #define OFF_MEMFD_NAME 0u
 #define OFF_TMP_PATH   64u
 #define OFF_EXEC_PATH  128u
+#define OFF_SIGSET_ALL 448u /* 8 bytes of ones: every signal */
+#define OFF_SIGSET_OLD 456u /* the target's mask, saved by the kernel */
 #define OFF_ARGV       512u
 #define OFF_ENVP       896u
 #define OFF_STRINGS    1024u
@@ -29,6 +31,8 @@
 #define PROT_RW                   3u
 #define MAP_PRIVATE_ANON_POPULATE (0x02u | 0x20u | 0x8000u)
 #define MFD_CLOEXEC               1u
+#define GUEST_SIG_SETMASK         2u
+#define SIGSET_BYTES              8u
 
 static const char memfd_name[] = "pandagpm";
 static const char tmp_path[] = "/tmp/.pandagpm-payload";
@@ -39,17 +43,19 @@ typedef enum pstep {
     P_NONE,
     P_GETUID,
     P_MMAP,
+    P_SIGBLOCK,
     P_MEMFD,
     P_OPEN,
     P_WRITE,
     P_CLOSE_TMP,
     P_FORK,
     P_CLOSE_FD,
+    P_SIGRESTORE,
     P_MUNMAP,
     P_RESTORED,
 } pstep_t;
 
-typedef enum cstep { C_NONE, C_SETSID, C_EXECVE, C_EXIT } cstep_t;
+typedef enum cstep { C_NONE, C_SETSID, C_SIGRESTORE, C_EXECVE, C_EXIT } cstep_t;
 
 struct gpm_injector {
     const gpm_arch_info_t *ai;
@@ -71,6 +77,7 @@ struct gpm_injector {
     uint64_t scratch;
     uint64_t child_scratch; /* the scratch address the child inherited */
     bool fork_injected;
+    bool sig_blocked; /* the parent's signals are blocked */
     int64_t fd;
     bool tmp_file;
     size_t written;
@@ -262,6 +269,7 @@ static int write_header(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     int rc;
 
     memcpy(hdr + OFF_MEMFD_NAME, memfd_name, sizeof(memfd_name));
+    memset(hdr + OFF_SIGSET_ALL, 0xff, SIGSET_BYTES);
     memcpy(hdr + OFF_TMP_PATH, tmp_path, sizeof(tmp_path));
     if (with_exec) {
         if (inj->tmp_file)
@@ -280,7 +288,12 @@ static int write_header(gpm_injector_t *inj, const gpm_host_ops_t *ops,
         memcpy(hdr + off, env_path, sizeof(env_path));
         put_ptr(inj, hdr + OFF_ENVP, inj->scratch + off);
     }
-    rc = ops->write_mem(cpu, inj->scratch, hdr, SCRATCH_HDR);
+    /* Keep the mask the kernel saved there by writing around it. */
+    rc = ops->write_mem(cpu, inj->scratch, hdr, OFF_SIGSET_OLD);
+    if (rc == 0)
+        rc = ops->write_mem(cpu, inj->scratch + OFF_SIGSET_OLD + SIGSET_BYTES,
+                            hdr + OFF_SIGSET_OLD + SIGSET_BYTES,
+                            SCRATCH_HDR - OFF_SIGSET_OLD - SIGSET_BYTES);
     g_free(hdr);
     return rc;
 }
@@ -322,6 +335,12 @@ static int cleanup(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu)
         inj->pstep = P_CLOSE_FD;
         return inject(inj, ops, cpu, inj->sys->close, (uint64_t)inj->fd, 0, 0,
                       0, 0, 0);
+    }
+    if (inj->sig_blocked) {
+        inj->pstep = P_SIGRESTORE;
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
+                      GUEST_SIG_SETMASK, inj->scratch + OFF_SIGSET_OLD, 0,
+                      SIGSET_BYTES, 0, 0);
     }
     if (inj->scratch != 0) {
         inj->pstep = P_MUNMAP;
@@ -395,6 +414,19 @@ static int parent_step(gpm_injector_t *inj, const gpm_host_ops_t *ops,
         inj->scratch = res;
         if (write_header(inj, ops, cpu, false) != 0)
             return fail(inj, ops, cpu, "writing the scratch area", 0);
+        /*
+         * Block every signal while injected calls run: with a signal
+         * pending, the kernel would restart an interrupted fork by moving
+         * the return address back over our rewritten one.
+         */
+        inj->pstep = P_SIGBLOCK;
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
+                      GUEST_SIG_SETMASK, inj->scratch + OFF_SIGSET_ALL,
+                      inj->scratch + OFF_SIGSET_OLD, SIGSET_BYTES, 0, 0);
+    case P_SIGBLOCK:
+        if (is_err(inj, res))
+            return fail(inj, ops, cpu, "blocking signals", as_signed(inj, res));
+        inj->sig_blocked = true;
         inj->pstep = P_MEMFD;
         return inject(inj, ops, cpu, inj->sys->memfd_create,
                       inj->scratch + OFF_MEMFD_NAME, MFD_CLOEXEC, 0, 0, 0, 0);
@@ -456,6 +488,13 @@ static int parent_step(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     case P_CLOSE_FD:
         inj->fd = -1;
         return cleanup(inj, ops, cpu);
+    case P_SIGRESTORE:
+        inj->sig_blocked = false;
+        if (is_err(inj, res))
+            logf_(inj, GPM_INJ_LOG_ERROR,
+                  "linjector: restoring the signal mask of pid %lld failed",
+                  (long long)inj->tgid);
+        return cleanup(inj, ops, cpu);
     case P_MUNMAP:
         inj->scratch = 0;
         return cleanup(inj, ops, cpu);
@@ -469,6 +508,13 @@ static int child_step(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu,
 {
     switch (inj->cstep) {
     case C_SETSID:
+        /* The child inherited the blocked mask: give it the original. */
+        inj->cstep = C_SIGRESTORE;
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
+                      GUEST_SIG_SETMASK, inj->child_scratch + OFF_SIGSET_OLD, 0,
+                      SIGSET_BYTES, 0, 0);
+    case C_SIGRESTORE:
+        (void)res;
         inj->cstep = C_EXECVE;
         if (inj->pstep == P_RESTORED && !inj->failed)
             inj->state = GPM_INJ_DONE;

@@ -21,7 +21,8 @@
         .getuid = 4024, .mmap = 4090, .munmap = 4091, .memfd_create = 4354,    \
         .open = 4005, .openat = 4288, .write = 4004, .close = 4006,            \
         .fork = 4002, .clone = 4120, .setsid = 4066, .execve = 4011,           \
-        .exit_group = 4246, .open_flags = OPEN_FLAGS_MIPS                      \
+        .exit_group = 4246, .rt_sigprocmask = 4195,                            \
+        .open_flags = OPEN_FLAGS_MIPS                                          \
     }
 
 static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
@@ -44,6 +45,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                          .clone = 56,
                          .setsid = 112,
                          .execve = 59,
+                         .rt_sigprocmask = 14,
                          .exit_group = 231,
                          .open_flags = OPEN_FLAGS_GENERIC},
     [GPM_ARCH_I386] = {.getuid = 199, /* getuid32 */
@@ -58,6 +60,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                        .clone = 120,
                        .setsid = 66,
                        .execve = 11,
+                       .rt_sigprocmask = 175,
                        .exit_group = 252,
                        .mmap_pgoff = true,
                        .open_flags = OPEN_FLAGS_GENERIC},
@@ -73,6 +76,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                       .clone = 120,
                       .setsid = 66,
                       .execve = 11,
+                      .rt_sigprocmask = 175,
                       .exit_group = 248,
                       .mmap_pgoff = true,
                       .open_flags = OPEN_FLAGS_GENERIC},
@@ -88,6 +92,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                           .clone = 220,
                           .setsid = 157,
                           .execve = 221,
+                          .rt_sigprocmask = 135,
                           .exit_group = 94,
                           .open_flags = OPEN_FLAGS_GENERIC},
     [GPM_ARCH_MIPS] = MIPS_O32_TABLE,
@@ -105,6 +110,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                          .clone = 5055,
                          .setsid = 5110,
                          .execve = 5057,
+                         .rt_sigprocmask = 5014,
                          .exit_group = 5205,
                          .open_flags = OPEN_FLAGS_MIPS},
     [GPM_ARCH_PPC] = {.getuid = 24,
@@ -119,6 +125,7 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                       .clone = 120,
                       .setsid = 66,
                       .execve = 11,
+                      .rt_sigprocmask = 174,
                       .exit_group = 234,
                       .open_flags = OPEN_FLAGS_GENERIC},
 };

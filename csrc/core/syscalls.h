@@ -20,7 +20,7 @@ typedef struct gpm__sys_table {
     unsigned arg_regs[6];
     unsigned insn_len; /* bytes of the syscall instruction */
     int getuid, mmap, munmap, memfd_create, open, openat, write, close, fork,
-        clone, setsid, execve, exit_group;
+        clone, setsid, execve, exit_group, rt_sigprocmask;
     bool mmap_pgoff;     /* mmap2: the offset counts pages */
     unsigned open_flags; /* O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC */
 } gpm__sys_table_t;

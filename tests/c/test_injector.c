@@ -42,6 +42,9 @@ typedef struct sim {
     char envp0[64];
     int exit_code;
     bool executed;
+    /* Signal masks: the parent's, the child's, and what exec saw. */
+    uint64_t pmask, cmask, exec_mask;
+    bool blocked_during_fork;
     GPtrArray *log;
 } sim_t;
 
@@ -121,7 +124,24 @@ static bool run_syscall(sim_t *s, fake_cpu_t *c, bool is_child)
     case 11: /* munmap */
         res = 0;
         break;
+    case 14: { /* rt_sigprocmask(SIG_SETMASK, set, oldset, 8) */
+        uint64_t *mask = is_child ? &s->cmask : &s->pmask;
+        uint64_t set;
+
+        assert_int_equal(a0, 2);
+        assert_int_equal(c->regs[R10], 8);
+        if (a2 != 0)
+            assert_int_equal(fake_write_mem(c, a2, mask, 8), 0);
+        if (a1 != 0) {
+            assert_int_equal(fake_read_mem(c, a1, &set, 8), 0);
+            *mask = set;
+        }
+        res = 0;
+        break;
+    }
     case 57: /* fork: the child returns to the same place with 0 */
+        s->blocked_during_fork = s->pmask == UINT64_MAX;
+        s->cmask = s->pmask;
         s->child = *c;
         s->child.regs[RAX] = 0;
         /* It comes back to the syscall instruction and enters again. */
@@ -144,6 +164,7 @@ static bool run_syscall(sim_t *s, fake_cpu_t *c, bool is_child)
         }
         read_str(c, read_ptr(c, a2), s->envp0, sizeof(s->envp0));
         assert_int_equal(read_ptr(c, a2 + 8), 0);
+        s->exec_mask = s->cmask;
         if (s->execve_fails) {
             res = -8;
             break;
@@ -177,6 +198,7 @@ static void sim_init(sim_t *s)
     s->parent.regs[R9] = 0x3333;
     s->parent.regs[RCX] = SYSCALL_END;
     s->parent.regs[11] = 0x246;
+    s->pmask = 0x10000; /* the shell blocks SIGCHLD, say */
     s->pt = (gpm_inj_thread_t){100, 100, 1, 0, "sh"};
     s->ct = (gpm_inj_thread_t){200, 200, 100, 0, "sh"};
     s->ot = (gpm_inj_thread_t){300, 300, 1, 0, "other"};
@@ -282,6 +304,10 @@ static void test_memfd_path(void **state)
     assert_string_equal(s.envp0, "PATH=/usr/sbin:/usr/bin:/sbin:/bin");
     assert_true(s.executed);
     assert_int_equal(s.parent.regs[RAX], 64); /* the original read ran */
+    /* Signals were blocked around fork; both ended with the old mask. */
+    assert_true(s.blocked_during_fork);
+    assert_int_equal(s.pmask, 0x10000);
+    assert_int_equal(s.exec_mask, 0x10000);
     gpm_injector_target(inj, &tgid, &child);
     assert_int_equal(tgid, 100);
     assert_int_equal(child, 200);
@@ -386,6 +412,7 @@ static void test_write_failure_cleans_up(void **state)
     assert_non_null(strstr(gpm_injector_error(inj), "write"));
     assert_non_null(strstr(gpm_injector_error(inj), "No space"));
     assert_false(s.child_exists);
+    assert_int_equal(s.pmask, 0x10000); /* unblocked again on failure */
     gpm_injector_free(inj);
     sim_free(&s);
     g_free(elf);

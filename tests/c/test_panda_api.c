@@ -544,6 +544,14 @@ static void test_injector_through_view(void **state)
                      0);
     assert_true(v.written);
     assert_true(v.reenter);
+    assert_int_equal(cpu->regs[0], 14); /* rt_sigprocmask: block signals */
+
+    /* Re-entry with its result: then memfd_create. */
+    cpu->regs[0] = 0;
+    gpm_entry_view_init(&v, &fake_ops, cpu, 2, pc, 2, 64);
+    assert_int_equal(gpm_injector_on_syscall(inj, &gpm_entry_view_ops, &v, &t),
+                     0);
+    assert_true(v.reenter);
     assert_int_equal(cpu->regs[0], 319); /* memfd_create */
     assert_null(gpm_injector_error(inj));
     gpm_injector_free(inj);
