@@ -40,6 +40,8 @@ NUDGE_AFTER = 0.5
 PING_TIMEOUT = 5.0
 # How long load_guest_plugin waits for the daemon's STARTED or FAILED.
 DEFAULT_START_TIMEOUT = 30.0
+# How often the emulator watcher checks that QEMU still runs.
+WATCH_PERIOD = 0.2
 # A PING frame (gpm/daemon_proto.h): magic, version 1, type 2, seq, len 0.
 _PING = struct.pack("<IHHII", 0x444D5047, 1, 2, 0, 0)
 
@@ -110,6 +112,7 @@ class Panda:
         self._injected = False
         self._lock = threading.RLock()
         self.last_injection = None
+        self.emulator_lost = threading.Event()
 
     def __repr__(self):
         state = "running" if self.machine is not None else "stopped"
@@ -134,7 +137,26 @@ class Panda:
                                                  snapshot=self.snapshot)
                 self.machine.start()
                 self._attach()
+                self.emulator_lost.clear()
+                threading.Thread(target=self._watch, args=(self.machine,),
+                                 daemon=True, name="pandagpm-watch").start()
         return self
+
+    def _watch(self, machine):
+        """Ends every channel once QEMU is gone, so no reader waits forever.
+
+        Runs until the machine stops or dies; a machine stopped by close()
+        is not a loss.
+        """
+        while machine.is_running():
+            time.sleep(WATCH_PERIOD)
+        if self.machine is not machine:
+            return  # closed on purpose
+        self.emulator_lost.set()
+        self._log("QEMU is gone: every channel is at end of file")
+        gpm = self.gpm
+        if gpm is not None:
+            gpm.end_all_channels()
 
     def _attach(self):
         """A fresh manager and gdbstub host for the current guest state."""
@@ -223,9 +245,10 @@ class Panda:
         """Detaches and stops QEMU; idempotent."""
         with self._lock:
             self._detach()
-            if self.machine is not None:
-                self.machine.stop()
-                self.machine = None
+            # Forget it first: the watcher must not take this for a loss.
+            machine, self.machine = self.machine, None
+            if machine is not None:
+                machine.stop()
 
     def __enter__(self):
         return self.start()

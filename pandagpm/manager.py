@@ -279,6 +279,17 @@ class GuestPluginManager:
         with wrap():
             self._mgr.close(channel_id)
 
+    def end_all_channels(self):
+        """Puts every buffered channel at end of file (the guest is gone).
+
+        Blocked readers return what was buffered, then ``b""``. Any thread.
+        """
+        with self._lock:
+            chans = list(self._channels.values())
+        for chan in chans:
+            if chan._buf is not None:
+                chan._buf.set_eof(True)
+
     def close(self):
         """Closes every channel this manager made."""
         with self._lock:

@@ -614,15 +614,14 @@ def test_fault_qemu_killed_mid_transfer(guest, progs):
         panda.run_serial_cmd("echo hi", timeout=SHORT)
     assert time.monotonic() - t1 < SHORT
 
-    # Today a blocked Channel.read() gets no error when QEMU dies (there
-    # is no "connection lost" event); it waits until close() ends it.
-    assert reader.is_alive() and not read_result
+    # A Channel.read() blocked when QEMU died ends at end of file, soon.
+    assert panda.emulator_lost.wait(SHORT)
+    reader.join(SHORT)
+    assert not reader.is_alive() and read_result == [b""]
 
     t1 = time.monotonic()
     panda.close()
     assert time.monotonic() - t1 < SHORT
-    reader.join(SHORT)
-    assert not reader.is_alive() and read_result == [b""]
     assert panda.machine is None
     assert not os.path.exists(run_dir)
     assert not pids_matching(run_dir)
