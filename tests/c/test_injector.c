@@ -126,7 +126,7 @@ static bool run_syscall(sim_t *s, fake_cpu_t *c, bool is_child)
         break;
     case 14: { /* rt_sigprocmask(SIG_SETMASK, set, oldset, 8) */
         uint64_t *mask = is_child ? &s->cmask : &s->pmask;
-        uint64_t set;
+        uint64_t set = 0;
 
         assert_int_equal(a0, 2);
         assert_int_equal(c->regs[R10], 8);
