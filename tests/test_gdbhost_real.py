@@ -365,15 +365,16 @@ def test_hypercalls_memory_breakpoints(vm):
               f"({n1 - n0} stops); host time per stop "
               f"{st['stop_ns'] / max(st['stops'], 1) / 1e3:.0f} us, in the "
               f"core handler {st['handler_ns'] / max(st['hypercalls'], 1) / 1e3:.0f} us")
-        assert f"HC {cid & 255}" in out
-        assert got[0] == b"hello from the host"
+        assert f"HC {cid & 255}" in out, out[-2000:]
+        assert got[0] == b"hello from the host", got
         # The read into a page the guest only read was refused: the zero
         # page was not written, and the message stayed queued.
         res = struct.unpack("<q", got[1])[0]
         assert res in (-11, -14), res
-        assert mgr.pending(cid) == (len(b"must stay queued"), 1)
-        assert st["hypercalls"] >= HC_ITERS + 4
-        assert st["hc_unhandled"] == 0
+        assert mgr.pending(cid) == (len(b"must stay queued"), 1), \
+            mgr.pending(cid)
+        assert st["hypercalls"] >= HC_ITERS + 4, st
+        assert st["hc_unhandled"] == 0, st
 
         # Pause: registers and memory.
         pc = host.pause()
@@ -390,7 +391,9 @@ def test_hypercalls_memory_breakpoints(vm):
         for addr in (pc & ~0xfff, rsp & ~0xfff):
             via_walk = host.read_virt(addr, 4096)
             via_m = host.gdb_read_mem(addr, 4096)
-            assert via_walk == via_m
+            assert via_walk == via_m, (
+                f"page 0x{addr:x}: the walk and 'm' differ at "
+                f"{next(i for i in range(4096) if via_walk[i] != via_m[i])}")
         t = time.perf_counter()
         host.gdb_read_mem(pc & ~0xfff, 4096)
         t_m = time.perf_counter() - t
