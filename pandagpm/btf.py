@@ -22,11 +22,13 @@ The format is documented in the kernel tree at
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass, field
 
-__all__ = ["BTF", "BTFError", "Member", "Type", "elf_section", "load"]
+__all__ = ["BTF", "BTFError", "Member", "Type", "elf_section",
+           "elf_section_from_bytes", "load"]
 
 BTF_MAGIC = 0xEB9F
 
@@ -321,39 +323,48 @@ def elf_section(path: str | os.PathLike, name: str) -> bytes:
     :exc:`BTFError` when the file is not ELF or has no such section.
     """
     with open(path, "rb") as f:
-        ident = f.read(16)
-        if ident[:4] != b"\x7fELF":
-            raise BTFError(f"{path} is not an ELF file")
-        is64 = ident[4] == 2
-        bo = "<" if ident[5] == 1 else ">"
-        if is64:
-            f.seek(0x28)
-            shoff, = struct.unpack(bo + "Q", f.read(8))
-            f.seek(0x3A)
-            shentsize, shnum, shstrndx = struct.unpack(bo + "HHH", f.read(6))
-            sh_fmt = bo + "IIQQQQIIQQ"
-        else:
-            f.seek(0x20)
-            shoff, = struct.unpack(bo + "I", f.read(4))
-            f.seek(0x2E)
-            shentsize, shnum, shstrndx = struct.unpack(bo + "HHH", f.read(6))
-            sh_fmt = bo + "IIIIIIIIII"
-        f.seek(shoff)
-        raw = f.read(shentsize * shnum)
-        headers = [struct.unpack_from(sh_fmt, raw, i * shentsize)
-                   for i in range(shnum)]
-        if shstrndx >= shnum:
-            raise BTFError(f"{path} has no section name table")
-        # Fields: name, type, flags, addr, offset, size, ...
-        str_hdr = headers[shstrndx]
-        f.seek(str_hdr[4])
-        names = f.read(str_hdr[5])
-        wanted = name.encode()
-        for h in headers:
-            end = names.find(b"\0", h[0])
-            if names[h[0]:end] == wanted:
-                f.seek(h[4])
-                return f.read(h[5])
+        return _elf_section(f, name, path)
+
+
+def elf_section_from_bytes(data: bytes, name: str) -> bytes:
+    """:func:`elf_section` for an ELF file already in memory."""
+    return _elf_section(io.BytesIO(data), name, "<memory>")
+
+
+def _elf_section(f, name: str, path) -> bytes:
+    ident = f.read(16)
+    if ident[:4] != b"\x7fELF":
+        raise BTFError(f"{path} is not an ELF file")
+    is64 = ident[4] == 2
+    bo = "<" if ident[5] == 1 else ">"
+    if is64:
+        f.seek(0x28)
+        shoff, = struct.unpack(bo + "Q", f.read(8))
+        f.seek(0x3A)
+        shentsize, shnum, shstrndx = struct.unpack(bo + "HHH", f.read(6))
+        sh_fmt = bo + "IIQQQQIIQQ"
+    else:
+        f.seek(0x20)
+        shoff, = struct.unpack(bo + "I", f.read(4))
+        f.seek(0x2E)
+        shentsize, shnum, shstrndx = struct.unpack(bo + "HHH", f.read(6))
+        sh_fmt = bo + "IIIIIIIIII"
+    f.seek(shoff)
+    raw = f.read(shentsize * shnum)
+    headers = [struct.unpack_from(sh_fmt, raw, i * shentsize)
+               for i in range(shnum)]
+    if shstrndx >= shnum:
+        raise BTFError(f"{path} has no section name table")
+    # Fields: name, type, flags, addr, offset, size, ...
+    str_hdr = headers[shstrndx]
+    f.seek(str_hdr[4])
+    names = f.read(str_hdr[5])
+    wanted = name.encode()
+    for h in headers:
+        end = names.find(b"\0", h[0])
+        if names[h[0]:end] == wanted:
+            f.seek(h[4])
+            return f.read(h[5])
     raise BTFError(f"{path} has no {name} section")
 
 

@@ -23,8 +23,15 @@ hashes the package versions, the QEMU version, the arch and
 :data:`BUILDER_VERSION`.  A build happens in a temporary directory that is
 renamed into place, under a per-arch lock.
 
+Each image also carries an osi_linux kernel profile for PANDA
+(``kernelinfo.conf``, see :mod:`pandagpm.kernelinfo`): ``img.kernelinfo_path``,
+``img.kernelinfo_group`` and ``img.os_string`` (PANDA's ``-os``).  Images
+built before it existed get the file on first use, from their cached
+kernel and profile.
+
 Command line: ``python -m pandagpm.image build [--arch x86_64] [--force]``,
-``python -m pandagpm.image info [--arch x86_64]``.
+``python -m pandagpm.image info [--arch x86_64] [--path | --kernelinfo]``,
+``python -m pandagpm.image kernelinfo VMLINUZ KALLSYMS [--group NAME]``.
 """
 
 from __future__ import annotations
@@ -51,14 +58,20 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import btf as _btf
+from . import kernelinfo as _ki
 
 __all__ = [
-    "ARCHES", "BUILDER_VERSION", "ImageError", "ImageInfo", "build_image",
-    "cache_dir", "cached_images", "get_image", "resolve_packages",
+    "ARCHES", "BUILDER_VERSION", "ImageError", "ImageInfo",
+    "KERNELINFO_FILE", "build_image", "cache_dir", "cached_images",
+    "ensure_kernelinfo", "get_image", "resolve_packages",
 ]
 
-#: Bump when the builder's output changes, so caches rebuild.
+#: Bump when the builder's output changes, so caches rebuild.  (Adding
+#: kernelinfo.conf did not: older images derive it on first use.)
 BUILDER_VERSION = 2
+
+#: The osi_linux kernel profile inside an image directory.
+KERNELINFO_FILE = "kernelinfo.conf"
 
 #: Guest user accounts (a root shell is what the console runs).
 GUEST_USER = "user"
@@ -336,6 +349,43 @@ class ImageInfo:
         """Byte offset of ``struct_name.member`` recorded in the profile."""
         return int(self.profile["kernel"]["offsets"][struct_name][member])
 
+    # -- PANDA's osi_linux --------------------------------------------------
+
+    @property
+    def kernelinfo_group(self) -> str:
+        """The osi_linux ``kconf_group`` of this image's kernel."""
+        osi = self.profile.get("osi_linux") or {}
+        return osi.get("kconf_group") or _ki.default_group(
+            self.arch, self.profile["kernel"]["release"])
+
+    @property
+    def os_string(self) -> str:
+        """PANDA's ``-os`` (pypanda's ``os_version``) for this image, e.g.
+        ``linux-64-pandagpm-x86_64-6.1.0-57-amd64``: syscalls2 accepts it,
+        and osi_linux's default group for it is :attr:`kernelinfo_group`."""
+        osi = self.profile.get("osi_linux") or {}
+        return osi.get("os") or _ki.os_string_for(
+            self.kernelinfo_group, _ki._arch(self.arch).bits)
+
+    @property
+    def kernelinfo_path(self) -> Path:
+        """The osi_linux ``kconf_file`` holding :attr:`kernelinfo_group`.
+
+        An image built before kernelinfo existed gets the file on first
+        use (about 2 s: the kernel's BTF is read again), in the image
+        directory, or in the cache's ``kernelinfo/`` if that is read-only.
+        """
+        return ensure_kernelinfo(self)
+
+    def osi_linux_args(self) -> dict[str, str]:
+        """``{"kconf_file": ..., "kconf_group": ...}`` for osi_linux."""
+        return {"kconf_file": str(self.kernelinfo_path),
+                "kconf_group": self.kernelinfo_group}
+
+    def kernelinfo(self) -> "_ki.KernelInfo":
+        """The image's kernelinfo group, made again from its kernel."""
+        return _image_kernelinfo(self)
+
 
 def _images_dir(root: Path | None = None) -> Path:
     return (root or cache_dir()) / "images"
@@ -579,11 +629,11 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     raise ImageError("no compressed vmlinux found inside the kernel image")
 
 
-def _btf_offsets(vmlinux: bytes) -> dict[str, dict[str, int]]:
-    with tempfile.NamedTemporaryFile(suffix=".vmlinux") as f:
-        f.write(vmlinux)
-        f.flush()
-        b = _btf.BTF.from_elf(f.name)
+def _vmlinux_btf(vmlinux: bytes) -> _btf.BTF:
+    return _btf.BTF.from_bytes(_btf.elf_section_from_bytes(vmlinux, ".BTF"))
+
+
+def _btf_offsets(b: _btf.BTF) -> dict[str, dict[str, int]]:
     offsets: dict[str, dict[str, int]] = {}
     for sname, members in STRUCT_FIELDS.items():
         offsets[sname] = {m: b.member_offset(sname, m) for m in members}
@@ -702,7 +752,12 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
 
     _say(progress, "reading structure offsets from the kernel's BTF")
     bz = (work / "vmlinuz").read_bytes()
-    offsets = _btf_offsets(extract_vmlinux(bz))
+    kbtf = _vmlinux_btf(extract_vmlinux(bz))
+    del bz
+    offsets = _btf_offsets(kbtf)
+    # Checked before the boot, so a kernel osi_linux cannot describe fails
+    # early; the group is made once the symbols are known.
+    _ki.btf_fields(kbtf)
 
     _say(progress, "building the initramfs")
     busybox = tree / "bin" / "busybox"
@@ -782,6 +837,10 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
         "symbols": syms,
         **facts,
     })
+    ki = _kernelinfo_from(kbtf, profile)
+    ki.write(work / KERNELINFO_FILE)
+    profile["osi_linux"] = {"kconf_file": KERNELINFO_FILE,
+                            "kconf_group": ki.group, "os": ki.os_string}
     profile["measured"] = {
         "build_seconds": round(time.monotonic() - t0, 2),
         "boot_to_shell_seconds": round(boot_s, 2),
@@ -844,8 +903,77 @@ def _write_profile(d: Path, profile: dict) -> None:
 
 
 # --------------------------------------------------------------------------
+# PANDA's osi_linux kernel profile.
+# --------------------------------------------------------------------------
+
+def _kernelinfo_from(b: _btf.BTF, profile: dict) -> "_ki.KernelInfo":
+    """The image's kernelinfo group: offsets from the kernel's BTF; the
+    symbols, the version banner and ``__per_cpu_offset[0]`` as the guest
+    reported them at build time."""
+    k = profile["kernel"]
+    release, uts, version = _ki.parse_banner(k["version"])
+    syms = {n: int(v, 16) for n, v in k["symbols"].items()}
+    arch = profile["arch"]
+    group = _ki.default_group(arch, release)
+    os_string = _ki.os_string_for(group, _ki._arch(arch).bits)
+    notes = (f"pandagpm generic image {arch}-{profile['key']}: offsets from "
+             "the kernel's BTF, addresses from the guest's /proc/kallsyms "
+             "(booted with nokaslr)",
+             f"use: -os {os_string} -panda osi_linux:kconf_file=<this file>,"
+             f"kconf_group={group}")
+    return _ki.from_btf(
+        b, syms, arch=arch, release=release, uts_version=uts,
+        version=version, group=group, notes=notes,
+        per_cpu_offset0=int(k.get("per_cpu_offset0", "0"), 16))
+
+
+def _image_kernelinfo(img: ImageInfo) -> "_ki.KernelInfo":
+    try:
+        b = _vmlinux_btf(extract_vmlinux(img.kernel.read_bytes()))
+        return _kernelinfo_from(b, img.profile)
+    except (OSError, KeyError, _btf.BTFError, _ki.KernelInfoError) as err:
+        raise ImageError(f"cannot make the kernelinfo of {img.path}: "
+                         f"{err}") from err
+
+
+def ensure_kernelinfo(img: ImageInfo) -> Path:
+    """Return the image's kernelinfo file, writing it first if missing."""
+    rel = (img.profile.get("osi_linux") or {}).get("kconf_file",
+                                                   KERNELINFO_FILE)
+    path = img.path / rel
+    if path.is_file():
+        return path
+    fallback = cache_dir() / "kernelinfo" / f"{img.path.name}.conf"
+    if fallback.is_file():
+        return fallback
+    text = _image_kernelinfo(img).to_conf()
+    for dest in (path, fallback):
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, dest)
+            return dest
+        except OSError as err:
+            last = err
+    raise ImageError(f"cannot write the kernelinfo of {img.path}: {last}")
+
+
+# --------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------
+
+def _parse_version(text: str) -> tuple[int, int, int]:
+    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not m:
+        raise argparse.ArgumentTypeError("expected A.B.C, e.g. 6.1.192")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def _osi_summary(img: ImageInfo) -> dict:
+    return {"kconf_file": str(img.kernelinfo_path),
+            "kconf_group": img.kernelinfo_group, "os": img.os_string}
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pandagpm.image",
@@ -854,10 +982,49 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="build the image (or reuse the cache)")
     b.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
     b.add_argument("--force", action="store_true", help="rebuild anyway")
-    i = sub.add_parser("info", help="print the cached image's profile")
+    i = sub.add_parser("info", help="print the cached image's profile",
+                       description="Print the cached image's profile, with "
+                       "its osi_linux kernelinfo file, group and -os string "
+                       "under \"osi_linux\".")
     i.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
-    i.add_argument("--path", action="store_true",
-                   help="print only the image directory")
+    how = i.add_mutually_exclusive_group()
+    how.add_argument("--path", action="store_true",
+                     help="print only the image directory")
+    how.add_argument("--kernelinfo", action="store_true",
+                     help="print the image's osi_linux kernelinfo group")
+    k = sub.add_parser(
+        "kernelinfo", help="print an osi_linux kernelinfo group for a kernel",
+        description="Print a PANDA osi_linux kernelinfo group (for "
+        "kernelinfo.conf) made from a kernel's BTF and its symbol table. "
+        "The kernel must be built with CONFIG_DEBUG_INFO_BTF. Read the "
+        "symbols as root, from a boot with the KASLR setting the analysis "
+        "will use (nokaslr, or the same seed).",
+        epilog="Then run PANDA with -os OS -panda osi_linux:kconf_file="
+        "FILE,kconf_group=GROUP (the -os and group are printed on stderr).")
+    k.add_argument("kernel", metavar="VMLINUZ",
+                   help="the kernel: vmlinuz/bzImage, vmlinux, or a raw BTF "
+                   "file such as the guest's /sys/kernel/btf/vmlinux")
+    k.add_argument("kallsyms", metavar="KALLSYMS",
+                   help="the guest's /proc/kallsyms (or System.map)")
+    k.add_argument("--group", help="the group name (default "
+                   "pandagpm-<arch>-<release>:<bits>)")
+    k.add_argument("--arch", choices=sorted(_ki._ARCHES),
+                   help="the guest arch (default: from the kernel file)")
+    k.add_argument("--banner", metavar="PROC_VERSION_FILE",
+                   help="a file holding the guest's /proc/version (needed "
+                   "for a raw BTF file)")
+    k.add_argument("--kernel-version", type=_parse_version, metavar="A.B.C",
+                   help="the upstream kernel version (default: from the "
+                   "banner)")
+    k.add_argument("--per-cpu-offset0", type=lambda v: int(v, 0), default=0,
+                   metavar="ADDR", help="__per_cpu_offset[0] (osi_linux "
+                   "reads it from the guest anyway; default 0)")
+    k.add_argument("--switch-task-hook", action="store_true",
+                   help="add task.switch_task_hook_addr (finish_task_switch)"
+                   ": task-switch notifications, through PANDA's hooks "
+                   "plugin")
+    k.add_argument("-o", "--output", metavar="FILE",
+                   help="write the group to FILE instead of stdout")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
@@ -866,6 +1033,21 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 img = get_image(args.arch)
             print(img.path)
+        elif args.cmd == "kernelinfo":
+            banner = None
+            if args.banner:
+                banner = Path(args.banner).read_text(errors="replace")
+            ki = _ki.from_files(args.kernel, args.kallsyms, arch=args.arch,
+                                group=args.group, banner=banner,
+                                version=args.kernel_version,
+                                per_cpu_offset0=args.per_cpu_offset0,
+                                switch_task_hook=args.switch_task_hook)
+            if args.output:
+                ki.write(args.output)
+            else:
+                sys.stdout.write(ki.to_conf())
+            print(f"kconf_group: {ki.group}\n-os: {ki.os_string}",
+                  file=sys.stderr)
         else:
             have = cached_images(args.arch)
             if not have:
@@ -874,14 +1056,18 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             if args.path:
                 print(have[0].path)
+            elif args.kernelinfo:
+                sys.stdout.write(have[0].kernelinfo_path.read_text())
             else:
-                print(json.dumps(have[0].profile, indent=2, sort_keys=True))
-    except ImageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+                shown = dict(have[0].profile)
+                shown["osi_linux"] = _osi_summary(have[0])
+                print(json.dumps(shown, indent=2, sort_keys=True))
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away; that is not an error.
         sys.stderr.close()
+    except (ImageError, _ki.KernelInfoError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
