@@ -472,7 +472,7 @@ def from_btf(b: _btf.BTF, symbols: dict[str, int], *, arch: str,
     osi_linux load PANDA's ``hooks`` plugin for task-switch notifications.
     """
     spec = _arch(arch)
-    group = group or default_group(arch, release)
+    group = default_group(arch, release) if group is None else group
     _check_group(group)
     fields, missing = btf_fields(b)
 
