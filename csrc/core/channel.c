@@ -58,6 +58,12 @@ int gpm_manager_new(const gpm_manager_config_t *cfg, gpm_manager_t **out)
     m->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
     m->by_name = g_hash_table_new(g_str_hash, g_str_equal);
     m->next_id = 1;
+    m->enforce = true;
+    m->guest_quota = GPM__DEFAULT_GUEST_QUOTA < c.max_guest_channels
+                         ? GPM__DEFAULT_GUEST_QUOTA
+                         : c.max_guest_channels;
+    m->per_tgid =
+        g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     gpm__daemon_init(m);
     *out = m;
     return 0;
@@ -111,6 +117,7 @@ void gpm_manager_free(gpm_manager_t *m)
     g_ptr_array_free(all, TRUE);
     g_hash_table_destroy(m->by_id);
     g_hash_table_destroy(m->by_name);
+    g_hash_table_destroy(m->per_tgid);
     gpm__daemon_fini(m);
     g_mutex_clear(&m->lock);
     g_free(m);
@@ -248,6 +255,8 @@ int gpm__channel_alloc_locked(gpm_manager_t *m, const char *name,
     ch->opaque = opaque;
     ch->refs = 1;
     ch->guest_made = guest_made;
+    ch->owner = GPM_OWNER_ANY;
+    ch->creator = GPM_TGID_UNKNOWN;
     g_queue_init(&ch->queue);
     g_hash_table_insert(m->by_id, GUINT_TO_POINTER(ch->id), ch);
     if (ch->name != NULL)
@@ -486,8 +495,10 @@ void gpm__channel_unlink_locked(gpm_manager_t *m, gpm__channel_t *ch)
     g_hash_table_remove(m->by_id, GUINT_TO_POINTER(ch->id));
     if (ch->name != NULL)
         g_hash_table_remove(m->by_name, ch->name);
-    if (ch->guest_made)
+    if (ch->guest_made) {
         m->guest_channels--;
+        gpm__quota_give_locked(m, ch->creator);
+    }
     m->total_cost -= ch->cost;
     ch->cost = 0;
     ch->queued = 0;

@@ -20,6 +20,7 @@ typedef struct hc_ctx {
     const gpm_host_ops_t *ops;
     void *cpu;
     uint64_t word_mask;
+    int64_t tgid; /* the calling process, or GPM_TGID_UNKNOWN */
 } hc_ctx_t;
 
 /* True if [addr, addr + len) stays inside the guest's address space. */
@@ -42,22 +43,47 @@ static gpm_channel_id_t chan_id(uint64_t v)
     return v > UINT32_MAX ? GPM_CHANNEL_NONE : (gpm_channel_id_t)v;
 }
 
+/*
+ * The channel @v names, if the caller may use it; else NULL and the
+ * guest's error in @err. Lock held.
+ */
+static gpm__channel_t *get_checked(hc_ctx_t *c, uint64_t v, int64_t *err)
+{
+    gpm__channel_t *ch = gpm__channel_get(c->m, chan_id(v));
+
+    if (ch == NULL) {
+        *err = GPM_HC_EBADF;
+        return NULL;
+    }
+    *err = gpm__owner_check_locked(c->m, ch, c->tgid);
+    return *err == 0 ? ch : NULL;
+}
+
 static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
 {
     gpm_event_t ev = {0};
-    gpm__channel_t *ch;
+    gpm__channel_t *ch, *dead = NULL;
+    int64_t err;
 
     g_mutex_lock(&c->m->lock);
-    ch = gpm__channel_get(c->m, chan_id(a->chan));
-    if (ch != NULL)
+    ch = get_checked(c, a->chan, &err);
+    if (ch != NULL) {
         ch->started = start;
+        /* A channel the guest made ends when its process stops it. */
+        if (!start && ch->guest_made) {
+            gpm__channel_unlink_locked(c->m, ch);
+            dead = gpm__channel_put(c->m, ch);
+        }
+    }
     g_mutex_unlock(&c->m->lock);
     if (ch == NULL)
-        return GPM_HC_EBADF;
+        return err;
     ev.type = start ? GPM_EVENT_CHANNEL_START : GPM_EVENT_CHANNEL_STOP;
     ev.channel = chan_id(a->chan);
-    ev.pid = -1;
+    ev.pid = c->tgid;
     gpm__emit(c->m, &ev);
+    if (dead != NULL)
+        gpm__channel_destroy(dead);
     return 0;
 }
 
@@ -72,10 +98,10 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
     int rc;
 
     g_mutex_lock(&c->m->lock);
-    ch = gpm__channel_get(c->m, chan_id(a->chan));
+    ch = get_checked(c, a->chan, &result);
     if (ch == NULL) {
         g_mutex_unlock(&c->m->lock);
-        return GPM_HC_EBADF;
+        return result;
     }
     src = gpm__channel_peek_locked(ch, &avail);
     n = avail;
@@ -138,15 +164,16 @@ static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
     gpm_recv_cb recv;
     void *opaque;
     uint8_t *buf;
+    int64_t err;
     size_t n;
     int rc;
 
     n = a->a2 > GPM_HC_MAX_TRANSFER ? GPM_HC_MAX_TRANSFER : (size_t)a->a2;
     g_mutex_lock(&c->m->lock);
-    ch = gpm__channel_get(c->m, id);
+    ch = get_checked(c, id, &err);
     if (ch == NULL) {
         g_mutex_unlock(&c->m->lock);
-        return GPM_HC_EBADF;
+        return err;
     }
     if (ch->recv == NULL) {
         g_mutex_unlock(&c->m->lock);
@@ -198,15 +225,16 @@ static int64_t op_error(hc_ctx_t *c, const hc_args_t *a)
 {
     char text[GPM_HC_MAX_ERROR_MSG + 1];
     gpm_event_t ev = {0};
+    int64_t err;
     size_t n;
     int rc;
     bool known;
 
     g_mutex_lock(&c->m->lock);
-    known = gpm__channel_get(c->m, chan_id(a->chan)) != NULL;
+    known = get_checked(c, a->chan, &err) != NULL;
     g_mutex_unlock(&c->m->lock);
     if (!known)
-        return GPM_HC_EBADF;
+        return err;
     n = a->a2 > GPM_HC_MAX_ERROR_MSG ? GPM_HC_MAX_ERROR_MSG : (size_t)a->a2;
     if (!range_ok(c, a->a1, n))
         return GPM_HC_EFAULT;
@@ -217,7 +245,7 @@ static int64_t op_error(hc_ctx_t *c, const hc_args_t *a)
     ev.type = GPM_EVENT_GUEST_ERROR;
     ev.channel = chan_id(a->chan);
     ev.text = text;
-    ev.pid = -1;
+    ev.pid = c->tgid;
     gpm__emit(c->m, &ev);
     return 0;
 }
@@ -229,13 +257,25 @@ static int64_t op_get_manager(hc_ctx_t *c)
     int rc;
 
     g_mutex_lock(&c->m->lock);
-    rc = gpm__channel_alloc_locked(c->m, NULL, NULL, NULL, NULL, true, &id);
+    rc = gpm__quota_take_locked(c->m, c->tgid);
+    if (rc == 0) {
+        rc = gpm__channel_alloc_locked(c->m, NULL, NULL, NULL, NULL, true, &id);
+        if (rc == 0) {
+            gpm__channel_t *ch = gpm__channel_get(c->m, id);
+
+            ch->creator = c->tgid;
+            if (c->tgid > 0)
+                ch->owner = c->tgid;
+        } else {
+            gpm__quota_give_locked(c->m, c->tgid);
+        }
+    }
     g_mutex_unlock(&c->m->lock);
     if (rc != 0)
         return rc == GPM_ENOMEM ? GPM_HC_EBUSY : GPM_HC_ENOSPC;
     ev.type = GPM_EVENT_GUEST_CHANNEL;
     ev.channel = id;
-    ev.pid = -1;
+    ev.pid = c->tgid;
     gpm__emit(c->m, &ev);
     return id;
 }
@@ -243,7 +283,9 @@ static int64_t op_get_manager(hc_ctx_t *c)
 static int64_t op_get_channel(hc_ctx_t *c, const hc_args_t *a)
 {
     char name[GPM_HC_MAX_NAME + 1];
-    gpm_channel_id_t id;
+    gpm__channel_t *ch;
+    gpm_channel_id_t id = GPM_CHANNEL_NONE;
+    int64_t err = 0;
     size_t n;
 
     if (a->a2 == 0)
@@ -257,9 +299,17 @@ static int64_t op_get_channel(hc_ctx_t *c, const hc_args_t *a)
     name[n] = '\0';
     if (name[0] == '\0')
         return GPM_HC_EINVAL;
-    if (gpm_channel_lookup(c->m, name, &id) != 0)
+    g_mutex_lock(&c->m->lock);
+    ch = g_hash_table_lookup(c->m->by_name, name);
+    if (ch != NULL && !ch->closed) {
+        id = ch->id;
+        /* A channel still waiting for its owner is named to everyone. */
+        err = gpm__owner_check_locked(c->m, ch, c->tgid);
+    }
+    g_mutex_unlock(&c->m->lock);
+    if (id == GPM_CHANNEL_NONE)
         return GPM_HC_NOT_FOUND;
-    return id;
+    return err == GPM_HC_EACCES ? err : (int64_t)id;
 }
 
 static int64_t op_get_doorbell(hc_ctx_t *c)
@@ -302,6 +352,12 @@ static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
 int gpm_hypercall_handle(gpm_manager_t *m, const gpm_host_ops_t *ops, void *cpu,
                          bool *handled)
 {
+    return gpm_hypercall_handle_as(m, ops, cpu, GPM_TGID_UNKNOWN, handled);
+}
+
+int gpm_hypercall_handle_as(gpm_manager_t *m, const gpm_host_ops_t *ops,
+                            void *cpu, int64_t tgid, bool *handled)
+{
     const gpm_arch_info_t *arch;
     uint64_t regs[GPM_HC_NREGS];
     hc_ctx_t c;
@@ -318,6 +374,7 @@ int gpm_hypercall_handle(gpm_manager_t *m, const gpm_host_ops_t *ops, void *cpu,
     c.ops = ops;
     c.cpu = cpu;
     c.word_mask = arch->word_bits == 64 ? UINT64_MAX : UINT32_MAX;
+    c.tgid = tgid > 0 ? tgid : GPM_TGID_UNKNOWN;
 
     rc = ops->read_reg(cpu, arch->hc_regs[0], &regs[0]);
     if (rc != 0)

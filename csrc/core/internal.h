@@ -11,6 +11,13 @@
 /* What one queued message costs against the limits beyond its bytes. */
 #define GPM__MSG_OVERHEAD 32u
 
+/* The longest reply payload the daemon sends (FAILED: 8 + 512 bytes). */
+#define GPM__DREPLY_MAX          1024u
+/* The daemon channel's receive bound: one header and the longest reply. */
+#define GPM__DRX_CAP             (16u + GPM__DREPLY_MAX)
+/* Anonymous channels one guest process may hold by default. */
+#define GPM__DEFAULT_GUEST_QUOTA 32u
+
 typedef struct gpm__msg {
     size_t len;
     uint8_t data[];
@@ -29,9 +36,12 @@ typedef struct gpm__channel {
     unsigned refs;   /* one for the table, one per running callback */
     bool closed;
     bool started;
-    bool guest_made; /* allocated by the guest's GET_MANAGER */
-    bool paused;     /* guest writes get GPM_HC_EBUSY */
-    uint64_t taken;  /* bumps on every consumption, see op_read() */
+    bool guest_made;    /* allocated by the guest's GET_MANAGER */
+    bool paused;        /* guest writes get GPM_HC_EBUSY */
+    uint64_t taken;     /* bumps on every consumption, see op_read() */
+    int64_t owner;      /* GPM_OWNER_* or a tgid, see gpm/manager.h */
+    int64_t prev_owner; /* refused while owner is PENDING; 0 if none */
+    int64_t creator;    /* tgid that made an anonymous channel, or -1 */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;
 } gpm__channel_t;
@@ -63,9 +73,38 @@ struct gpm_manager {
     /* The link to the guest daemon (daemon_link.c). */
     gpm_channel_id_t daemon_id;
     uint32_t next_seq;
-    GHashTable *loads; /* seq -> plugin name, for FAILED replies */
-    GByteArray *rx;    /* partial frame from the daemon */
+    GHashTable *loads;        /* seq -> gpm__load_t *, loads awaiting a reply */
+    uint8_t rx[GPM__DRX_CAP]; /* partial frame from the daemon */
+    size_t rx_len;
+    int64_t rx_t0;          /* monotonic us when the partial frame began */
+    uint64_t proto_pending; /* protocol errors not reported yet */
+    int64_t proto_last;     /* monotonic us of the last report, or 0 */
+    char proto_first[96];   /* the first unreported error */
+    /* Ownership (owner.c). */
+    bool enforce;
+    unsigned guest_quota; /* anonymous channels per process */
+    GHashTable *per_tgid; /* tgid -> anonymous channels it holds */
 };
+
+/* A load waiting for STARTED or FAILED. */
+typedef struct gpm__load {
+    gpm_channel_id_t channel;
+    char name[GPM_NAME_MAX + 1];
+} gpm__load_t;
+
+/* Whether process @tgid may use @ch; 0 or a GPM_HC_E* result. Lock held. */
+int64_t gpm__owner_check_locked(gpm_manager_t *m, gpm__channel_t *ch,
+                                int64_t tgid);
+
+/* Counts a new anonymous channel of @tgid, or refuses it; lock held. */
+int gpm__quota_take_locked(gpm_manager_t *m, int64_t tgid);
+
+/* Gives back what gpm__quota_take_locked() counted; lock held. */
+void gpm__quota_give_locked(gpm_manager_t *m, int64_t tgid);
+
+/* Marks @tgid gone; returns destroyed channels to free unlocked. */
+GSList *gpm__process_gone_locked(gpm_manager_t *m, int64_t tgid,
+                                 unsigned *count);
 
 /*
  * Lookup and reference counting; the lock must be held. channel_get

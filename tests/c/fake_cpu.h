@@ -116,10 +116,13 @@ static const gpm_host_ops_t fake_ops = {
     fake_write_mem,
 };
 
-/* Loads the x86_64 hypercall registers and runs the dispatcher. */
-static inline int64_t fake_hc(gpm_manager_t *m, fake_cpu_t *c, uint64_t op,
-                              uint64_t chan, uint64_t a1, uint64_t a2,
-                              bool *handled)
+/*
+ * Loads the x86_64 hypercall registers and runs the dispatcher as guest
+ * process @tgid (GPM_TGID_UNKNOWN: an unknown caller).
+ */
+static inline int64_t fake_hc_as(gpm_manager_t *m, fake_cpu_t *c, int64_t tgid,
+                                 uint64_t op, uint64_t chan, uint64_t a1,
+                                 uint64_t a2, bool *handled)
 {
     const gpm_arch_info_t *a = gpm_arch_info(gpm_manager_arch(m));
     uint64_t mask = a->word_bits == 64 ? UINT64_MAX : UINT32_MAX;
@@ -131,7 +134,7 @@ static inline int64_t fake_hc(gpm_manager_t *m, fake_cpu_t *c, uint64_t op,
     c->regs[a->hc_regs[2]] = chan;
     c->regs[a->hc_regs[3]] = a1;
     c->regs[a->hc_regs[4]] = a2;
-    if (gpm_hypercall_handle(m, &fake_ops, c, &h) != 0)
+    if (gpm_hypercall_handle_as(m, &fake_ops, c, tgid, &h) != 0)
         return INT64_MIN;
     if (handled != NULL)
         *handled = h;
@@ -140,6 +143,14 @@ static inline int64_t fake_hc(gpm_manager_t *m, fake_cpu_t *c, uint64_t op,
     if (a->word_bits == 32)
         r = (int32_t)(uint32_t)r;
     return r;
+}
+
+/* fake_hc_as() for an unknown caller, as hosts without tgids call. */
+static inline int64_t fake_hc(gpm_manager_t *m, fake_cpu_t *c, uint64_t op,
+                              uint64_t chan, uint64_t a1, uint64_t a2,
+                              bool *handled)
+{
+    return fake_hc_as(m, c, GPM_TGID_UNKNOWN, op, chan, a1, a2, handled);
 }
 
 #endif /* GPM_TEST_FAKE_CPU_H */

@@ -65,7 +65,8 @@ enum gpm_hc_op {
  * -1 for compatibility with the original guest channel library.
  */
 #define GPM_HC_NOT_FOUND (-1)
-#define GPM_HC_EBADF     (-9) /* unknown or closed channel id */
+#define GPM_HC_EBADF     (-9)  /* unknown or closed channel id */
+#define GPM_HC_EACCES    (-13) /* the channel belongs to another process */
 #define GPM_HC_EAGAIN                                                          \
     (-11)                         /* buffer page not writable or not resident: \
                                    * write-touch every page of it and retry */

@@ -54,6 +54,7 @@ enum gpm_dstage {
     GPM_DSTAGE_WRITE = 4,    /* writing the ELF */
     GPM_DSTAGE_FORK = 5,
     GPM_DSTAGE_EXEC = 6, /* execve failed in the child */
+    GPM_DSTAGE_LOST = 7, /* host side: the daemon was replaced or lost */
 };
 
 /*

@@ -98,6 +98,8 @@ typedef struct gpm_manager_stats {
     uint64_t bytes_from_guest; /* bytes moved by WRITE */
     size_t queued_bytes;       /* host -> guest bytes queued now */
     unsigned channels;         /* channels alive now */
+    uint64_t refused;          /* calls refused by channel ownership */
+    uint64_t protocol_errors;  /* malformed frames from the daemon */
 } gpm_manager_stats_t;
 
 /**
@@ -307,6 +309,107 @@ int gpm_guest_plugin_add(gpm_manager_t *m, const char *name,
                          const char *binary_path, gpm_recv_cb cb,
                          gpm_release_cb release, void *opaque,
                          gpm_channel_id_t *out, char *why, size_t why_len);
+
+/*
+ * Channel ownership (threat model: docs/security.md).
+ *
+ * Any guest process can issue hypercalls, so the core checks who makes
+ * each one. A host that can tell passes the calling thread's thread-group
+ * id (what getpid() returns in the guest) to gpm_hypercall_handle_as();
+ * a channel with an owner then answers START, STOP, READ, WRITE and ERROR
+ * from any other process with GPM_HC_EACCES, and GET_CHANNEL on it too.
+ * Owners are set by the core itself: the daemon channel by
+ * gpm_daemon_reset() (the host names the process it injected), a plugin's
+ * main channel by the daemon's STARTED reply (the plugin's pid), an
+ * anonymous channel by the GET_MANAGER that made it. Channels the host
+ * allocates have no owner unless gpm_channel_set_owner() gives one.
+ *
+ * Fallback: a hypercall whose caller is unknown (GPM_TGID_UNKNOWN, e.g.
+ * through gpm_hypercall_handle()) is never refused for ownership, which
+ * is what the original design did; so is every call once
+ * gpm_manager_set_ownership(m, false) chose the compatibility mode.
+ */
+#define GPM_TGID_UNKNOWN  ((int64_t)-1)
+/* Owner values besides a tgid (> 0). */
+#define GPM_OWNER_ANY     ((int64_t)-1) /* every process may use it */
+#define GPM_OWNER_PENDING ((int64_t)0)  /* owner not known yet: EBUSY */
+#define GPM_OWNER_NONE    ((int64_t)-2) /* owner gone: always EACCES */
+
+/**
+ * gpm_hypercall_handle_as() - gpm_hypercall_handle() for a known caller.
+ * @tgid: thread-group id of the guest process whose thread executed the
+ *        hypercall, or GPM_TGID_UNKNOWN. Threads of one process share it.
+ *
+ * While a channel's owner is GPM_OWNER_PENDING, calls on it from a known
+ * process get GPM_HC_EBUSY (the guest library retries), except from the
+ * channel's previous owner, which gets GPM_HC_EACCES. Same returns as
+ * gpm_hypercall_handle(). Emulator thread, as that function.
+ */
+int gpm_hypercall_handle_as(gpm_manager_t *m, const gpm_host_ops_t *ops,
+                            void *cpu, int64_t tgid, bool *handled);
+
+/**
+ * gpm_channel_set_owner() - restrict channel @id to one guest process.
+ * @owner: a tgid (> 0), or GPM_OWNER_ANY, GPM_OWNER_PENDING or
+ *         GPM_OWNER_NONE. The previous owner is remembered (see
+ *         gpm_hypercall_handle_as()).
+ *
+ * Returns 0, GPM_EBADF or GPM_EINVAL. Any thread.
+ */
+int gpm_channel_set_owner(gpm_manager_t *m, gpm_channel_id_t id, int64_t owner);
+
+/**
+ * gpm_channel_owner() - @id's owner into @out (see the values above).
+ * Returns 0, GPM_EBADF or GPM_EINVAL. Any thread.
+ */
+int gpm_channel_owner(gpm_manager_t *m, gpm_channel_id_t id, int64_t *out);
+
+/**
+ * gpm_manager_set_ownership() - enforce channel ownership (the default)
+ * or not (@enforce false: the compatibility mode for guest binaries built
+ * with the original channel library, which neither retry GPM_HC_EBUSY nor
+ * know GPM_HC_EACCES). Owners are still recorded. Any thread.
+ */
+void gpm_manager_set_ownership(gpm_manager_t *m, bool enforce);
+
+/**
+ * gpm_manager_set_guest_quota() - anonymous channels one guest process
+ * may hold at a time (GET_MANAGER beyond it gets GPM_HC_ENOSPC).
+ * @per_process: 0 for the default, 32; at most max_guest_channels.
+ *
+ * A guest-made channel is freed when its owner STOPs it or, for a plugin,
+ * when the daemon reports the plugin EXITED (or gpm_process_gone()).
+ * Returns 0 or GPM_EINVAL. Any thread.
+ */
+int gpm_manager_set_guest_quota(gpm_manager_t *m, unsigned per_process);
+
+/**
+ * gpm_process_gone() - guest process @tgid has ended.
+ *
+ * Frees the anonymous channels it made and sets the owner of every other
+ * channel it owned to GPM_OWNER_NONE (so a reused pid gets nothing). The
+ * core calls it itself for each EXITED reply of the daemon; a host that
+ * learns of exits otherwise may call it. Returns the number of channels
+ * concerned. Any thread; release callbacks run on it.
+ */
+unsigned gpm_process_gone(gpm_manager_t *m, int64_t tgid);
+
+/**
+ * gpm_daemon_reset() - forget the current guest daemon.
+ * @owner: the tgid of the daemon that will serve the channel next (the
+ *         process the host injected), GPM_OWNER_PENDING while it is not
+ *         known yet, or GPM_OWNER_ANY.
+ *
+ * Drops every frame still queued for the old daemon (so no LOAD is ever
+ * replayed to its successor), clears the partial frame being received,
+ * and fails every load still waiting for an answer: each gets a
+ * GPM_EVENT_PLUGIN_FAILED event (err ECONNRESET, stage GPM_DSTAGE_LOST)
+ * and its channel's owner becomes GPM_OWNER_NONE. The old owner is
+ * refused from then on. Creates the channel if needed. Returns the number
+ * of loads failed, or a negative GPM_E* code. Any thread; the events are
+ * delivered on it before this returns.
+ */
+int gpm_daemon_reset(gpm_manager_t *m, int64_t owner);
 
 #ifdef __cplusplus
 }
