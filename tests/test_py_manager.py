@@ -181,7 +181,8 @@ def test_stats_keys(m):
     s = m.stats()
     assert set(s) == {"hypercalls", "not_ours", "guest_errors",
                       "bytes_to_guest", "bytes_from_guest", "queued_bytes",
-                      "channels", "callback_errors"}
+                      "channels", "callback_errors", "refused",
+                      "protocol_errors"}
     assert all(isinstance(v, int) and v == 0 for v in s.values())
 
 

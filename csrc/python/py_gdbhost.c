@@ -226,6 +226,23 @@ static PyObject *py_gdbhost_enable_doorbell(py_gdbhost *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_gdbhost_set_task_profile(py_gdbhost *self, PyObject *args)
+{
+    unsigned long long current_task;
+    unsigned int task_tgid;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "KI:set_task_profile", &current_task,
+                          &task_tgid))
+        return NULL;
+    if (py_gdbhost_check(self) < 0)
+        return NULL;
+    err = gpm_qemu_host_set_task_profile(self->host, current_task, task_tgid);
+    if (err < 0)
+        return py_gdbhost_raise(self, err, "task profile");
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_gdbhost_wait_paused(py_gdbhost *self, PyObject *args)
 {
     PyThreadState *ts;
@@ -560,6 +577,10 @@ static PyMethodDef py_gdbhost_methods[] = {
      "add_breakpoint(addr): pause the guest whenever it reaches addr."},
     {"remove_breakpoint", (PyCFunction)py_gdbhost_remove_breakpoint, METH_O,
      "remove_breakpoint(addr)."},
+    {"set_task_profile", (PyCFunction)py_gdbhost_set_task_profile, METH_VARARGS,
+     "set_task_profile(current_task, task_tgid): tell each hypercall's "
+     "guest process (for channel ownership) from the kernel's per-CPU "
+     "current_task and task_struct.tgid offsets; (0, 0) turns it off."},
     {"enable_doorbell", (PyCFunction)py_gdbhost_enable_doorbell, METH_O,
      "enable_doorbell(phys): offer the guest the doorbell page at that "
      "guest-physical address; host writes then ring it without a stop."},

@@ -34,6 +34,13 @@
 #define PY_WHY_LEN 2048
 
 /*
+ * How deep this thread is inside channel and event callbacks of any
+ * Manager: such a thread is the emulator's, and the guest cannot run
+ * until it returns (Manager.in_callback()).
+ */
+static _Thread_local unsigned py_cb_depth;
+
+/*
  * O& converter for an optional file system path: None stays NULL,
  * anything else goes through PyUnicode_FSConverter (the caller releases
  * the bytes object).
@@ -58,7 +65,8 @@ typedef struct py_chan {
 typedef struct py_manager {
     PyObject ob_base; /* PyObject_HEAD, spelled out for clang-format */
     gpm_manager_t *mgr;
-    PyObject *py_event_cb; /* strong, or NULL */
+    PyObject *py_event_cb;  /* strong, or NULL */
+    PyObject *py_listeners; /* list of callables, strong; NULL until used */
     PyObject *py_weakrefs;
     py_chan chans; /* sentinel of the circular context list */
     uint64_t callback_errors;
@@ -164,7 +172,9 @@ static void py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
     if (py_cb != NULL) {
         py_args = Py_BuildValue("(ky#)", (unsigned long)id, (const char *)buf,
                                 (Py_ssize_t)len);
+        py_cb_depth++;
         py_call_reported(ch->manager, py_cb, py_args);
+        py_cb_depth--;
         Py_XDECREF(py_args);
         Py_DECREF(py_cb);
     }
@@ -240,6 +250,7 @@ static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
     py_manager *self = opaque;
     PyGILState_STATE gil;
     PyObject *py_cb;
+    PyObject *py_list;
     PyObject *py_name = NULL;
     PyObject *py_text = NULL;
     PyObject *py_args = NULL;
@@ -250,7 +261,11 @@ static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
     gil = PyGILState_Ensure();
     saved = py_exc_take();
     py_cb = Py_XNewRef(self->py_event_cb);
-    if (py_cb == NULL)
+    /* A copy: a listener may add or remove listeners. */
+    py_list = self->py_listeners != NULL && PyList_GET_SIZE(self->py_listeners)
+                  ? PyList_GetSlice(self->py_listeners, 0, PY_SSIZE_T_MAX)
+                  : NULL;
+    if (py_cb == NULL && py_list == NULL)
         goto out;
     py_name = py_guest_text(ev->name);
     py_text = py_guest_text(ev->text);
@@ -259,11 +274,17 @@ static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
                                 (unsigned long)ev->channel, py_name, py_text,
                                 (long long)ev->pid, (long long)ev->status,
                                 ev->err, (unsigned)ev->stage);
-    py_call_reported(self, py_cb, py_args);
+    py_cb_depth++;
+    if (py_cb != NULL)
+        py_call_reported(self, py_cb, py_args);
+    for (Py_ssize_t i = 0; py_list != NULL && i < PyList_GET_SIZE(py_list); i++)
+        py_call_reported(self, PyList_GET_ITEM(py_list, i), py_args);
+    py_cb_depth--;
     Py_XDECREF(py_args);
     Py_XDECREF(py_text);
     Py_XDECREF(py_name);
-    Py_DECREF(py_cb);
+    Py_XDECREF(py_cb);
+    Py_XDECREF(py_list);
 out:
     py_exc_give(saved);
     PyGILState_Release(gil);
@@ -393,6 +414,7 @@ static int py_manager_traverse(py_manager *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->py_event_cb);
+    Py_VISIT(self->py_listeners);
     if (self->chans.next == NULL)
         return 0;
     for (py_chan *ch = self->chans.next; ch != &self->chans; ch = ch->next)
@@ -408,6 +430,7 @@ static int py_manager_traverse(py_manager *self, visitproc visit, void *arg)
 static int py_manager_clear(py_manager *self)
 {
     Py_CLEAR(self->py_event_cb);
+    Py_CLEAR(self->py_listeners);
     if (self->chans.next == NULL)
         return 0;
     /* A DECREF may run code that closes channels, so restart each time. */
@@ -616,13 +639,16 @@ static PyObject *py_manager_started(py_manager *self, PyObject *args)
 
 static PyObject *py_manager_set_paused(py_manager *self, PyObject *args)
 {
+    PyThreadState *ts;
     gpm_channel_id_t id;
     int paused, rc;
 
     if (!PyArg_ParseTuple(args, "O&p:set_paused", py_chan_id_conv, &id,
                           &paused))
         return NULL;
+    ts = PyEval_SaveThread();
     rc = gpm_channel_set_paused(self->mgr, id, paused != 0);
+    PyEval_RestoreThread(ts);
     if (rc < 0)
         return py_raise_chan(self, rc, id);
     Py_RETURN_NONE;
@@ -631,10 +657,13 @@ static PyObject *py_manager_set_paused(py_manager *self, PyObject *args)
 static PyObject *py_manager_daemon_channel(py_manager *self,
                                            PyObject *Py_UNUSED(ignored))
 {
+    PyThreadState *ts;
     gpm_channel_id_t id;
     int rc;
 
+    ts = PyEval_SaveThread();
     rc = gpm_daemon_channel(self->mgr, &id);
+    PyEval_RestoreThread(ts);
     if (rc != 0)
         return gpm__py_raise(py_manager_module(self), rc,
                              "the guest_daemon channel");
@@ -713,6 +742,156 @@ static PyObject *py_manager_set_event_callback(py_manager *self,
     Py_RETURN_NONE;
 }
 
+static PyObject *py_manager_add_event_listener(py_manager *self,
+                                               PyObject *py_arg)
+{
+    if (!PyCallable_Check(py_arg)) {
+        PyErr_Format(PyExc_TypeError,
+                     "event listener must be callable, "
+                     "not %.100s",
+                     Py_TYPE(py_arg)->tp_name);
+        return NULL;
+    }
+    if (self->py_listeners == NULL) {
+        self->py_listeners = PyList_New(0);
+        if (self->py_listeners == NULL)
+            return NULL;
+    }
+    if (PyList_Append(self->py_listeners, py_arg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_remove_event_listener(py_manager *self,
+                                                  PyObject *py_arg)
+{
+    Py_ssize_t n = self->py_listeners ? PyList_GET_SIZE(self->py_listeners) : 0;
+
+    /* By identity, the last one added first. */
+    for (Py_ssize_t i = n - 1; i >= 0; i--) {
+        if (PyList_GET_ITEM(self->py_listeners, i) == py_arg) {
+            if (PySequence_DelItem(self->py_listeners, i) < 0)
+                return NULL;
+            Py_RETURN_TRUE;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
+static PyObject *py_manager_in_callback(py_manager *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(py_cb_depth > 0);
+}
+
+/* O& converter for an owner: a tgid > 0 or a GPM_OWNER_* value. */
+static int py_owner_conv(PyObject *obj, void *out)
+{
+    long long v = PyLong_AsLongLong(obj);
+
+    if (v == -1 && PyErr_Occurred())
+        return 0;
+    *(int64_t *)out = (int64_t)v;
+    return 1;
+}
+
+static PyObject *py_manager_set_owner(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    int64_t owner;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&O&:set_owner", py_chan_id_conv, &id,
+                          py_owner_conv, &owner))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_set_owner(self->mgr, id, owner);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_owner(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    int64_t owner = GPM_OWNER_NONE;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "O&:owner", py_chan_id_conv, &id))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_channel_owner(self->mgr, id, &owner);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return py_raise_chan(self, err, id);
+    return PyLong_FromLongLong((long long)owner);
+}
+
+static PyObject *py_manager_set_ownership(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    int enforce;
+
+    if (!PyArg_ParseTuple(args, "p:set_ownership", &enforce))
+        return NULL;
+    ts = PyEval_SaveThread();
+    gpm_manager_set_ownership(self->mgr, enforce != 0);
+    PyEval_RestoreThread(ts);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_set_guest_quota(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    unsigned int n;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "I:set_guest_quota", &n))
+        return NULL;
+    ts = PyEval_SaveThread();
+    err = gpm_manager_set_guest_quota(self->mgr, n);
+    PyEval_RestoreThread(ts);
+    if (err < 0)
+        return gpm__py_raise(py_manager_module(self), err, "guest quota");
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_manager_process_gone(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    long long tgid;
+    unsigned n;
+
+    if (!PyArg_ParseTuple(args, "L:process_gone", &tgid))
+        return NULL;
+    /* Release callbacks take the GIL back on this thread. */
+    ts = PyEval_SaveThread();
+    n = gpm_process_gone(self->mgr, (int64_t)tgid);
+    PyEval_RestoreThread(ts);
+    return PyLong_FromUnsignedLong(n);
+}
+
+static PyObject *py_manager_daemon_reset(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    int64_t owner;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "O&:daemon_reset", py_owner_conv, &owner))
+        return NULL;
+    /* The PLUGIN_FAILED events take the GIL back on this thread. */
+    ts = PyEval_SaveThread();
+    rc = gpm_daemon_reset(self->mgr, owner);
+    PyEval_RestoreThread(ts);
+    if (rc < 0)
+        return gpm__py_raise(py_manager_module(self), rc, "daemon reset");
+    return PyLong_FromLong(rc);
+}
+
 static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
 {
     PyThreadState *ts;
@@ -723,14 +902,16 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
     gpm_manager_stats(self->mgr, &s);
     PyEval_RestoreThread(ts);
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K}", "hypercalls",
+        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K,s:K,s:K}", "hypercalls",
         (unsigned long long)s.hypercalls, "not_ours",
         (unsigned long long)s.not_ours, "guest_errors",
         (unsigned long long)s.guest_errors, "bytes_to_guest",
         (unsigned long long)s.bytes_to_guest, "bytes_from_guest",
         (unsigned long long)s.bytes_from_guest, "queued_bytes",
         (Py_ssize_t)s.queued_bytes, "channels", s.channels, "callback_errors",
-        (unsigned long long)self->callback_errors);
+        (unsigned long long)self->callback_errors, "refused",
+        (unsigned long long)s.refused, "protocol_errors",
+        (unsigned long long)s.protocol_errors);
 }
 
 /*
@@ -893,9 +1074,12 @@ static int py_cpu_write_mem(void *cpu, uint64_t addr, const void *buf,
     int gc_was_enabled;
 
     /*
-     * The core holds the manager's lock around this op (a guest READ), so
-     * no cyclic collection may run here: a finalizer that calls into the
-     * manager would deadlock. The CPU object itself must not call it.
+     * The core calls this op (a guest READ) without the manager's lock: it
+     * copies the head message, writes it unlocked and consumes it only if
+     * nobody consumed from the channel meanwhile (hypercall.c, op_read).
+     * Cyclic collection stays off anyway, so that no finalizer reads or
+     * closes the channel between the copy and the write, which would turn
+     * the READ into EAGAIN or EBADF for the guest.
      */
     gc_was_enabled = PyGC_Disable();
     py_data = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
@@ -1036,6 +1220,37 @@ static PyMethodDef py_manager_methods[] = {
      "set_event_callback(cb): cb(event_tuple) for every lifecycle event, "
      "or None. The tuple is (type, channel, name, text, pid, status, err, "
      "stage)."},
+    {"add_event_listener", (PyCFunction)py_manager_add_event_listener, METH_O,
+     "add_event_listener(cb): also call cb(event_tuple) for every event; "
+     "any number of listeners, called in the order added, after the "
+     "set_event_callback() one. The Manager keeps a strong reference."},
+    {"remove_event_listener", (PyCFunction)py_manager_remove_event_listener,
+     METH_O,
+     "remove_event_listener(cb) -> bool: forgets one registration of cb "
+     "(by identity); False if there was none."},
+    {"in_callback", (PyCFunction)py_manager_in_callback, METH_NOARGS,
+     "in_callback() -> bool: whether the calling thread runs a channel or "
+     "event callback of any Manager (the guest is stopped until it "
+     "returns, so waiting for the guest there would never end)."},
+    {"set_owner", (PyCFunction)py_manager_set_owner, METH_VARARGS,
+     "set_owner(id, owner): only guest process owner (a tgid) may use the "
+     "channel; OWNER_ANY, OWNER_PENDING or OWNER_NONE otherwise."},
+    {"owner", (PyCFunction)py_manager_owner, METH_VARARGS,
+     "owner(id) -> int: the channel's owner (tgid or an OWNER_* value)."},
+    {"set_ownership", (PyCFunction)py_manager_set_ownership, METH_VARARGS,
+     "set_ownership(enforce): False is the compatibility mode for guest "
+     "binaries built with the original channel library."},
+    {"set_guest_quota", (PyCFunction)py_manager_set_guest_quota, METH_VARARGS,
+     "set_guest_quota(n): anonymous channels one guest process may hold "
+     "(0: the default, 32)."},
+    {"process_gone", (PyCFunction)py_manager_process_gone, METH_VARARGS,
+     "process_gone(tgid) -> int: guest process tgid ended; frees its "
+     "anonymous channels and retires its other ones."},
+    {"daemon_reset", (PyCFunction)py_manager_daemon_reset, METH_VARARGS,
+     "daemon_reset(owner) -> int: forget the guest daemon: drop what is "
+     "queued for it, fail its pending loads (PLUGIN_FAILED, stage LOST), "
+     "and give the channel to owner (the injected daemon's tgid, or "
+     "OWNER_PENDING). Returns the number of loads failed."},
     {"stats", (PyCFunction)py_manager_stats, METH_NOARGS,
      "stats() -> dict: the core's counters and callback_errors."},
     {"dispatch", (PyCFunction)py_manager_dispatch, METH_O,

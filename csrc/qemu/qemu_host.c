@@ -72,7 +72,8 @@ struct gpm_qemu_host {
     /* I/O thread only. */
     gpm__gdb_conn_t conn;
     gpm__tdesc_t td;
-    int reg_rip, reg_cs, reg_cr3;
+    int reg_rip, reg_cs, reg_cr3, reg_kgs;
+    uint64_t kgs_cache; /* the per-CPU base at user-mode stops, or 0 */
     char *reply;
     size_t reply_cap;
     uint8_t g[MAX_G_BYTES];
@@ -97,6 +98,8 @@ struct gpm_qemu_host {
     bool user_paused;
     uint64_t paused_pc;
     gpm_qemu_host_stats_t st;
+    uint64_t task_current; /* per-CPU offset of current_task, 0: unknown */
+    uint32_t task_tgid;    /* offset of tgid in task_struct */
 
     int wake[2];
     pthread_t thread;
@@ -564,6 +567,53 @@ static void set_paused(gpm_qemu_host_t *h, bool paused, uint64_t pc)
     pthread_mutex_unlock(&h->lock);
 }
 
+/*
+ * The thread-group id of the process whose thread stopped at a user-mode
+ * hypercall: in user mode the kernel's per-CPU base is in k_gs_base, and
+ * current_task there points at the thread's task_struct. With one vCPU the
+ * base never changes, so it is read once. GPM_TGID_UNKNOWN without a
+ * profile or if any read fails (the core then falls back to no checks).
+ */
+static int64_t caller_tgid(gpm_qemu_host_t *h)
+{
+    uint64_t off, task;
+    uint32_t tgid_off;
+    int32_t tgid;
+
+    pthread_mutex_lock(&h->lock);
+    off = h->task_current;
+    tgid_off = h->task_tgid;
+    pthread_mutex_unlock(&h->lock);
+    if (off == 0 || h->reg_kgs < 0) {
+        return GPM_TGID_UNKNOWN;
+    }
+    if (h->kgs_cache == 0 &&
+        (reg_get(h, (unsigned)h->reg_kgs, &h->kgs_cache) < 0 ||
+         h->kgs_cache < USER_TOP)) {
+        h->kgs_cache = 0;
+        return GPM_TGID_UNKNOWN;
+    }
+    if (mem_read(h, h->kgs_cache + off, &task, sizeof(task), 0) < 0 ||
+        mem_read(h, task + tgid_off, &tgid, sizeof(tgid), 0) < 0) {
+        h->kgs_cache = 0;
+        return GPM_TGID_UNKNOWN;
+    }
+    return tgid > 0 ? tgid : GPM_TGID_UNKNOWN;
+}
+
+int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, uint64_t current_task,
+                                   uint32_t task_tgid)
+{
+    if (!h || (current_task != 0 && task_tgid == 0)) {
+        return GPM_EINVAL;
+    }
+    pthread_mutex_lock(&h->lock);
+    h->task_current = current_task;
+    h->task_tgid = task_tgid;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
 static int handle_hypercall(gpm_qemu_host_t *h, uint64_t pc)
 {
     uint64_t cs = 0;
@@ -584,7 +634,8 @@ static int handle_hypercall(gpm_qemu_host_t *h, uint64_t pc)
         return 0;
     }
     t0 = now_ns();
-    err = gpm_hypercall_handle(h->cfg.manager, &hc_ops, h, &handled);
+    err = gpm_hypercall_handle_as(h->cfg.manager, &hc_ops, h, caller_tgid(h),
+                                  &handled);
     STAT_ADD(h, handler_ns, (uint64_t)(now_ns() - t0));
     if (err < 0 || !handled) {
         /* The registers may be half written: drop what is not flushed. */
@@ -774,6 +825,7 @@ static int setup(gpm_qemu_host_t *h)
     h->reg_rip = gpm__tdesc_find(&h->td, "rip");
     h->reg_cs = gpm__tdesc_find(&h->td, "cs");
     h->reg_cr3 = gpm__tdesc_find(&h->td, "cr3");
+    h->reg_kgs = gpm__tdesc_find(&h->td, "k_gs_base");
     if (h->reg_rip < 0 || h->reg_cs < 0 || h->reg_cr3 < 0) {
         return GPM_EPROTO; /* not an x86_64 target */
     }

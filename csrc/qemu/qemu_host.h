@@ -245,6 +245,19 @@ void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out);
 int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys);
 
 /**
+ * gpm_qemu_host_set_task_profile() - let the host tell which guest process
+ * makes each hypercall, for channel ownership (gpm_hypercall_handle_as()).
+ * @current_task: the per-CPU offset of the kernel's current_task (from
+ *                the image profile); 0 turns the lookup off, and every
+ *                hypercall's caller is then unknown.
+ * @task_tgid:    the offset of tgid in task_struct (from BTF).
+ *
+ * Any thread; takes effect at the next hypercall. Returns 0 or GPM_EINVAL.
+ */
+int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, uint64_t current_task,
+                                   uint32_t task_tgid);
+
+/**
  * gpm_qemu_host_close() - stop serving the guest and join the I/O thread.
  *
  * Removes the breakpoints and detaches, which leaves the guest running
