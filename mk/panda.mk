@@ -7,14 +7,24 @@
 #       copying them, so edits here show up in PANDA's next build.
 #   make panda-plugins-remove PANDA_PATH=/path/to/panda
 #       Take them out again.
+#   make panda-plugins-check [PANDA_PATH=/path/to/built/panda]
+#       CI, after PANDA is built (make panda): build both plugins inside
+#       the real tree with PANDA's own plugin rules (panda.mak) and
+#       -Werror, for every target built there, check what each .so
+#       exports, and dlopen() each with RTLD_NOW against that target's
+#       libpanda, so a symbol PANDA does not provide fails here. The
+#       plugins land where PANDA looks for them. PANDA_PATH defaults to
+#       the tree named in .panda-path (written by the provisioning).
 #   make panda-glue-check
-#       CI: compile every glue file that does not need PANDA's headers
+#       Without PANDA: compile every glue file that does not need PANDA's headers
 #       with -Wall -Wextra -Werror (clang and gcc), check the public
 #       headers as C and C++, type-check the PANDA-dependent files
 #       against csrc/panda/stub (a compile-only stand-in for PANDA's API)
-#       for every target, and build both plugins' shared objects the way
-#       PANDA does (panda-plugins into a scratch tree, then
-#       csrc/panda/Makefile under the stub panda.mak). Needs no PANDA.
+#       for every target (the real tree builds only x86_64-softmmu), and
+#       build both plugins' shared objects the way PANDA does
+#       (panda-plugins into a scratch tree, then csrc/panda/Makefile
+#       under the stub panda.mak). Needs no PANDA, proves less than
+#       panda-plugins-check.
 #
 # See docs/panda.md.
 
@@ -28,13 +38,14 @@ GPM_PANDA_INC := -Icsrc/panda -Icsrc/include -Icsrc/core
 # The glue that builds without PANDA (linked into tests/c/test_panda_api).
 GPM_PANDA_FREE := csrc/panda/gpm_panda_api.c csrc/panda/gpm_panda_mem.c
 # The glue that needs PANDA's headers, and the targets to check it for.
-GPM_PANDA_DEP := csrc/panda/host_panda.c csrc/panda/plugin_gpm.c \
-	csrc/panda/plugin_linjector.c $(wildcard csrc/panda/regs_*.c)
+GPM_PANDA_DEP := csrc/panda/host_panda.c csrc/panda/guest_plugin_manager.c \
+	csrc/panda/linjector.c $(wildcard csrc/panda/regs_*.c)
 GPM_PANDA_TARGETS := TARGET_X86_64 TARGET_I386 TARGET_ARM TARGET_AARCH64 \
 	TARGET_MIPS TARGET_PPC
 GPM_PANDA_MARK := .pandagpm-plugin
 
-.PHONY: panda-plugins panda-plugins-remove panda-glue-check
+.PHONY: panda-plugins panda-plugins-remove panda-glue-check \
+	panda-plugins-check
 
 panda-glue-check:
 	@echo "[panda-glue-check] PANDA-independent glue, $(GPM_PANDA_CC) and $(GPM_PANDA_GCC)"
@@ -75,6 +86,11 @@ panda-glue-check:
 			CC=$(GPM_PANDA_CC); \
 		nm -D --defined-only "$$t/build/panda_$$p.so" | \
 			grep -qw init_plugin; \
+		if nm -D --undefined-only "$$t/build/panda_$$p.so" | \
+				grep -w 'gpm_stub_[a-z_]*'; then \
+			echo "panda_$$p.so: OSI's API pointers undefined" \
+				"(main unit not named $$p.c?)"; exit 1; \
+		fi; \
 		if nm -D --defined-only "$$t/build/panda_$$p.so" | \
 				grep -qwE 'gpm_manager_new|gpm_panda_api_init'; then \
 			echo "panda_$$p.so exports the core"; exit 1; \
@@ -83,6 +99,56 @@ panda-glue-check:
 	nm -D --defined-only "$$t/build/panda_guest_plugin_manager.so" | \
 		grep -qw add_guest_plugin
 	@echo "[panda-glue-check] ok"
+
+# The symbols each plugin must export (the core's must stay hidden).
+GPM_PANDA_EXPORTS_guest_plugin_manager := init_plugin uninit_plugin \
+	add_guest_plugin channel_write get_channel_from_name allocate_channel \
+	guest_plugin_manager_last_error ppp_add_cb_on_guest_agent_load \
+	ppp_add_cb_on_guest_agent_load_with_context \
+	PANDA_EXPORT_SYMBOLS_guest_plugin_manager
+GPM_PANDA_EXPORTS_linjector := init_plugin uninit_plugin \
+	ppp_add_cb_before_guest_inject ppp_add_cb_before_guest_inject_with_context
+
+panda-plugins-check:
+	@tree="$(or $(PANDA_PATH),$(shell cat .panda-path 2>/dev/null))"; \
+	test -n "$$tree" || { echo "usage: make $@ PANDA_PATH=/path/to/panda" \
+		"(a built PANDA tree; make panda writes .panda-path)"; exit 2; }; \
+	ls -d "$$tree"/build/*-softmmu >/dev/null 2>&1 || { \
+		echo "$$tree: no built PANDA target (build/*-softmmu)"; exit 2; }; \
+	$(MAKE) --no-print-directory -s -f mk/panda.mk panda-plugins \
+		PANDA_PATH="$$tree" GPM_PANDA_NO_CONFIG=1 >/dev/null; \
+	set -e; for td in "$$tree"/build/*-softmmu; do \
+		t=$$(basename "$$td"); arch=$${t%-softmmu}; \
+		for p in $(GPM_PANDA_PLUGINS); do \
+			echo "[panda-plugins-check] $$t: panda_$$p.so with PANDA's panda.mak"; \
+			mkdir -p "$$td/panda/plugins/$$p"; \
+			$(MAKE) -C "$$td" --no-print-directory -s \
+				-f "$$tree/panda/plugins/panda.mak" \
+				-f "$$tree/panda/plugins/$$p/Makefile" \
+				PLUGIN_SRC_ROOT="$$tree/panda/plugins" \
+				BUILD_DIR="$$tree/build" PLUGIN_NAME=$$p \
+				GPM_EXTRA_CFLAGS=-Werror all; \
+			so="$$td/panda/plugins/panda_$$p.so"; \
+			case $$p in \
+			guest_plugin_manager) want="$(GPM_PANDA_EXPORTS_guest_plugin_manager)" ;; \
+			*) want="$(GPM_PANDA_EXPORTS_linjector)" ;; \
+			esac; \
+			for sym in $$want; do \
+				nm -D --defined-only "$$so" | grep -qw "$$sym" || { \
+					echo "$$so does not export $$sym"; exit 1; }; \
+			done; \
+			if nm -D --defined-only "$$so" | grep -E ' gpm_'; then \
+				echo "$$so exports the core"; exit 1; \
+			fi; \
+		done; \
+		echo "[panda-plugins-check] $$t: dlopen(RTLD_NOW) against libpanda-$$arch.so"; \
+		python3 -c 'import ctypes, os, sys; \
+ctypes.CDLL(sys.argv[1], mode=os.RTLD_NOW | os.RTLD_GLOBAL); \
+[ctypes.CDLL(p, mode=os.RTLD_NOW) for p in sys.argv[2:]]' \
+			"$$td/libpanda-$$arch.so" \
+			$(foreach p,$(GPM_PANDA_PLUGINS),"$$td/panda/plugins/panda_$(p).so"); \
+	done; \
+	echo "[panda-plugins-check] ok"
 
 # Refuses to touch a directory it did not create (no marker file in it).
 define gpm_panda_check_tree
@@ -120,7 +186,9 @@ panda-plugins:
 			$$put "$$f" "$$d/gpm_include/gpm/"; \
 		done; \
 		cfg="$(PANDA_PATH)/panda/plugins/config.panda"; \
-		grep -qx "$$p" "$$cfg" || echo "$$p" >> "$$cfg"; \
+		if [ "$(GPM_PANDA_NO_CONFIG)" != 1 ]; then \
+			grep -qx "$$p" "$$cfg" || echo "$$p" >> "$$cfg"; \
+		fi; \
 		echo "[panda-plugins] $$d"; \
 	done
 	@echo "[panda-plugins] now rebuild PANDA (e.g. cd $(PANDA_PATH)/build &&" \

@@ -320,7 +320,8 @@ static int finish_parent(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     int rc = restore(inj, ops, cpu);
 
     inj->pstep = P_RESTORED;
-    if (inj->failed)
+    /* C_EXIT: the child's execve already failed; that stays a failure. */
+    if (inj->failed || inj->cstep == C_EXIT)
         inj->state = GPM_INJ_FAILED;
     else if (inj->cstep >= C_EXECVE)
         inj->state = GPM_INJ_DONE;
@@ -534,6 +535,17 @@ static int child_step(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu,
     default:
         return 0;
     }
+}
+
+bool gpm_injector_settled(const gpm_injector_t *inj)
+{
+    if (inj == NULL || inj->state == GPM_INJ_WAITING)
+        return true;
+    if (inj->pstep != P_RESTORED)
+        return false;
+    /* No child, a child told to exit, or one whose execve is the end. */
+    return inj->child < 0 || inj->cstep == C_EXIT ||
+           (inj->cstep == C_EXECVE && inj->state == GPM_INJ_DONE);
 }
 
 static bool wanted(gpm_injector_t *inj, const gpm_inj_thread_t *t)

@@ -25,6 +25,7 @@ typedef struct rec {
     int64_t status;
     bool exited;
     bool failed;
+    bool ever_started; /* the guest sent START on it at least once */
     char *error;
 } rec_t;
 
@@ -42,6 +43,8 @@ static struct {
     void *event_opaque;
     gpm_panda_print_fn log;
     void *log_opaque;
+    /* GET_DOORBELL queries answered "none" (not errors; see stats). */
+    uint64_t no_doorbell;
 } g;
 
 static __thread int last_error;
@@ -173,6 +176,11 @@ static void on_event(const gpm_event_t *ev, void *opaque)
               ev->name != NULL ? ev->name : "?",
               ev->text != NULL ? ev->text : "", ev->err);
         break;
+    case GPM_EVENT_CHANNEL_START:
+        r = rec_find(ev->channel);
+        if (r != NULL)
+            r->ever_started = true;
+        break;
     case GPM_EVENT_GUEST_CHANNEL:
         if (rec_find(ev->channel) == NULL)
             rec_add_locked(REC_GUEST, ev->channel, NULL, NULL);
@@ -219,6 +227,7 @@ void gpm_panda_api_fini(void)
         g_ptr_array_free(recs, TRUE);
     g.event_cb = NULL;
     g.event_opaque = NULL;
+    g.no_doorbell = 0;
 }
 
 int gpm_panda_api_reset_if_used(void)
@@ -241,6 +250,13 @@ int gpm_panda_api_reset_if_used(void)
 gpm_manager_t *gpm_panda_api_manager(void)
 {
     return g.mgr;
+}
+
+void gpm_panda_api_count_no_doorbell(void)
+{
+    g_mutex_lock(&g.lock);
+    g.no_doorbell++;
+    g_mutex_unlock(&g.lock);
 }
 
 void gpm_panda_api_set_log(gpm_panda_print_fn fn, void *opaque)
@@ -378,22 +394,43 @@ static const char *kind_name(rec_kind_t k)
     }
 }
 
+/* What the guest did with a channel, in words. */
+static const char *channel_state(const rec_t *r, int started)
+{
+    if (started == 1)
+        return "started";
+    if (r != NULL && r->kind == REC_PLUGIN && (r->exited || r->failed))
+        return r->failed ? "plugin failed to load" : "closed, plugin exited";
+    if (r != NULL && r->ever_started)
+        return "stopped by the guest";
+    return "not started yet";
+}
+
 static void describe_channels(gpm_panda_print_fn print, void *opaque)
 {
+    gpm_channel_id_t daemon;
+    size_t bytes = 0, msgs = 0;
+
     printf_(print, opaque, "channels:");
+    /* The daemon's channel is made by the plugin, not through the API. */
+    if (gpm_channel_lookup(g.mgr, GPM_DAEMON_CHANNEL, &daemon) == 0 &&
+        gpm_channel_pending(g.mgr, daemon, &bytes, &msgs) == 0)
+        printf_(print, opaque,
+                "  %-6u %-6s %-24s queued %zu msg / %zu bytes, %s", daemon,
+                "daemon", GPM_DAEMON_CHANNEL, msgs, bytes,
+                gpm_channel_started(g.mgr, daemon) == 1 ? "started"
+                                                        : "no daemon yet");
     g_mutex_lock(&g.lock);
     for (guint i = 0; g.recs != NULL && i < g.recs->len; i++) {
         rec_t *r = g_ptr_array_index(g.recs, i);
-        size_t bytes = 0, msgs = 0;
-        int started;
 
         if (gpm_channel_pending(g.mgr, r->id, &bytes, &msgs) != 0)
             continue; /* closed since */
-        started = gpm_channel_started(g.mgr, r->id);
         printf_(print, opaque,
                 "  %-6u %-6s %-24s queued %zu msg / %zu bytes, %s", r->id,
                 kind_name(r->kind), r->name != NULL ? r->name : "(anonymous)",
-                msgs, bytes, started == 1 ? "started" : "not started");
+                msgs, bytes,
+                channel_state(r, gpm_channel_started(g.mgr, r->id)));
     }
     g_mutex_unlock(&g.lock);
 }
@@ -436,23 +473,38 @@ void gpm_panda_api_describe(gpm_panda_print_fn print, void *opaque)
 
 static void print_help(gpm_panda_print_fn print, void *opaque)
 {
-    printf_(print, opaque, "guest_plugin_manager commands (plugin_cmd ...):");
+    printf_(print, opaque,
+            "guest_plugin_manager commands (quote them: "
+            "plugin_cmd \"gpm list\"):");
     printf_(print, opaque, "  gpm list      guest plugins and channels");
     printf_(print, opaque, "  gpm plugins   guest plugins and their state");
     printf_(print, opaque, "  gpm channels  channels and what is queued");
     printf_(print, opaque, "  gpm stats     hypercall and byte counters");
+    printf_(print, opaque, "  (one word works too: gpm-list, gpm-stats, ...)");
 }
 
+/*
+ * The core counts every negative result as a guest error, including the
+ * "no doorbell" answer each guest program gets once on PANDA (which has
+ * no doorbell page); that is an answer, not an error, so it is shown
+ * apart.
+ */
 static void print_stats(gpm_panda_print_fn print, void *opaque)
 {
     gpm_manager_stats_t s;
+    uint64_t no_doorbell, errors;
 
     gpm_manager_stats(g.mgr, &s);
+    g_mutex_lock(&g.lock);
+    no_doorbell = g.no_doorbell;
+    g_mutex_unlock(&g.lock);
+    errors = s.guest_errors > no_doorbell ? s.guest_errors - no_doorbell : 0;
     printf_(print, opaque,
-            "hypercalls %llu (not ours %llu, errors %llu), to guest %llu "
-            "bytes, from guest %llu bytes, queued %zu bytes, %u channels",
+            "hypercalls %llu (not ours %llu, errors %llu, doorbell queries "
+            "%llu), to guest %llu bytes, from guest %llu bytes, queued %zu "
+            "bytes, %u channels",
             (unsigned long long)s.hypercalls, (unsigned long long)s.not_ours,
-            (unsigned long long)s.guest_errors,
+            (unsigned long long)errors, (unsigned long long)no_doorbell,
             (unsigned long long)s.bytes_to_guest,
             (unsigned long long)s.bytes_from_guest, s.queued_bytes, s.channels);
 }
@@ -465,7 +517,22 @@ bool gpm_panda_api_monitor(const char *cmd, gpm_panda_print_fn print,
 
     if (cmd == NULL || print == NULL)
         return false;
+    /*
+     * PANDA's plugin_cmd takes one word: "gpm list" must be quoted. The
+     * one-word form gpm-list (or gpm_list) means the same.
+     */
     words = g_strsplit_set(cmd, " \t\r\n", -1);
+    if (words[0] != NULL && words[1] == NULL &&
+        (strncmp(words[0], "gpm-", 4) == 0 ||
+         strncmp(words[0], "gpm_", 4) == 0) &&
+        words[0][4] != '\0') {
+        char *sub = g_strdup(words[0] + 4);
+
+        g_strfreev(words);
+        words = g_new0(char *, 3);
+        words[0] = g_strdup("gpm");
+        words[1] = sub;
+    }
     /* Drop the empty strings that repeated separators leave. */
     {
         guint n = 0;

@@ -5,7 +5,8 @@
  * through it, and the monitor's text commands.
  *
  * Nothing here includes a PANDA header, so it builds (and is tested) on a
- * machine without PANDA; plugin_gpm.c connects it to PANDA's callbacks.
+ * machine without PANDA; guest_plugin_manager.c connects it to PANDA's
+ * callbacks.
  *
  * Threads: gpm_panda_api_init() and gpm_panda_api_fini() run on PANDA's
  * main thread (plugin load and unload) with no other call under way. Every
@@ -80,6 +81,13 @@ GPM_PANDA_INTERNAL int gpm_panda_api_reset_if_used(void);
 GPM_PANDA_INTERNAL gpm_manager_t *gpm_panda_api_manager(void);
 
 /**
+ * gpm_panda_api_count_no_doorbell() - the glue answered a GET_DOORBELL
+ * query "none" (PANDA has no doorbell page); "gpm stats" shows these
+ * apart from the guest's errors. Any thread.
+ */
+GPM_PANDA_INTERNAL void gpm_panda_api_count_no_doorbell(void);
+
+/**
  * gpm_panda_api_set_log() - where failures are reported.
  * @fn: NULL restores the default (one line on stderr, prefixed with
  *      "guest_plugin_manager: "). @opaque is owned by the caller.
@@ -102,10 +110,11 @@ GPM_PANDA_INTERNAL void gpm_panda_api_describe(gpm_panda_print_fn print,
  * @cmd: the text after PANDA's "plugin_cmd", e.g. "help", "gpm plugins".
  *
  * Understands "help", "gpm help", "gpm list" (plugins and channels),
- * "gpm plugins", "gpm channels" and "gpm stats". Returns true if @cmd was
- * one of ours (after printing its answer), false otherwise (nothing
- * printed, except for "help", which prints our part and returns false so
- * other plugins print theirs).
+ * "gpm plugins", "gpm channels" and "gpm stats", and the one-word forms
+ * "gpm-list" etc. (PANDA's plugin_cmd takes one word unless quoted). Returns
+ * true if @cmd was one of ours (after printing its answer), false otherwise
+ * (nothing printed, except for "help", which prints our part and returns false
+ * so other plugins print theirs).
  */
 GPM_PANDA_INTERNAL bool
 gpm_panda_api_monitor(const char *cmd, gpm_panda_print_fn print, void *opaque);

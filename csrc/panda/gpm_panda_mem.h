@@ -52,7 +52,7 @@ int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
 
 /*
  * The register view linjector's injector sees at a syscalls2 system call
- * entry (see plugin_linjector.c for the whole design).
+ * entry (see linjector.c for the whole design).
  *
  * The injector (gpm/injector.h) expects to be stopped just after the
  * syscall instruction, with the user return address in a register it may
@@ -64,7 +64,7 @@ int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
  * into a request: pointing it at the instruction means "send the thread
  * back to the syscall instruction when the call returns" (@reenter);
  * pointing it past the instruction means "return normally". The host then
- * carries the request out (plugin_linjector.c: by setting RCX at the
+ * carries the request out (linjector.c: by setting RCX at the
  * kernel's syscall entry, exactly what the stock-QEMU host does). Every
  * other register passes through to @inner.
  */

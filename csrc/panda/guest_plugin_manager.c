@@ -1,5 +1,5 @@
 /*
- * plugin_gpm.c - the guest_plugin_manager PANDA plugin.
+ * guest_plugin_manager.c - the guest_plugin_manager PANDA plugin.
  *
  * Owns the process-wide manager (gpm_panda_api.c), answers the guest's
  * hypercalls (PANDA_CB_GUEST_HYPERCALL: CPUID on x86, PANDA's hypercall
@@ -10,9 +10,19 @@
  *   guest_daemon=PATH  the guest daemon's static ELF (default: found as
  *                      "guest_daemon" on the inventory search path);
  *   plugin_dir=DIR     one more directory for the inventory search path;
- *   proc_name=NAME     handed to linjector: hijack only this process;
+ *   proc_name=A:B      handed to linjector: hijack only these processes
+ *                      (default: linjector's, the usual shells; * = any);
  *   require_root       handed to linjector: hijack only a root process;
  *   no_inject          do not load linjector (start the daemon yourself).
+ *
+ * Other plugins call the C API of guest_plugin_manager.h. This plugin
+ * exports PANDA_EXPORT_SYMBOLS_guest_plugin_manager, so PANDA reopens it
+ * with RTLD_GLOBAL and a plugin loaded after it may call the API directly;
+ * any plugin may also look it up with dlsym() on the handle
+ * panda_get_plugin_by_name("guest_plugin_manager") returns.
+ *
+ * Failures never abort PANDA: a missing daemon, linjector or one of its
+ * plugins is one line on stderr and a false init_plugin().
  *
  * PANDA runs the hypercall callback as part of executing the instruction:
  * when it returns true the instruction's own effect is skipped and the
@@ -32,11 +42,16 @@
 bool init_plugin(void *self);
 void uninit_plugin(void *self);
 
+/* Its presence makes PANDA reload this plugin with RTLD_GLOBAL. */
+extern const int PANDA_EXPORT_SYMBOLS_guest_plugin_manager;
+const int PANDA_EXPORT_SYMBOLS_guest_plugin_manager = 1;
+
 PPP_PROT_REG_CB(on_guest_agent_load)
 PPP_CB_BOILERPLATE(on_guest_agent_load)
 
 /* The CPU whose hypercall is being handled, for the PPP callback. */
 static CPUState *hc_cpu;
+static const gpm_arch_info_t *hc_arch;
 static bool reported_host_error;
 
 static void on_manager_event(const gpm_event_t *ev, void *opaque)
@@ -69,14 +84,24 @@ static void on_manager_event(const gpm_event_t *ev, void *opaque)
 static bool on_hypercall(CPUState *cpu)
 {
     gpm_manager_t *m = gpm_panda_api_manager();
+    uint64_t op = 0, result = 0;
     bool handled = false;
     int rc;
 
     if (m == NULL)
         return false;
+    /* The op register, read before the call overwrites the result's. */
+    if (gpm_panda_read_reg(cpu, hc_arch->hc_regs[1], &op) != 0)
+        op = 0;
     hc_cpu = cpu;
     rc = gpm_hypercall_handle(m, &gpm_panda_host_ops, cpu, &handled);
     hc_cpu = NULL;
+    /* PANDA has no doorbell page: "none" is an answer, not an error. */
+    if (handled && op == GPM_HC_OP_GET_DOORBELL &&
+        gpm_panda_read_reg(cpu, hc_arch->ret_reg, &result) == 0 &&
+        result == ((uint64_t)(int64_t)GPM_HC_ENOSYS &
+                   (hc_arch->word_bits == 64 ? UINT64_MAX : UINT32_MAX)))
+        gpm_panda_api_count_no_doorbell();
     if (rc != 0 && !reported_host_error) {
         /* A register the glue cannot reach: a bug, reported once. */
         reported_host_error = true;
@@ -123,8 +148,9 @@ static bool start_linjector(gpm_arch_t arch, const char *daemon,
 {
     char why[2048] = "";
     gpm_plugin_info_t *info = g_new0(gpm_plugin_info_t, 1);
-    char *arg;
+    char *arg, *path;
     int rc = 0;
+    bool ok;
 
     if (daemon == NULL) {
         rc =
@@ -152,9 +178,23 @@ static bool start_linjector(gpm_arch_t arch, const char *daemon,
     if (require_root)
         panda_add_arg("linjector", "require_root=true");
     g_free(info);
-    /* panda_require() returns nothing (PANDA stops if loading fails). */
-    panda_require("linjector");
-    return panda_get_plugin_by_name("linjector") != NULL;
+    if (panda_get_plugin_by_name("linjector") != NULL)
+        return true;
+    /* Not panda_require(): it aborts PANDA when loading fails. */
+    path = panda_plugin_path("linjector");
+    if (path == NULL) {
+        fprintf(stderr, "guest_plugin_manager: PANDA plugin linjector not "
+                        "found (no panda_linjector.so in PANDA's plugin "
+                        "directories); build it, or pass no_inject\n");
+        return false;
+    }
+    ok = panda_load_plugin(path, "linjector");
+    if (!ok)
+        fprintf(stderr, "guest_plugin_manager: linjector failed to load (its "
+                        "message is above); pass no_inject to start the guest "
+                        "daemon another way\n");
+    g_free(path);
+    return ok;
 }
 
 bool init_plugin(void *self)
@@ -165,7 +205,8 @@ bool init_plugin(void *self)
     char *plugin_dir = g_strdup(panda_parse_string_opt(
         args, "plugin_dir", NULL, "one more guest plugin directory"));
     char *proc_name = g_strdup(panda_parse_string_opt(
-        args, "proc_name", NULL, "linjector: hijack only this process"));
+        args, "proc_name", NULL,
+        "linjector: hijack only these processes (a:b; * = any)"));
     bool require_root = panda_parse_bool_opt(
         args, "require_root", "linjector: hijack only a root process");
     bool no_inject = panda_parse_bool_opt(
@@ -188,6 +229,7 @@ bool init_plugin(void *self)
                 gpm_strerror(rc));
         goto out;
     }
+    hc_arch = gpm_arch_info(arch);
     rc = gpm_panda_api_init(arch, on_manager_event, NULL);
     if (rc == 0)
         rc = gpm_daemon_channel(gpm_panda_api_manager(), &daemon_chan);
@@ -197,17 +239,20 @@ bool init_plugin(void *self)
         goto out;
     }
 
+    /*
+     * linjector first: a failed init_plugin() is dlclose()d without its
+     * callbacks being removed, so none may be registered before.
+     */
+    if (!no_inject && !start_linjector(arch, daemon, proc_name, require_root)) {
+        gpm_panda_api_fini();
+        goto out;
+    }
     pcb.guest_hypercall = on_hypercall;
     panda_register_callback(self, PANDA_CB_GUEST_HYPERCALL, pcb);
     pcb.monitor = on_monitor;
     panda_register_callback(self, PANDA_CB_MONITOR, pcb);
     pcb.after_loadvm = on_after_loadvm;
     panda_register_callback(self, PANDA_CB_AFTER_LOADVM, pcb);
-
-    if (!no_inject && !start_linjector(arch, daemon, proc_name, require_root)) {
-        gpm_panda_api_fini();
-        goto out;
-    }
     ok = true;
 out:
     g_free(daemon);

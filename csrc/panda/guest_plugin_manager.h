@@ -64,6 +64,14 @@ typedef struct GuestPlugin {
     ChannelCB msg_receive_cb;
 } GuestPlugin;
 
+/*
+ * The original PANDA documentation spells the member msg_recieve_cb; code
+ * written from it compiles unchanged (positional initializers too), since
+ * that name is this one. A macro rather than an anonymous union, which
+ * would make clang's -Wall warn about every positional initializer.
+ */
+#define msg_recieve_cb msg_receive_cb
+
 /**
  * add_guest_plugin() - ask the guest daemon to load and run a plugin.
  * @plugin: see GuestPlugin; copied.
@@ -121,6 +129,9 @@ int guest_plugin_manager_last_error(void);
  */
 struct CPUState;
 typedef void (*on_guest_agent_load_t)(struct CPUState *cpu);
+/* The same, registered with PPP_REG_CB_WITH_CONTEXT(); @context is yours. */
+typedef void (*on_guest_agent_load_with_context_t)(void *context,
+                                                   struct CPUState *cpu);
 
 /* Every exported function, for guest_plugin_manager_import(). */
 typedef struct GuestPluginManagerApi {

@@ -1,17 +1,32 @@
 /*
- * plugin_linjector.c - the linjector PANDA plugin: starts a program (the
+ * linjector.c - the linjector PANDA plugin: starts a program (the
  * guest daemon) in a running guest by hijacking one process at a system
  * call entry, with the core's injector (gpm/injector.h).
  *
  * Arguments (-panda linjector:key=value,...):
  *   guest_binary=PATH|NAME  the static ELF to start (required); a NAME
  *                           without '/' is found on the inventory path;
- *   proc_name=NAME          hijack only a process with this comm;
+ *   proc_name=A:B:...       hijack only a process whose comm is one of
+ *                           these (default: DEFAULT_PROC_NAMES, the
+ *                           usual shells); "*" for any process;
  *   require_root=true       hijack only a process whose real uid is 0;
+ *   retries=N               after a failed injection, try that many more
+ *                           processes (default DEFAULT_RETRIES);
  *   args=A B ...            extra arguments after argv[0], split at spaces
  *                           (guest_plugin_manager passes "-n" to the
  *                           daemon: linjector already detached it).
- * Needs syscalls2, osi and osi_linux (so an OS profile: -os linux-...).
+ * Needs syscalls2, osi and osi_linux, so an OS profile (-os linux-...)
+ * and an osi_linux kernelinfo group; it loads them itself (osi with
+ * disable-autoload) and fails init_plugin with one line if any of that
+ * is missing, instead of letting panda_require() abort PANDA.
+ *
+ * Which processes: never one that cannot exec the payload. A shell is
+ * the default target because it runs after /proc is mounted (the payload
+ * is executed as /proc/self/fd/N) and makes system calls whenever the
+ * user types; children of kthreadd (asynchronous usermode helpers) and
+ * PID 1 are never used. If an injection fails anyway (e.g. an early-boot
+ * process before /proc exists, with proc_name=*), the process is restored
+ * and the next matching process is tried, up to retries=N times.
  *
  * How the injector's re-entry trick maps onto PANDA
  * -------------------------------------------------
@@ -89,12 +104,24 @@ void uninit_plugin(void *self);
 PPP_PROT_REG_CB(before_guest_inject)
 PPP_CB_BOILERPLATE(before_guest_inject)
 
+/* Process names hijacked when proc_name= is not given. */
+#define DEFAULT_PROC_NAMES "sh:bash:ash:dash:zsh"
+#define DEFAULT_RETRIES    8
+/* kthreadd's pid: its children are kernel threads and usermode helpers. */
+#define KTHREADD_PID       2
+/* Processes (hijacked or forked) of failed attempts, never tried again. */
+#define MAX_FAILED         32
+
 static struct {
     gpm_injector_t *inj;
     gpm_inj_config_t cfg; /* kept to start over after a snapshot load */
     gchar *elf;
-    char *proc_name;
-    char **argv; /* NULL-ended, for cfg.argv */
+    char **names; /* NULL-ended comm names, or NULL for any process */
+    char **argv;  /* NULL-ended, for cfg.argv */
+    unsigned retries_left;
+    unsigned max_retries;
+    int64_t failed[MAX_FAILED];
+    unsigned n_failed;
     const gpm_arch_info_t *ai;
     const gpm__sys_table_t *sys;
     gpm_inj_state_t reported; /* the last state logged */
@@ -147,6 +174,80 @@ static bool is_syscall_insn(CPUState *cpu, target_ulong pc)
            b[1] == 0x05;
 }
 
+/* False for a process linjector must not hijack (see the top comment). */
+static bool candidate(const gpm_inj_thread_t *t)
+{
+    if (t->ppid == 0 || t->ppid == KTHREADD_PID || t->tgid <= 1)
+        return false;
+    for (unsigned i = 0; i < lj.n_failed; i++)
+        if (lj.failed[i] == t->tgid)
+            return false;
+    if (lj.names == NULL)
+        return true;
+    for (unsigned i = 0; lj.names[i] != NULL; i++)
+        if (strncmp(t->comm, lj.names[i], sizeof(t->comm) - 1) == 0 &&
+            strlen(lj.names[i]) < sizeof(t->comm))
+            return true;
+    return false;
+}
+
+static void remember_failed(int64_t tgid)
+{
+    if (tgid > 0 && lj.n_failed < MAX_FAILED)
+        lj.failed[lj.n_failed++] = tgid;
+}
+
+/* Replaces the injector with a fresh one that waits for a target. */
+static int start_over(void)
+{
+    gpm_injector_t *fresh = NULL;
+    int rc = gpm_injector_new(&lj.cfg, &fresh);
+
+    if (rc != 0)
+        return rc;
+    gpm_injector_free(lj.inj);
+    lj.inj = fresh;
+    lj.reported = GPM_INJ_WAITING;
+    lj.have_pc = false;
+    return 0;
+}
+
+/*
+ * After a failure, once no thread needs the old injector any more, try
+ * the next matching process (the failed ones are never tried again).
+ */
+static void maybe_retry(void)
+{
+    int64_t tgid, child;
+    int rc;
+
+    if (gpm_injector_state(lj.inj) != GPM_INJ_FAILED ||
+        !gpm_injector_settled(lj.inj))
+        return;
+    gpm_injector_target(lj.inj, &tgid, &child);
+    if (lj.retries_left == 0) {
+        fprintf(stderr,
+                "linjector: giving up after %u failed injections; the "
+                "program was not started\n",
+                lj.max_retries + 1);
+        gpm_injector_free(lj.inj);
+        lj.inj = NULL;
+        return;
+    }
+    remember_failed(tgid);
+    remember_failed(child);
+    rc = start_over();
+    if (rc != 0) {
+        fprintf(stderr, "linjector: cannot retry: %s\n", gpm_strerror(rc));
+        return;
+    }
+    lj.retries_left--;
+    fprintf(stderr,
+            "linjector: will try another process (%u more attempts "
+            "after this one)\n",
+            lj.retries_left);
+}
+
 static void report_state(void)
 {
     gpm_inj_state_t st = gpm_injector_state(lj.inj);
@@ -187,6 +288,8 @@ static void on_sys_enter(CPUState *cpu, target_ulong pc, target_ulong callno)
         return;
     if (!is_syscall_insn(cpu, pc) || !current_thread(cpu, &t))
         return;
+    if (before == GPM_INJ_WAITING && !candidate(&t))
+        return;
 
     gpm_entry_view_init(&view, &gpm_panda_host_ops, cpu, lj.sys->retaddr_reg,
                         pc, lj.sys->insn_len, lj.ai->word_bits);
@@ -206,6 +309,7 @@ static void on_sys_enter(CPUState *cpu, target_ulong pc, target_ulong callno)
         lj.armed_rcx = pc;
     }
     report_state();
+    maybe_retry();
 }
 
 #if defined(TARGET_X86_64)
@@ -229,25 +333,25 @@ static int on_insn_exec(CPUState *cpu, target_ulong pc)
 }
 #endif
 
-/* Forgets the injection under way and waits for a new target. */
+/*
+ * Forgets the injection under way (its guest state is gone) and waits
+ * for a new target, with every retry available again.
+ */
 static void on_after_loadvm(CPUState *cpu)
 {
-    gpm_injector_t *fresh = NULL;
     int rc;
 
     (void)cpu;
-    if (lj.inj == NULL)
+    if (lj.cfg.elf == NULL)
         return;
-    rc = gpm_injector_new(&lj.cfg, &fresh);
+    rc = start_over();
     if (rc != 0) {
         fprintf(stderr, "linjector: cannot start over: %s\n", gpm_strerror(rc));
         return;
     }
-    gpm_injector_free(lj.inj);
-    lj.inj = fresh;
-    lj.reported = GPM_INJ_WAITING;
-    lj.have_pc = false;
     lj.armed = false;
+    lj.n_failed = 0;
+    lj.retries_left = lj.max_retries;
 }
 
 /* Reads the program named by guest_binary= into memory. */
@@ -280,15 +384,96 @@ static bool load_binary(const char *what, gpm_arch_t arch, gchar **elf,
     return true;
 }
 
+/*
+ * Loads PANDA plugin @name unless it is loaded, without panda_require(),
+ * which aborts PANDA when the plugin is missing or its init fails.
+ */
+static bool load_dep(const char *name)
+{
+    char *path;
+    bool ok;
+
+    if (panda_get_plugin_by_name(name) != NULL)
+        return true;
+    path = panda_plugin_path(name);
+    if (path == NULL) {
+        fprintf(stderr,
+                "linjector: PANDA plugin %s not found (no panda_%s.so in "
+                "PANDA's plugin directories); build it with PANDA\n",
+                name, name);
+        return false;
+    }
+    ok = panda_load_plugin(path, name);
+    if (!ok)
+        fprintf(stderr,
+                "linjector: PANDA plugin %s (%s) failed to load; see its "
+                "messages above%s\n",
+                name, path,
+                strcmp(name, "osi_linux") == 0
+                    ? " (it needs a kernelinfo group for this kernel: "
+                      "-panda-arg osi_linux:kconf_file=FILE,kconf_group=NAME)"
+                    : "");
+    g_free(path);
+    return ok;
+}
+
+/* syscalls2, osi and osi_linux, or one line saying what is missing. */
+static bool load_deps(void)
+{
+    if (panda_os_familyno != OS_LINUX) {
+        fprintf(stderr,
+                "linjector: needs a Linux OS profile: start PANDA with "
+                "-os linux-64-<name> (pypanda: Panda(os_version=...)), and "
+                "an osi_linux kernelinfo group for the guest's kernel\n");
+        return false;
+    }
+    if (!load_dep("syscalls2"))
+        return false;
+    /* We load osi_linux ourselves, so that its failure cannot abort. */
+    if (panda_get_plugin_by_name("osi") == NULL)
+        panda_add_arg("osi", "disable-autoload=true");
+    if (!load_dep("osi") || !load_dep("osi_linux"))
+        return false;
+    if (!init_osi_api()) {
+        fprintf(stderr, "linjector: the osi plugin's API is incomplete\n");
+        return false;
+    }
+    return true;
+}
+
+/* "a:b" -> {"a", "b", NULL}; NULL for "*" (any process). */
+static char **split_names(const char *list)
+{
+    char **names = g_strsplit(list, ":", -1);
+    unsigned n = 0;
+
+    for (unsigned i = 0; names[i] != NULL; i++) {
+        if (names[i][0] != '\0')
+            names[n++] = names[i];
+        else
+            g_free(names[i]);
+    }
+    names[n] = NULL;
+    if (n == 0 || (n == 1 && strcmp(names[0], "*") == 0)) {
+        g_strfreev(names);
+        return NULL;
+    }
+    return names;
+}
+
 bool init_plugin(void *self)
 {
     panda_arg_list *args = panda_get_args("linjector");
     char *binary = g_strdup(panda_parse_string_opt(
         args, "guest_binary", NULL, "the static ELF to start in the guest"));
-    char *proc_name = g_strdup(panda_parse_string_opt(
-        args, "proc_name", NULL, "hijack only a process with this name"));
+    char **names = split_names(panda_parse_string_opt(
+        args, "proc_name", DEFAULT_PROC_NAMES,
+        "hijack only a process with one of these names (a:b:c; * = any)"));
     bool require_root = panda_parse_bool_opt(
         args, "require_root", "hijack only a process running as root");
+    uint32_t retries = panda_parse_uint32_opt(
+        args, "retries", DEFAULT_RETRIES,
+        "after a failed injection, try this many more processes");
     char **argv = g_strsplit(
         panda_parse_string_opt(args, "args", "",
                                "extra arguments for the program, split at "
@@ -318,13 +503,17 @@ bool init_plugin(void *self)
         fprintf(stderr, "linjector: guest_binary= is required\n");
         goto out;
     }
-    if (gpm_panda_guest_arch(&arch) != 0 ||
-        !load_binary(binary, arch, &elf, &elf_len))
+    if (gpm_panda_guest_arch(&arch) != 0) {
+        fprintf(stderr, "linjector: this PANDA target has no pandagpm ABI\n");
+        goto out;
+    }
+    if (!load_binary(binary, arch, &elf, &elf_len))
         goto out;
     cfg.arch = arch;
     cfg.elf = (const uint8_t *)elf;
     cfg.elf_len = elf_len;
-    cfg.proc_name = proc_name;
+    /* The names are matched here (candidate()), before the core sees one. */
+    cfg.proc_name = NULL;
     cfg.require_root = require_root;
     cfg.argv = (const char *const *)argv;
     cfg.log = inj_log;
@@ -334,59 +523,49 @@ bool init_plugin(void *self)
                 gpm_arch_info(arch)->name, gpm_strerror(rc));
         goto out;
     }
+    /*
+     * Nothing is registered with PANDA before this point: a failed
+     * init_plugin() is dlclose()d without its callbacks being removed.
+     */
+    if (!load_deps()) {
+        gpm_injector_free(lj.inj);
+        lj.inj = NULL;
+        goto out;
+    }
     /* The config's buffers now belong to lj, until uninit_plugin(). */
     lj.cfg = cfg;
     lj.elf = elf;
-    lj.proc_name = proc_name;
+    lj.names = names;
     lj.argv = argv;
     elf = NULL;
-    proc_name = NULL;
+    names = NULL;
     argv = NULL;
     lj.ai = gpm_arch_info(arch);
     lj.sys = gpm__sys_table(arch);
     lj.reported = GPM_INJ_WAITING;
+    lj.max_retries = retries;
+    lj.retries_left = retries;
 
-#if defined(TARGET_X86_64)
     {
         panda_cb pcb;
 
         pcb.after_loadvm = on_after_loadvm;
         panda_register_callback(self, PANDA_CB_AFTER_LOADVM, pcb);
+#if defined(TARGET_X86_64)
         pcb.insn_translate = on_insn_translate;
         panda_register_callback(self, PANDA_CB_INSN_TRANSLATE, pcb);
         pcb.insn_exec = on_insn_exec;
         panda_register_callback(self, PANDA_CB_INSN_EXEC, pcb);
         /* Code translated before we loaded lacks the entry hook. */
         panda_do_flush_tb();
-    }
-#else
-    {
-        panda_cb pcb;
-
-        pcb.after_loadvm = on_after_loadvm;
-        panda_register_callback(self, PANDA_CB_AFTER_LOADVM, pcb);
-    }
 #endif
-    /*
-     * osi is the interface; osi_linux (with -os linux-...) provides it.
-     * panda_require() returns nothing and stops PANDA if loading fails.
-     */
-    panda_require("syscalls2");
-    panda_require("osi");
-    panda_require("osi_linux");
-    if (panda_get_plugin_by_name("syscalls2") == NULL ||
-        panda_get_plugin_by_name("osi_linux") == NULL || !init_osi_api()) {
-        fprintf(stderr, "linjector: needs the syscalls2, osi and osi_linux "
-                        "plugins (and -os linux-...)\n");
-        uninit_plugin(self);
-        goto out;
     }
     PPP_REG_CB("syscalls2", on_all_sys_enter, on_sys_enter);
     ok = true;
 out:
     g_free(elf);
     g_free(binary);
-    g_free(proc_name);
+    g_strfreev(names);
     g_strfreev(argv);
     return ok;
 }
@@ -406,12 +585,12 @@ void uninit_plugin(void *self)
         if (remove_cb != NULL)
             remove_cb(on_sys_enter);
     }
-    if (lj.inj != NULL && gpm_injector_state(lj.inj) == GPM_INJ_RUNNING)
+    if (lj.inj != NULL && !gpm_injector_settled(lj.inj))
         fprintf(stderr, "linjector: unloaded during an injection; the "
                         "hijacked process is left as it is\n");
     gpm_injector_free(lj.inj);
     g_free(lj.elf);
-    g_free(lj.proc_name);
+    g_strfreev(lj.names);
     g_strfreev(lj.argv);
     memset(&lj, 0, sizeof(lj));
 }

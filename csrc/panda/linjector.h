@@ -18,6 +18,9 @@ extern "C" {
  */
 struct CPUState;
 typedef void (*before_guest_inject_t)(struct CPUState *cpu);
+/* The same, registered with PPP_REG_CB_WITH_CONTEXT(); @context is yours. */
+typedef void (*before_guest_inject_with_context_t)(void *context,
+                                                   struct CPUState *cpu);
 
 #ifdef __cplusplus
 }

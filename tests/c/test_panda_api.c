@@ -296,6 +296,72 @@ static void test_monitor(void **state)
     g_string_free(out, TRUE);
 }
 
+/* The original documentation's spelling names the same member. */
+static void test_original_spelling(void **state)
+{
+    GuestPlugin p = {"etc_count", NULL, NULL};
+    GuestPlugin q = {.plugin_name = "x", .msg_recieve_cb = recv_cb};
+
+    (void)state;
+    assert_int_equal(offsetof(GuestPlugin, msg_recieve_cb),
+                     offsetof(GuestPlugin, msg_receive_cb));
+    p.msg_recieve_cb = recv_cb;
+    assert_ptr_equal(p.msg_receive_cb, recv_cb);
+    assert_ptr_equal(q.msg_receive_cb, recv_cb);
+    assert_null(q.guest_binary_path);
+}
+
+/* One-word commands, the daemon channel, channel states, stats. */
+static void test_monitor_states(void **state)
+{
+    gpm_manager_t *m = gpm_panda_api_manager();
+    fake_cpu_t *cpu = g_new(fake_cpu_t, 1);
+    gpm_channel_id_t daemon;
+    ChannelId anon;
+
+    (void)state;
+    fake_init(cpu);
+    assert_int_equal(gpm_daemon_channel(m, &daemon), 0);
+    anon = allocate_channel(recv_cb);
+    out = g_string_new(NULL);
+
+    assert_true(gpm_panda_api_monitor("gpm-list", collect, NULL));
+    assert_non_null(strstr(out->str, "guest_daemon"));
+    assert_non_null(strstr(out->str, "no daemon yet"));
+    assert_non_null(strstr(out->str, "not started yet"));
+    g_string_truncate(out, 0);
+    assert_true(gpm_panda_api_monitor("gpm_channels", collect, NULL));
+    assert_non_null(strstr(out->str, "(anonymous)"));
+    g_string_truncate(out, 0);
+    assert_false(gpm_panda_api_monitor("gpm-", collect, NULL));
+    assert_int_equal(out->len, 0);
+
+    /* Started, then stopped by the guest: not "not started". */
+    fake_hc(m, cpu, GPM_HC_OP_START, anon, 0, 0, NULL);
+    assert_true(gpm_panda_api_monitor("gpm channels", collect, NULL));
+    assert_non_null(strstr(out->str, ", started"));
+    g_string_truncate(out, 0);
+    fake_hc(m, cpu, GPM_HC_OP_STOP, anon, 0, 0, NULL);
+    assert_true(gpm_panda_api_monitor("gpm channels", collect, NULL));
+    assert_non_null(strstr(out->str, "stopped by the guest"));
+    assert_null(strstr(out->str, "not started"));
+    g_string_truncate(out, 0);
+
+    /* A "no doorbell" answer the glue counted is not an error. */
+    assert_int_equal(
+        (int64_t)fake_hc(m, cpu, GPM_HC_OP_GET_DOORBELL, 0, 0, 0, NULL),
+        GPM_HC_ENOSYS);
+    gpm_panda_api_count_no_doorbell();
+    assert_true(gpm_panda_api_monitor("gpm stats", collect, NULL));
+    assert_non_null(strstr(out->str, "errors 0, doorbell queries 1"));
+    g_string_truncate(out, 0);
+    fake_hc(m, cpu, 99, 0, 0, 0, NULL);
+    assert_true(gpm_panda_api_monitor("gpm stats", collect, NULL));
+    assert_non_null(strstr(out->str, "errors 1, doorbell queries 1"));
+    g_string_free(out, TRUE);
+    g_free(cpu);
+}
+
 /* After a snapshot load the manager starts over only if the guest used it. */
 static void test_reset_if_used(void **state)
 {
@@ -568,6 +634,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_add_guest_plugin, api_setup,
                                         api_teardown),
         cmocka_unit_test_setup_teardown(test_monitor, api_setup, api_teardown),
+        cmocka_unit_test(test_original_spelling),
+        cmocka_unit_test_setup_teardown(test_monitor_states, api_setup,
+                                        api_teardown),
         cmocka_unit_test_setup_teardown(test_events, api_setup, api_teardown),
         cmocka_unit_test_setup_teardown(test_reset_if_used, api_setup,
                                         api_teardown),

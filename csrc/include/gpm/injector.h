@@ -112,6 +112,17 @@ void gpm_injector_target(const gpm_injector_t *inj, int64_t *tgid,
                          int64_t *child);
 
 /**
+ * gpm_injector_settled() - true when no guest thread still needs @inj.
+ *
+ * That is: no target chosen yet, or the hijacked process has been
+ * restored and its forked child (if any) was told to exit after a failed
+ * execve, or is executing the program. A GPM_INJ_FAILED injector that is
+ * settled may be freed and replaced to try another process; freeing one
+ * that is not settled leaves a process in an injected call. NULL: true.
+ */
+bool gpm_injector_settled(const gpm_injector_t *inj);
+
+/**
  * gpm_injector_error() - the first failure's message, or NULL.
  * The string lives as long as @inj.
  */

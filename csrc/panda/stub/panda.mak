@@ -5,17 +5,21 @@
 #
 #   make -f panda.mak -f <plugin dir>/Makefile PLUGIN_NAME=... \
 #       PLUGIN_SRC_ROOT=<plugins dir> STUB_DIR=... TARGET=TARGET_X86_64
+#
+# Like PANDA's, it folds glib's flags into QEMU_CFLAGS (there is no
+# GLIB_CFLAGS) and defines PLUGIN_MAIN for the unit named like the plugin.
 
-GLIB_CFLAGS := $(shell pkg-config --cflags glib-2.0)
 PLUGIN_TARGET_DIR = $(BUILD_DIR)
 PLUGIN_OBJ_DIR = $(BUILD_DIR)/$(PLUGIN_NAME)
 PLUGIN_SRC_DIR = $(PLUGIN_SRC_ROOT)/$(PLUGIN_NAME)
 QEMU_CFLAGS = -O2 -g -fPIC -DNEED_CPU_H -D$(TARGET) -Wall -Wextra -Werror \
-	$(GLIB_CFLAGS)
+	$(shell pkg-config --cflags glib-2.0)
 QEMU_INCLUDES = -I$(STUB_DIR) -I$(PLUGIN_SRC_DIR) -I$(PLUGIN_SRC_ROOT)
+CFLAGS += $(if $(subst $(basename $(notdir $<)),,$(PLUGIN_NAME)),,-DPLUGIN_MAIN)
 quiet-command = @$1
 
 all: $(PLUGIN_TARGET_DIR)/panda_$(PLUGIN_NAME).so
 
+# Undefined symbols are allowed only for what PANDA's binary provides.
 $(PLUGIN_TARGET_DIR)/panda_%.so:
 	$(CC) -shared -o $@ $^

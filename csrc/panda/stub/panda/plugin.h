@@ -86,7 +86,19 @@ typedef union panda_cb {
     void (*after_loadvm)(CPUState *env);
 } panda_cb;
 
+typedef enum PandaOsFamily {
+    OS_UNKNOWN,
+    OS_WINDOWS,
+    OS_LINUX,
+    OS_FREEBSD
+} PandaOsFamily;
+extern PandaOsFamily panda_os_familyno;
+
 void panda_register_callback(void *plugin, panda_cb_type type, panda_cb cb);
+char *panda_plugin_path(const char *name);
+bool panda_load_plugin(const char *filename, const char *plugin_name);
+uint32_t panda_parse_uint32_opt(panda_arg_list *args, const char *argname,
+                                uint32_t defval, const char *help);
 void *panda_get_plugin_by_name(const char *name);
 void panda_require(const char *plugin_name);
 bool panda_add_arg(const char *plugin_name, const char *plugin_arg);
