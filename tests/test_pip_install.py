@@ -7,8 +7,9 @@ then ``pip install``s that tree, which compiles pandagpm._gpm and the guest
 binaries (the daemon and the bundled plugins, shipped as package data).
 From a working directory outside the checkout, with no PYTHONPATH, the
 product walkthrough (``examples/etc_count_walkthrough.py``) must print the
-guest's own ``ls -A /etc | wc -l``.  A wheel built from the same tree is
-installed into a second venv and must find every guest binary too.
+guest's own ``ls -A /etc | wc -l``.  A wheel built from an sdist of the
+same tree is installed into a second venv and must find every guest
+binary too.
 
 No network: the build runs with ``--no-build-isolation`` and the build
 tools (setuptools, wheel, packaging) come from the interpreter running
@@ -174,12 +175,17 @@ def test_pip_install_checkout_runs_the_walkthrough(work, guest_etc_count):
                                                      progress=False).path
 
 
-def test_wheel_from_checkout_carries_the_guest_binaries(work):
+def test_wheel_from_sdist_carries_the_guest_binaries(work):
+    """The release route (what ``python -m build`` does): an sdist of the
+    checkout, a wheel from the sdist, the wheel in another venv."""
     py = new_venv(work / "venv-build", work)
     install_build_tools(py, work)
     dist = work / "dist"
+    run([py, "setup.py", "-q", "sdist", "-d", dist], work / "src")
+    sdists = sorted(dist.glob("pandagpm-*.tar.gz"))
+    assert len(sdists) == 1
     run([py, "-m", "pip", "wheel", "--no-build-isolation", "--no-index",
-         "--no-deps", "-w", dist, work / "src"], work)
+         "--no-deps", "-w", dist, sdists[0]], work)
     wheels = sorted(dist.glob("pandagpm-*.whl"))
     assert len(wheels) == 1
 
