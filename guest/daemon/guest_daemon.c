@@ -11,15 +11,24 @@
  * the LOAD that started it. Malformed input is answered with FAILED (stage
  * PROTOCOL) and skipped.
  *
- * Usage: guest_daemon [-f] [-n] [-t] [-c CHANNEL]
+ * Only one daemon serves the host at a time: the host gives the channel to
+ * the process it injected, and a daemon that the host no longer accepts
+ * (GPM_HC_EACCES) exits. With -r a new daemon first kills every other
+ * process named guest_daemon (argv[0]), so an old one that was stopped or
+ * hung cannot come back and compete for frames.
+ *
+ * Usage: guest_daemon [-f] [-n] [-r] [-t] [-c CHANNEL]
  *   -f  stay in the foreground and log to stderr.
  *   -n  detach without forking (for an injector that already forked and
  *       called setsid): only setsid if possible, chdir / and std fds to
  *       /dev/null; the daemon keeps the pid it was started with.
+ *   -r  replace: SIGKILL every other guest_daemon process first.
  *   -t  write plugins to files under /tmp instead of memfds.
  *   -c  use another channel name (for tests).
  */
 #define _GNU_SOURCE
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -29,6 +38,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dframe.h"
@@ -52,6 +62,7 @@ struct child {
 
 static int foreground;
 static int no_fork;
+static int replace_others;
 static unsigned launch_flags;
 static const char *chan_name = GPM_DAEMON_CHANNEL;
 static gpm_chan_t chan;
@@ -92,6 +103,10 @@ static void send_frame(uint16_t type, uint32_t seq, const void *const *parts,
         return;
     }
     w = gpm_write(chan, buf, n);
+    if (w == -EACCES) {
+        dlog("the host serves another daemon now; exiting");
+        exit(0);
+    }
     if (w < 0)
         dlog("write of frame type %u failed: %s", type, strerror((int)-w));
 }
@@ -273,10 +288,76 @@ static int open_channel(void)
             return 0;
         if (err != -ENOENT && err != -EBUSY && err != -EAGAIN)
             break;
+        /* Another daemon serves the host now. */
+        if (err == -EACCES)
+            break;
         gpm_backoff_wait(&bo);
     }
     dlog("cannot open channel %s: %s", chan_name, strerror(-err));
     return err;
+}
+
+/* Whether process @pid was started as guest_daemon (argv[0]). */
+static int is_daemon(const char *pid)
+{
+    char path[64], cmd[256];
+    const char *base;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, cmd, sizeof(cmd) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    cmd[n] = '\0';
+    base = strrchr(cmd, '/');
+    base = base ? base + 1 : cmd;
+    return strcmp(base, GPM_DAEMON_PLUGIN_NAME) == 0;
+}
+
+/* SIGKILLs every other guest_daemon and waits (1 s at most) for them. */
+static void kill_other_daemons(void)
+{
+    pid_t victims[64];
+    size_t n = 0, i;
+    struct dirent *de;
+    DIR *d = opendir("/proc");
+    int round;
+
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL && n < 64) {
+        pid_t pid;
+
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        pid = (pid_t)atol(de->d_name);
+        if (pid == getpid() || !is_daemon(de->d_name))
+            continue;
+        if (kill(pid, SIGKILL) == 0) {
+            dlog("killed the old daemon %ld", (long)pid);
+            victims[n++] = pid;
+        }
+    }
+    closedir(d);
+    for (round = 0; round < 100; round++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        int left = 0;
+
+        for (i = 0; i < n; i++) {
+            char name[32];
+
+            snprintf(name, sizeof(name), "%ld", (long)victims[i]);
+            left += is_daemon(name);
+        }
+        if (!left)
+            break;
+        nanosleep(&ts, NULL);
+    }
 }
 
 static void daemonize(void)
@@ -319,13 +400,16 @@ static int parse_args(int argc, char **argv)
 {
     int opt;
 
-    while ((opt = getopt(argc, argv, "fntc:h")) != -1) {
+    while ((opt = getopt(argc, argv, "fnrtc:h")) != -1) {
         switch (opt) {
         case 'f':
             foreground = 1;
             break;
         case 'n':
             no_fork = 1;
+            break;
+        case 'r':
+            replace_others = 1;
             break;
         case 't':
             launch_flags |= GPM_LAUNCH_NO_MEMFD;
@@ -334,7 +418,8 @@ static int parse_args(int argc, char **argv)
             chan_name = optarg;
             break;
         default:
-            fprintf(stderr, "usage: %s [-f] [-n] [-t] [-c CHANNEL]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-f] [-n] [-r] [-t] [-c CHANNEL]\n",
+                    argv[0]);
             return opt == 'h' ? 1 : -1;
         }
     }
@@ -367,6 +452,8 @@ int main(int argc, char **argv)
     if (!foreground)
         daemonize();
     setup_signals();
+    if (replace_others)
+        kill_other_daemons();
     if (open_channel() < 0)
         return 1;
     dlog("channel %s is %u", chan_name, chan);
@@ -384,6 +471,11 @@ int main(int argc, char **argv)
         buf = gpm_dparser_buf(&parser, &room);
         since = gpm_doorbell_value(chan);
         n = gpm_read(chan, buf, room);
+        if (n == -EACCES) {
+            /* The host has replaced this daemon: make way. */
+            dlog("the host serves another daemon now; exiting");
+            return 0;
+        }
         if (n < 0) {
             dlog("read failed: %s", strerror((int)-n));
             if (++errors > DAEMON_MAX_READ_ERRORS)

@@ -14,6 +14,23 @@
 
 /* Keep the write-busy retries to about 30 s with the capped backoff. */
 #define GPM__WRITE_BUSY_TRIES 1600u
+/* START answers EBUSY until the host knows the channel's owner: 30 s. */
+#define GPM__START_BUSY_TRIES 1600u
+
+/* START on @chan, retried while the host has not named its owner yet. */
+static long start_channel(uint64_t chan)
+{
+    struct gpm_backoff bo = {0, 0};
+    unsigned busy = 0;
+    long err;
+
+    for (;;) {
+        err = gpm_hc_err(gpm_hc(GPM_HC_OP_START, chan, 0, 0));
+        if (err != GPM_HC_EBUSY || ++busy > GPM__START_BUSY_TRIES)
+            return err;
+        gpm_backoff_wait(&bo);
+    }
+}
 
 long gpm_hc_err(uint64_t ret)
 {
@@ -82,7 +99,7 @@ int gpm_channel_open(const char *name, gpm_chan_t *out)
         return (int)err;
     if ((uint32_t)ret == 0 || ret > UINT32_MAX)
         return -EPROTO;
-    err = gpm_hc_err(gpm_hc(GPM_HC_OP_START, ret, 0, 0));
+    err = start_channel(ret);
     if (err)
         return (int)err;
     *out = (gpm_chan_t)ret;
@@ -206,7 +223,8 @@ ssize_t gpm_read_blocking(gpm_chan_t chan, void *buf, size_t len)
         uint64_t since = gpm_doorbell_value(chan);
         ssize_t n = gpm_read(chan, buf, len);
 
-        if (n != 0)
+        /* EBUSY: the host cannot serve this process yet; wait as empty. */
+        if (n != 0 && n != -EBUSY)
             return n;
         gpm_wait_change(chan, since, &bo);
     }

@@ -72,9 +72,12 @@ long gpm_hc_err(uint64_t ret);
  *        plugin's main channel has the plugin's name.
  * @out:  receives the channel id on success; untouched on failure.
  *
- * Issues GET_CHANNEL then START. Returns 0, -ENOENT if the host knows no
- * channel of that name, -EINVAL or -ENAMETOOLONG for a bad name, or the
- * error of either hypercall.
+ * Issues GET_CHANNEL then START. A START answered -EBUSY (the host does
+ * not know yet which process owns the channel, e.g. a plugin that runs
+ * before the daemon's STARTED reached the host) is retried with a backoff
+ * for about 30 s. Returns 0, -ENOENT if the host knows no channel of that
+ * name, -EACCES if the channel belongs to another process, -EINVAL or
+ * -ENAMETOOLONG for a bad name, or the error of either hypercall.
  */
 int gpm_channel_open(const char *name, gpm_chan_t *out);
 
@@ -139,8 +142,8 @@ ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len);
  * @len:  room in @buf, at least 1.
  *
  * Polls with gpm_read() under an adaptive backoff (see struct
- * gpm_backoff). Returns the number of bytes copied (>= 1) or a negative
- * error; -EINVAL if @len is 0.
+ * gpm_backoff); -EBUSY from the host counts as nothing queued yet. Returns the
+ * number of bytes copied (>= 1) or a negative error; -EINVAL if @len is 0.
  */
 ssize_t gpm_read_blocking(gpm_chan_t chan, void *buf, size_t len);
 
