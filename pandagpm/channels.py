@@ -18,6 +18,17 @@ There are two ways to receive:
   ``lost``); nothing buffered before the overflow is lost. Size the limit
   for your protocol, or use a callback.
 
+When the emulator is gone (QEMU exited), a Channel that belongs to a
+host that noticed it raises that host's error
+(:class:`~pandagpm.errors.EmulatorConnectionLost`) from ``write()``, and
+from ``read()`` once everything buffered has been read; a reader blocked
+at the time wakes up and raises it too.
+
+A read that would wait, made inside a channel or event callback (on the
+emulator's thread, with the guest stopped), raises
+:class:`~pandagpm.errors.CalledFromCallback` at once instead of freezing
+the guest; ``read(n, timeout=0)`` never waits and may be used there.
+
 A Channel is an :class:`io.RawIOBase`, so ``io.BufferedReader(chan)``,
 ``shutil.copyfileobj(chan, f)`` and friends work. End of file is reached
 when the channel is closed or the guest sends STOP on it (see
@@ -33,7 +44,8 @@ import time
 import typing
 
 from . import _gpm
-from .errors import ChannelClosed, ChannelOverflow, Timeout, wrap
+from .errors import (CalledFromCallback, ChannelClosed, ChannelOverflow,
+                     Timeout, wrap)
 
 __all__ = ["channel_recv", "Channel", "DEFAULT_BUFFER_LIMIT"]
 
@@ -134,6 +146,8 @@ class _RecvBuffer:
         self.lost = 0
         self.eof = False
         self.closed = False
+        # The exception to raise once drained: the emulator is gone.
+        self.gone = None
         # pause(flag) pauses the channel in the core (set by Channel): the
         # guest's writes then get EBUSY and are retried, so nothing the
         # guest was told was taken is ever dropped. Without it, bytes past
@@ -171,6 +185,12 @@ class _RecvBuffer:
             self.eof = eof
             self.cond.notify_all()
 
+    def set_lost(self, exc):
+        """Readers raise ``exc`` once nothing is buffered; any thread."""
+        with self.cond:
+            self.gone = exc
+            self.cond.notify_all()
+
     def take_into(self, b):
         """Moves up to len(b) buffered bytes into b; holds the lock."""
         view = memoryview(b).cast("B")
@@ -206,6 +226,13 @@ class _RecvBuffer:
             )
 
 
+class _HostState:
+    """What a manager's Channels share: whether the emulator is gone."""
+
+    def __init__(self):
+        self.lost = None
+
+
 class Channel(io.RawIOBase):
     """One channel as a binary file-like object.
 
@@ -221,7 +248,7 @@ class Channel(io.RawIOBase):
     """
 
     def __init__(self, manager, channel_id, name=None, *, buffer=None,
-                 timeout=None, owns=False):
+                 timeout=None, owns=False, state=None):
         super().__init__()
         self._mgr = _as_gpm_manager(manager)
         self.id = channel_id
@@ -229,6 +256,7 @@ class Channel(io.RawIOBase):
         self.timeout = timeout
         self._buf = buffer
         self._owns = owns
+        self._state = state
         if buffer is not None and hasattr(self._mgr, "set_paused"):
             mgr, cid = self._mgr, channel_id
             buffer.pause = lambda flag: mgr.set_paused(cid, flag)
@@ -285,9 +313,12 @@ class Channel(io.RawIOBase):
         """Queues ``data`` as one message for the guest; returns its length.
 
         Raises QueueFull if a queue limit would be passed (nothing is
-        queued then), ChannelClosed if the channel is gone.
+        queued then), ChannelClosed if the channel is gone, or the host's
+        EmulatorConnectionLost once the emulator has gone away.
         """
         self._checkClosed()
+        if self._state is not None and self._state.lost is not None:
+            raise self._state.lost
         with wrap():
             self._mgr.write(self.id, data)
         return memoryview(data).nbytes
@@ -319,8 +350,15 @@ class Channel(io.RawIOBase):
                 buf.check_overflow()
                 if buf.chunks:
                     return buf.take_into(b)
+                if buf.gone is not None:
+                    raise buf.gone
                 if buf.eof or buf.closed:
                     return 0
+                if timeout != 0 and self._mgr.in_callback():
+                    raise CalledFromCallback(
+                        f"Channel {self.id}: a read that waits for the guest "
+                        "was made inside a channel or event callback, where "
+                        "the guest is stopped; use read(n, timeout=0)")
                 if deadline is None:
                     buf.cond.wait()
                     continue

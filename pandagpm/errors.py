@@ -38,6 +38,9 @@ are, where they fit.
      +-- OutOfMemory (ENOMEM)             also a MemoryError
      +-- NotSupported (ENOSYS), ProtocolError (EPROTO), Cancelled (ECANCELED)
      +-- ChannelOverflow (ENOSPC)         a Channel's receive buffer overflowed
+     +-- DaemonLost (EPIPE)               the guest daemon stopped answering
+     +-- CalledFromCallback (EBUSY)       a blocking call on the emulator
+                                          thread; also a RuntimeError
 """
 
 import contextlib
@@ -53,6 +56,7 @@ __all__ = [
     "EmulatorError", "EmulatorConnectionLost", "Timeout", "TryAgain",
     "Busy", "PeerClosed", "PermissionDenied", "OutOfMemory",
     "NotSupported", "ProtocolError", "Cancelled", "ChannelOverflow",
+    "DaemonLost", "CalledFromCallback",
     "error_class", "from_code", "wrap",
 ]
 
@@ -234,6 +238,25 @@ class Cancelled(GpmError):
     """The operation was cancelled (ECANCELED)."""
 
     default_code = _gpm.ECANCELED
+
+
+class DaemonLost(GpmError):
+    """The guest daemon stopped answering, or was replaced, while a load
+    waited on it (EPIPE). The load's request was dropped, never to be
+    replayed to another daemon; loading again injects a new daemon.
+    """
+
+    default_code = _gpm.EPIPE
+
+
+class CalledFromCallback(GpmError, RuntimeError):
+    """A call that waits for the guest was made from a channel or event
+    callback (EBUSY). Callbacks run on the emulator's thread while the
+    guest is stopped, so the wait could never end; use the non-blocking
+    form (e.g. ``Panda.load_guest_plugin_async``) instead.
+    """
+
+    default_code = _gpm.EBUSY
 
 
 # The one table from C code to class. ENOENT depends on what was looked

@@ -16,6 +16,7 @@ with linjector on first use after each revert, then asks it to start the
 plugin.
 """
 
+import concurrent.futures
 import struct
 import sys
 import threading
@@ -25,8 +26,9 @@ import traceback
 from . import _gpm, _paths
 from . import image as _image
 from . import qemu as _qemu
-from .errors import GpmError, Timeout, from_code, wrap
-from .manager import GuestPluginManager
+from .errors import (CalledFromCallback, DaemonLost, EmulatorConnectionLost,
+                     GpmError, Timeout, from_code, wrap)
+from .manager import OWNER_ANY, OWNER_PENDING, GuestPluginManager
 
 __all__ = ["Panda", "InjectionFailed", "PluginStartFailed"]
 
@@ -36,14 +38,21 @@ DEFAULT_INJECT_TIMEOUT = 30.0
 DEFAULT_DAEMON_TIMEOUT = 30.0
 # After this long without a target, Enter is pressed on the console.
 NUDGE_AFTER = 0.5
-# How long a daemon believed alive has to answer a PING.
+# How long a daemon believed alive has to answer a PING (or to take any
+# queued byte) before it is taken for lost.
 PING_TIMEOUT = 5.0
+# While a load waits, the daemon is PINGed after this long without a word.
+PING_PERIOD = 1.0
+# Waits are cut into slices this long, to notice a lost emulator quickly.
+WAIT_SLICE = 0.05
 # How long load_guest_plugin waits for the daemon's STARTED or FAILED.
 DEFAULT_START_TIMEOUT = 30.0
 # How often the emulator watcher checks that QEMU still runs.
 WATCH_PERIOD = 0.2
 # A PING frame (gpm/daemon_proto.h): magic, version 1, type 2, seq, len 0.
 _PING = struct.pack("<IHHII", 0x444D5047, 1, 2, 0, 0)
+# GPM_DSTAGE_LOST: the host failed a load because its daemon was lost.
+_DSTAGE_LOST = 7
 
 
 class InjectionFailed(GpmError):
@@ -89,17 +98,28 @@ class Panda:
 
     Threads: ``run()`` blocks its caller; queued functions run on one
     worker thread; channel callbacks run on the gdbstub host's I/O thread
-    and must not wait for the guest.
+    and must not wait for the guest: the calls that would
+    (``load_guest_plugin``, ``ensure_daemon``, ``revert_sync``,
+    ``run_serial_cmd``) raise CalledFromCallback there at once;
+    ``load_guest_plugin_async`` is the form for callbacks.
+
+    Channel ownership (docs/security.md): the daemon channel only takes
+    hypercalls from the daemon this object injected, and a plugin's main
+    channel only from that plugin's process. ``compat_channels=True``
+    turns the checks off, for guest binaries built with the original
+    channel library.
     """
 
     def __init__(self, generic="x86_64", *, snapshot="root", verbose=True,
-                 inject_timeout=DEFAULT_INJECT_TIMEOUT, doorbell=True):
+                 inject_timeout=DEFAULT_INJECT_TIMEOUT, doorbell=True,
+                 compat_channels=False):
         self.arch_name = generic
         self.snapshot = snapshot
         self.verbose = verbose
         self.inject_timeout = inject_timeout
         # False makes waiting guest code poll with hypercalls (benchmarks).
         self.doorbell = doorbell
+        self.compat_channels = compat_channels
         self.image = _image.get_image(generic, progress=verbose)
         self.machine = None
         self.gdb = None
@@ -113,6 +133,7 @@ class Panda:
         self._lock = threading.RLock()
         self.last_injection = None
         self.emulator_lost = threading.Event()
+        self._last_word = 0.0  # monotonic time of the daemon's last frame
 
     def __repr__(self):
         state = "running" if self.machine is not None else "stopped"
@@ -152,17 +173,20 @@ class Panda:
             time.sleep(WATCH_PERIOD)
         if self.machine is not machine:
             return  # closed on purpose
-        self.emulator_lost.set()
-        self._log("QEMU is gone: every channel is at end of file")
+        self._log("QEMU is gone: every call in flight fails")
         gpm = self.gpm
         if gpm is not None:
-            gpm.end_all_channels()
+            gpm.lose_all_channels(EmulatorConnectionLost(
+                "QEMU exited; revert_sync() starts a new one"))
+        self.emulator_lost.set()
 
     def _attach(self):
         """A fresh manager and gdbstub host for the current guest state."""
         self.gpm = GuestPluginManager(arch=self.arch_name)
         self.gpm.on_event(self._on_event)
         _paths.register()
+        if self.compat_channels:
+            self.gpm.manager.set_ownership(False)
         # The daemon looks this channel up as soon as it starts.
         self.gpm.manager.daemon_channel()
         with wrap():
@@ -175,6 +199,9 @@ class Panda:
             doorbell = self.image.profile["guest"].get("doorbell_phys", 0)
             if doorbell and self.doorbell:
                 self.gdb.enable_doorbell(doorbell)
+            # Which guest process makes each hypercall (channel ownership).
+            k = _kernel_profile(self.image.profile)
+            self.gdb.set_task_profile(k["current_task"], k["task_tgid"])
         self._daemon_ready.clear()
         self._daemon_pid = None
         self._injected = False
@@ -188,15 +215,18 @@ class Panda:
             self.gpm = None
 
     def _on_event(self, ev):
+        if ev.type in ("DAEMON_READY", "PLUGIN_STARTED", "PLUGIN_EXITED",
+                       "PLUGIN_FAILED"):
+            self._last_word = time.monotonic()
         if ev.type == "DAEMON_READY":
             self._daemon_pid = ev.pid
             self._daemon_ready.set()
-        elif ev.type in ("PLUGIN_STARTED", "PLUGIN_FAILED"):
+        if ev.type in ("PLUGIN_STARTED", "PLUGIN_FAILED"):
             waiter = self._loads.get(ev.name)
             if waiter is not None:
                 waiter[1] = ev
                 waiter[0].set()
-        elif ev.type in ("PLUGIN_FAILED", "PROTOCOL_ERROR", "GUEST_ERROR"):
+        if ev.type in ("PLUGIN_FAILED", "PROTOCOL_ERROR", "GUEST_ERROR"):
             self._log(f"{ev.type}: {ev.name or ''} {ev.text or ''}".strip())
 
     @property
@@ -259,11 +289,50 @@ class Panda:
 
     # pypanda's guest helpers.
 
+    def _not_in_callback(self, what):
+        """Raises CalledFromCallback on the emulator's thread."""
+        mgr = self.manager
+        if mgr is not None and mgr.in_callback():
+            raise CalledFromCallback(
+                f"{what}() waits for the guest, but was called from a "
+                "channel or event callback, which runs while the guest is "
+                "stopped; use load_guest_plugin_async(), or call it from "
+                "another thread")
+
+    def _check_emulator(self):
+        """Raises EmulatorConnectionLost once QEMU is gone."""
+        if self.emulator_lost.is_set() or (
+                self.machine is not None and not self.machine.is_running()):
+            raise EmulatorConnectionLost(
+                "QEMU exited; revert_sync() starts a new one")
+
+    def _wait(self, event, timeout):
+        """Waits for ``event`` up to ``timeout`` s; False on timeout.
+
+        Raises EmulatorConnectionLost as soon as QEMU is gone.
+        """
+        deadline = time.monotonic() + timeout
+        while not event.is_set():
+            self._check_emulator()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            event.wait(min(left, WAIT_SLICE))
+        return True
+
     def revert_sync(self, snapshot="root"):
         """Reverts the guest to ``snapshot`` and waits for its shell.
 
-        Channels and plugins of the previous guest state are gone.
+        Channels and plugins of the previous guest state are gone. If QEMU
+        died, a new one is started and the session goes on.
         """
+        self._not_in_callback("revert_sync")
+        with self._lock:
+            if self.machine is not None and (
+                    self.emulator_lost.is_set()
+                    or not self.machine.is_running()):
+                self._log("QEMU is gone: starting a new one")
+                self.close()
         self.start()
         with self._lock:
             self._detach()
@@ -274,7 +343,13 @@ class Panda:
                       f"{time.monotonic() - t0:.2f} s")
 
     def run_serial_cmd(self, cmd, timeout=30, no_timeout=False):
-        """Runs ``cmd`` on the guest's serial console; returns its output."""
+        """Runs ``cmd`` on the guest's serial console; returns its output.
+
+        Raises EmulatorConnectionLost (a QemuGone) if QEMU is gone or
+        exits meanwhile.
+        """
+        self._not_in_callback("run_serial_cmd")
+        self._check_emulator()
         self.start()
         return self.machine.run_serial_cmd(
             cmd, timeout=None if no_timeout else timeout)
@@ -291,15 +366,28 @@ class Panda:
         finished after half a second, which wakes the shell; a busy guest
         never needs it. Raises InjectionFailed with linjector's log, or
         Timeout if no matching process made a system call in time.
+
+        A daemon that no longer answers is replaced, never joined by a
+        second one: what was queued for it is dropped and the loads it
+        owed fail (DaemonLost); the new daemon kills any older one before
+        it starts serving, and the host accepts frames only from the
+        process it injected.
         """
+        self._not_in_callback("ensure_daemon")
+        self._check_emulator()
         self.start()
         with self._lock:
+            mgr = self.gpm.manager
             if self._injected:
                 if self._daemon_answers():
                     return self._daemon_pid
                 self._log(f"the guest daemon (pid {self._daemon_pid}) does "
                           "not answer; injecting a new one")
                 self._injected = False
+            # Nothing queued for an earlier daemon may reach the next one.
+            with wrap():
+                mgr.daemon_reset(OWNER_PENDING)
+            self._daemon_ready.clear()
             timeout = self.inject_timeout if timeout is None else timeout
             info = self.gpm.find_plugin("guest_daemon")
             with open(info.path, "rb") as f:
@@ -316,13 +404,14 @@ class Panda:
                                       _kernel_profile(self.image.profile),
                                       proc_name=proc_name,
                                       require_root=require_root,
-                                      argv=["-n"], timeout=timeout)
+                                      argv=["-n", "-r"], timeout=timeout)
             finally:
                 done.set()
             self.last_injection = res
             for line in res["log"]:
                 self._log(line)
             if res["state"] != "done":
+                self._check_emulator()
                 if res["state"] == "waiting" and res["code"] not in (
                         0, _gpm.ETIMEDOUT):
                     # linjector could not even start, e.g. QEMU is gone
@@ -339,7 +428,12 @@ class Panda:
                 raise InjectionFailed(
                     f"linjector failed: {res['error'] or res['code_name']}",
                     log=res["log"])
-            if not self._daemon_ready.wait(DEFAULT_DAEMON_TIMEOUT):
+            # Only the injected process may speak for the daemon.
+            child = res.get("child", -1)
+            with wrap():
+                mgr.set_owner(mgr.daemon_channel(),
+                              child if child and child > 0 else OWNER_ANY)
+            if not self._wait(self._daemon_ready, DEFAULT_DAEMON_TIMEOUT):
                 raise Timeout("the injected guest daemon did not say HELLO "
                               f"within {DEFAULT_DAEMON_TIMEOUT:g} s")
             self._injected = True
@@ -348,16 +442,12 @@ class Panda:
             return self._daemon_pid
 
     def _daemon_answers(self, timeout=PING_TIMEOUT):
-        """PINGs the daemon; True if it says HELLO within ``timeout``.
-
-        A dead daemon's PING stays queued; its successor answers it too,
-        which is harmless.
-        """
+        """PINGs the daemon; True if it says HELLO within ``timeout``."""
         self._daemon_ready.clear()
         mgr = self.gpm.manager
         with wrap():
             mgr.write(mgr.daemon_channel(), _PING)
-        return self._daemon_ready.wait(timeout)
+        return self._wait(self._daemon_ready, timeout)
 
     def _nudge(self, done):
         """Presses Enter on the console once if the injection lingers."""
@@ -369,6 +459,55 @@ class Panda:
         except Exception as err:  # the machine may be going away
             self._log(f"could not nudge the guest: {err}")
 
+    def _daemon_lost(self, name, why):
+        """Forgets a daemon that stopped answering; returns DaemonLost."""
+        with self._lock:
+            if self._injected:
+                self._injected = False
+                mgr = self.manager
+                if mgr is not None:
+                    with wrap():
+                        mgr.daemon_reset(OWNER_PENDING)
+        return DaemonLost(f"the guest daemon {why} while {name!r} was being "
+                          "loaded; the request was dropped (loading again "
+                          "injects a new daemon)")
+
+    def _wait_started(self, name, waiter, start_timeout):
+        """Waits for the daemon's answer about ``name``.
+
+        Returns the event, or raises Timeout, EmulatorConnectionLost or
+        DaemonLost (the daemon went quiet: no frame and no byte taken from
+        its queue for PING_TIMEOUT after a PING).
+        """
+        mgr = self.gpm.manager
+        daemon = mgr.daemon_channel()
+        t0 = progress = time.monotonic()
+        pending = mgr.pending(daemon)
+        ping_at = None
+        while not waiter[0].wait(WAIT_SLICE):
+            self._check_emulator()
+            now = time.monotonic()
+            if now - t0 > start_timeout:
+                raise Timeout(f"the guest daemon did not start {name!r} "
+                              f"within {start_timeout:g} s")
+            with wrap():
+                queued = mgr.pending(daemon)
+            if queued != pending or self._last_word > progress:
+                # The daemon reads its queue or talks: it is alive.
+                pending, progress, ping_at = queued, now, None
+            if ping_at is None and now - progress > PING_PERIOD:
+                with wrap():
+                    mgr.write(daemon, _PING)
+                    pending = mgr.pending(daemon)
+                ping_at = now
+            elif ping_at is not None and now - ping_at > PING_TIMEOUT:
+                raise self._daemon_lost(
+                    name, f"did not answer for {PING_TIMEOUT:g} s")
+        ev = waiter[1]
+        if ev.type == "PLUGIN_FAILED" and ev.stage == _DSTAGE_LOST:
+            raise self._daemon_lost(name, "was replaced")
+        return ev
+
     def load_guest_plugin(self, name, callback=None, path=None, *,
                           wait=True, start_timeout=DEFAULT_START_TIMEOUT,
                           **kwargs):
@@ -377,9 +516,13 @@ class Panda:
         Injects the daemon first if this guest state has none, or if the
         one it had no longer answers. With ``wait`` this returns once the
         daemon reports the plugin started, and raises PluginStartFailed
-        (with the guest's errno and stage) or Timeout otherwise; the
-        plugin's channel is then closed.
+        (with the guest's errno and stage), DaemonLost (the daemon stopped
+        answering meanwhile, noticed within seconds), EmulatorConnectionLost
+        (QEMU exited; within a second) or Timeout otherwise; the plugin's
+        channel is then closed. Must not be called from a callback (see
+        :meth:`load_guest_plugin_async`).
         """
+        self._not_in_callback("load_guest_plugin")
         self.ensure_daemon()
         waiter = [threading.Event(), None]
         if wait:
@@ -388,13 +531,13 @@ class Panda:
             chan = self.gpm.load_guest_plugin(name, callback, path, **kwargs)
             if not wait:
                 return chan
-            if not waiter[0].wait(start_timeout):
-                self.gpm.close_channel(chan.id)
-                raise Timeout(f"the guest daemon did not start {name!r} "
-                              f"within {start_timeout:g} s")
-            ev = waiter[1]
+            try:
+                ev = self._wait_started(name, waiter, start_timeout)
+            except BaseException:
+                self._close_quietly(chan)
+                raise
             if ev.type == "PLUGIN_FAILED":
-                self.gpm.close_channel(chan.id)
+                self._close_quietly(chan)
                 raise PluginStartFailed(
                     f"the guest could not start {name!r}: {ev.text} "
                     f"(errno {ev.err}, stage {ev.stage})", err=ev.err,
@@ -402,7 +545,41 @@ class Panda:
             chan.pid = ev.pid
             return chan
         finally:
-            self._loads.pop(name, None)
+            if self._loads.get(name) is waiter:
+                self._loads.pop(name, None)
+
+    def _close_quietly(self, chan):
+        gpm = self.gpm
+        try:
+            if gpm is not None:
+                gpm.close_channel(chan.id)
+            else:
+                chan.close()
+        except GpmError:
+            pass
+
+    def load_guest_plugin_async(self, name, callback=None, path=None,
+                                **kwargs):
+        """:meth:`load_guest_plugin` on a thread of its own.
+
+        Returns a ``concurrent.futures.Future`` whose result is the Channel
+        (or whose exception is what load_guest_plugin raised). Safe to call
+        from a channel or event callback: it never waits for the guest.
+        """
+        fut = concurrent.futures.Future()
+
+        def run():
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(self.load_guest_plugin(name, callback, path,
+                                                      **kwargs))
+            except BaseException as err:  # handed to the future's owner
+                fut.set_exception(err)
+
+        threading.Thread(target=run, daemon=True,
+                         name=f"pandagpm-load-{name}").start()
+        return fut
 
     def add_guest_plugin(self, name, path=None, callback=None):
         """The original API: loads ``name``; returns its channel id."""

@@ -17,14 +17,21 @@ import typing
 import weakref
 
 from . import _gpm, _paths
-from .channels import DEFAULT_BUFFER_LIMIT, Channel, _RecvBuffer
+from .channels import DEFAULT_BUFFER_LIMIT, Channel, _HostState, _RecvBuffer
 from .errors import ChannelNotFound, PluginNotFound, wrap
 
 __all__ = [
     "GuestPluginManager", "Event", "PluginInfo", "inspect_plugin",
     "find_plugin", "list_plugins", "add_plugin_dir", "arch_info",
-    "EVENT_TYPES",
+    "EVENT_TYPES", "OWNER_ANY", "OWNER_PENDING", "OWNER_NONE",
 ]
+
+#: Channel owners besides a guest tgid (gpm/manager.h): any process may
+#: use the channel; its owner is not known yet (calls get EBUSY); it had
+#: one that is gone (calls get EACCES).
+OWNER_ANY = -1
+OWNER_PENDING = 0
+OWNER_NONE = -2
 
 #: The names an Event's ``type`` can take.
 EVENT_TYPES = (
@@ -150,8 +157,14 @@ class GuestPluginManager:
         self._lock = threading.Lock()
         self._channels = {}
         self._listeners = []
+        self._state = _HostState()
         _paths.register()
-        mgr.set_event_callback(_event_trampoline(weakref.ref(self)))
+        # One listener among any number: several GuestPluginManagers on one
+        # _gpm.Manager each get every event. It goes away with this object.
+        self._trampoline = _event_trampoline(weakref.ref(self))
+        mgr.add_event_listener(self._trampoline)
+        self._unlisten = weakref.finalize(self, mgr.remove_event_listener,
+                                          self._trampoline)
 
     def __repr__(self):
         return (f"<pandagpm.GuestPluginManager arch={self.arch} "
@@ -192,10 +205,12 @@ class GuestPluginManager:
         queued for the guest.
         """
         buf = None if callback is not None else _RecvBuffer(buffer_limit)
+        self._check_alive()
         with wrap(PluginNotFound):
             cid = self._mgr.add_guest_plugin(name, path, callback or buf)
         return self._register(Channel(self._mgr, cid, name, buffer=buf,
-                                      timeout=timeout, owns=True))
+                                      timeout=timeout, owns=True,
+                                      state=self._state))
 
     def add_guest_plugin(self, name, path=None, callback=None):
         """Like the original: registers plugin ``name`` and returns the id
@@ -216,9 +231,10 @@ class GuestPluginManager:
     def open_channel(self, name=None, callback=None, *,
                      buffer_limit=DEFAULT_BUFFER_LIMIT, timeout=None):
         """A new channel as a Channel (named or anonymous)."""
-        return self._register(Channel.allocate(
-            self._mgr, name, callback, buffer_limit=buffer_limit,
-            timeout=timeout))
+        chan = Channel.allocate(self._mgr, name, callback,
+                                buffer_limit=buffer_limit, timeout=timeout)
+        chan._state = self._state
+        return self._register(chan)
 
     def attach_channel(self, channel_id, callback=None, *,
                        buffer_limit=DEFAULT_BUFFER_LIMIT, timeout=None):
@@ -232,7 +248,8 @@ class GuestPluginManager:
         with wrap():
             self._mgr.set_callback(channel_id, callback or buf)
         return self._register(Channel(self._mgr, channel_id, buffer=buf,
-                                      timeout=timeout, owns=True))
+                                      timeout=timeout, owns=True,
+                                      state=self._state))
 
     def allocate_channel(self, callback=None, name=None):
         """Like the original: a new channel's id. ``callback(id, data)``
@@ -259,13 +276,16 @@ class GuestPluginManager:
             return chan
         with wrap():
             self._mgr.pending(cid)
-        return Channel(self._mgr, cid, key if isinstance(key, str) else None)
+        return Channel(self._mgr, cid, key if isinstance(key, str) else None,
+                       state=self._state)
 
     def channel_write(self, channel_id, data):
         """Queues ``data`` as one message for the guest on ``channel_id``.
 
-        Raises QueueFull (nothing queued), MessageTooLong or ChannelClosed.
+        Raises QueueFull (nothing queued), MessageTooLong, ChannelClosed,
+        or EmulatorConnectionLost once the host marked the emulator lost.
         """
+        self._check_alive()
         with wrap():
             self._mgr.write(channel_id, data)
 
@@ -290,13 +310,36 @@ class GuestPluginManager:
             if chan._buf is not None:
                 chan._buf.set_eof(True)
 
+    def lose_all_channels(self, exc):
+        """The emulator is gone: ``exc`` is raised by every Channel's
+        ``write()``, by ``read()`` once its buffer is drained (blocked
+        readers wake up), and by this manager's writes and loads. Any
+        thread.
+        """
+        self._state.lost = exc
+        with self._lock:
+            chans = list(self._channels.values())
+        for chan in chans:
+            if chan._buf is not None:
+                chan._buf.set_lost(exc)
+
+    @property
+    def lost(self):
+        """The exception given to :meth:`lose_all_channels`, or None."""
+        return self._state.lost
+
+    def _check_alive(self):
+        if self._state.lost is not None:
+            raise self._state.lost
+
     def close(self):
-        """Closes every channel this manager made."""
+        """Closes every channel this manager made and stops listening."""
         with self._lock:
             chans = list(self._channels.values())
             self._channels.clear()
         for chan in chans:
             chan.close()
+        self._unlisten()
 
     # Events and hypercalls.
 
@@ -318,6 +361,15 @@ class GuestPluginManager:
             return cb
 
         return add if callback is None else add(callback)
+
+    def add_event_listener(self, callback, types=None):
+        """Same as ``on_event(callback, types=types)``; returns callback.
+
+        Any number of listeners may be added, on any number of
+        GuestPluginManagers sharing one ``_gpm.Manager``; each gets every
+        event, in the order added.
+        """
+        return self.on_event(callback, types=types)
 
     def remove_event_listener(self, callback):
         """Stops calling ``callback``."""
@@ -351,8 +403,10 @@ class GuestPluginManager:
         if first is not None:
             raise first
 
-    def dispatch(self, cpu):
-        """Feeds a stopped Python CPU's possible hypercall to the core.
+    def dispatch(self, cpu, tgid=-1):
+        """Feeds a stopped Python CPU's possible hypercall to the core,
+        made by guest process ``tgid`` (-1: unknown; channel ownership is
+        then not checked).
 
         ``cpu`` has ``read_reg(n) -> int``, ``write_reg(n, v)``,
         ``read_mem(addr, n) -> bytes`` and ``write_mem(addr, data)``; they
@@ -361,7 +415,7 @@ class GuestPluginManager:
         hypercall. Another exception from ``cpu`` is re-raised here.
         """
         with wrap():
-            return self._mgr.dispatch(cpu)
+            return self._mgr.dispatch(cpu, tgid=tgid)
 
     def stats(self):
         """The core's counters as a dict."""

@@ -50,7 +50,7 @@ import weakref
 from typing import Any, Callable, Sequence
 
 __all__ = [
-    "QemuMachine", "QemuError", "QemuStartError", "SerialTimeout",
+    "QemuMachine", "QemuError", "QemuGone", "QemuStartError", "SerialTimeout",
     "GuestCommandError", "RUN_DIR_PREFIX", "build_command",
 ]
 
@@ -63,6 +63,21 @@ _OWNER_FILE = "owner.pid"
 
 class QemuError(Exception):
     """Something went wrong talking to, or running, QEMU."""
+
+
+try:
+    from .errors import EmulatorConnectionLost as _ConnectionLost
+except ImportError:  # the extension is not built (e.g. building an image)
+    class _ConnectionLost(Exception):
+        pass
+
+
+class QemuGone(_ConnectionLost, QemuError):
+    """QEMU exited (or its console or monitor closed) under a call.
+
+    Both a :exc:`QemuError` and a
+    :class:`pandagpm.errors.EmulatorConnectionLost`.
+    """
 
 
 class QemuStartError(QemuError):
@@ -351,7 +366,7 @@ class _Serial:
                     del self._buf[:m.end()]
                     return pattern.search(data)  # type: ignore[return-value]
                 if self._closed:
-                    raise QemuError("the serial console closed (QEMU exited?)"
+                    raise QemuGone("the serial console closed (QEMU exited?)"
                                     f"; last output: {self.tail()!r}")
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -359,9 +374,10 @@ class _Serial:
                         f"no answer on the serial console within {timeout} s",
                         self.tail())
                 if not alive():
-                    raise QemuError("QEMU exited while waiting on the serial "
+                    raise QemuGone("QEMU exited while waiting on the serial "
                                     f"console; last output: {self.tail()!r}")
-                self._cond.wait(min(left, 0.5))
+                # Short enough to notice QEMU's exit well within a second.
+                self._cond.wait(min(left, 0.2))
 
     def tail(self, n: int = 2000) -> str:
         return bytes(self._buf[-n:]).decode("utf-8", "replace")
@@ -401,10 +417,10 @@ class _QMP:
             raise QemuError(f"the QMP monitor failed: {err} "
                             "(QEMU exited?)") from err
         if not line:
-            raise QemuError("the QMP monitor closed (QEMU exited?)")
+            raise QemuGone("the QMP monitor closed (QEMU exited?)")
         if not line.endswith(b"\n"):
             # QEMU closed the monitor in the middle of a reply (on quit).
-            raise QemuError("the QMP monitor closed mid-reply (QEMU exited?)")
+            raise QemuGone("the QMP monitor closed mid-reply (QEMU exited?)")
         try:
             return json.loads(line)
         except ValueError as err:
@@ -683,7 +699,7 @@ class QemuMachine:
 
     def _require(self) -> None:
         if not self.is_running() or self._serial is None:
-            raise QemuError("the machine is not running"
+            raise QemuGone("the machine is not running"
                             + (f"; QEMU stderr: {self._stderr_text()}"
                                if self._proc is not None else ""))
 

@@ -102,8 +102,10 @@ class FakeCPU:
 
     # Playing the guest.
 
-    def hypercall(self, manager, op, chan=0, a1=0, a2=0, magic=None):
-        """Executes one hypercall through ``manager.dispatch``.
+    def hypercall(self, manager, op, chan=0, a1=0, a2=0, magic=None,
+                  tgid=-1):
+        """Executes one hypercall through ``manager.dispatch``, made by
+        guest process ``tgid`` (-1: unknown, ownership is not checked).
 
         Returns the result register read as a signed value of the guest's
         word size, or None if the dispatcher did not take it.
@@ -112,7 +114,11 @@ class FakeCPU:
         hc = self.info["hc_regs"]
         for reg, val in zip(hc, (magic, op, chan, a1, a2)):
             self.regs[reg] = val
-        if not manager.dispatch(self):
+        if tgid == -1:
+            taken = manager.dispatch(self)
+        else:
+            taken = manager.dispatch(self, tgid=tgid)
+        if not taken:
             return None
         return self.signed(self.regs[self.info["ret_reg"]])
 
@@ -127,8 +133,10 @@ class FakeGuest:
     """The guest library's calls, over a FakeCPU and a scratch buffer."""
 
     def __init__(self, manager, cpu=None, buf_addr=0x400000,
-                 buf_size=64 * PAGE_SIZE):
+                 buf_size=64 * PAGE_SIZE, tgid=-1):
         self.manager = manager
+        # The guest process these calls come from (-1: unknown).
+        self.tgid = tgid
         self.cpu = cpu if cpu is not None else FakeCPU(
             getattr(manager, "arch", "x86_64"))
         self.buf = buf_addr
@@ -136,7 +144,8 @@ class FakeGuest:
         self.cpu.map(buf_addr, buf_size)
 
     def call(self, op, chan=0, a1=0, a2=0):
-        return self.cpu.hypercall(self.manager, op, chan, a1, a2)
+        return self.cpu.hypercall(self.manager, op, chan, a1, a2,
+                                  tgid=self.tgid)
 
     def start(self, chan):
         return self.call(_gpm.HC_OP_START, chan)

@@ -1119,17 +1119,28 @@ static PyObject *py_dispatch_result(py_manager *self, py_cpu *c, int err,
     return PyBool_FromLong(handled);
 }
 
-static PyObject *py_manager_dispatch(py_manager *self, PyObject *py_cpu_obj)
+static PyObject *py_manager_dispatch(py_manager *self, PyObject *args,
+                                     PyObject *kwargs)
 {
+    static char *kwlist[] = {"cpu", "tgid", NULL};
     PyThreadState *ts;
     gpm__py_state *st = PyModule_GetState(py_manager_module(self));
-    py_cpu c = {py_cpu_obj, st->error_type, NULL};
+    PyObject *py_cpu_obj;
+    long long tgid = GPM_TGID_UNKNOWN;
     bool handled = false;
+    py_cpu c;
     int err;
 
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|L:dispatch", kwlist,
+                                     &py_cpu_obj, &tgid))
+        return NULL;
+    c.py_cpu = py_cpu_obj;
+    c.py_error_type = st->error_type;
+    c.exc = NULL;
     /* Each op takes the GIL back; other Python threads run meanwhile. */
     ts = PyEval_SaveThread();
-    err = gpm_hypercall_handle(self->mgr, &py_cpu_ops, &c, &handled);
+    err = gpm_hypercall_handle_as(self->mgr, &py_cpu_ops, &c, (int64_t)tgid,
+                                  &handled);
     PyEval_RestoreThread(ts);
     return py_dispatch_result(self, &c, err, handled);
 }
@@ -1253,9 +1264,11 @@ static PyMethodDef py_manager_methods[] = {
      "OWNER_PENDING). Returns the number of loads failed."},
     {"stats", (PyCFunction)py_manager_stats, METH_NOARGS,
      "stats() -> dict: the core's counters and callback_errors."},
-    {"dispatch", (PyCFunction)py_manager_dispatch, METH_O,
-     "dispatch(cpu) -> bool: handles a possible hypercall of a CPU "
-     "implemented in Python; True if it was one."},
+    {"dispatch", (PyCFunction)(void (*)(void))py_manager_dispatch,
+     METH_VARARGS | METH_KEYWORDS,
+     "dispatch(cpu, tgid=-1) -> bool: handles a possible hypercall of a CPU "
+     "implemented in Python; True if it was one. tgid is the calling guest "
+     "process (-1: unknown, ownership is not checked)."},
     {"_test_dispatch_in_thread",
      (PyCFunction)py_manager_test_dispatch_in_thread, METH_O,
      "TEST ONLY: dispatch(cpu) on a new native thread, waiting for it."},
