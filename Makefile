@@ -21,7 +21,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv build guest image ctest ctest-valgrind pytest \
-	pytest-asan test \
+	pytest-asan test panda test-panda \
 	demo bench fuzz-smoke format format-check clean
 
 all: build
@@ -96,6 +96,20 @@ test: deps build guest
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory pytest-asan
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
+
+# Real PANDA, built from source into the per-user cache (seconds when
+# cached), with pandagpm's plugins built in its tree and its pypanda
+# (pandare) installed into .venv. PANDA_TARGETS is a comma-separated list.
+PANDA_SRC ?= $(firstword $(wildcard ../shared/panda/panda-src-*.tar.xz))
+PANDA_TARGETS ?= x86_64-softmmu
+panda: venv
+	@test -n "$(PANDA_SRC)" || { echo "usage: make panda PANDA_SRC=/path/to/panda-src.tar.xz (or a PANDA tree)"; exit 2; }
+	@bash scripts/provision-panda.sh --src "$(PANDA_SRC)" --targets "$(PANDA_TARGETS)" --venv $(VENV)
+
+# The end-to-end suite under real PANDA (after make panda); it fails
+# instead of skipping when PANDA is missing.
+test-panda: build guest
+	PANDAGPM_REQUIRE_PANDA=1 $(VPY) -m pytest -ra -m panda_real $(PYTEST_ARGS)
 
 demo: deps build guest
 	$(VPY) examples/demo.py

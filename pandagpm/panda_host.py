@@ -68,6 +68,10 @@ __all__ = [
 #: The names our callbacks are registered under in pandare.
 CALLBACK_NAME = "pandagpm_guest_hypercall"
 LOADVM_CALLBACK_NAME = "pandagpm_after_loadvm"
+INJ_BLOCK_NAME = "pandagpm_inject_block"
+
+#: The PANDA plugins the injector needs.
+_OSI_PLUGINS = ("syscalls2", "osi", "osi_linux")
 
 _HOST_ATTR = "_pandagpm_host"
 
@@ -306,9 +310,9 @@ class PandaHost:
 
     def __init__(self, panda, *, inject="auto", daemon_path=None,
                  proc_name=None, require_root=False):
-        if inject not in ("auto", "plugin", "none"):
-            raise ValueError(f"inject must be auto, plugin or none, "
-                             f"not {inject!r}")
+        if inject not in ("auto", "extension", "plugin", "none"):
+            raise ValueError(f"inject must be auto, extension, plugin or "
+                             f"none, not {inject!r}")
         self.panda = panda
         self.arch = _arch_of(panda)
         self.fast = False
@@ -387,6 +391,9 @@ class PandaHost:
         host does after a revert. Plugins loaded before the guest's first
         hypercall (e.g. before ``run()``) are kept.
         """
+        if self.injector == "extension":
+            # Every restored guest state gets a daemon.
+            _gpm.panda_inj_restart()
         if self.gpm.stats()["hypercalls"] == 0:
             return
         old = self.gpm
@@ -405,8 +412,17 @@ class PandaHost:
         """The guest daemon binary for this guest's architecture."""
         return find_plugin("guest_daemon", self.arch).path
 
+    def _plugin_file(self, name):
+        return os.path.join(self.panda.get_plugin_path(), f"panda_{name}.so")
+
     def _inject(self, mode, daemon_path, proc_name, require_root):
-        so = os.path.join(self.panda.get_plugin_path(), "panda_linjector.so")
+        if mode == "extension" or (mode == "auto" and self.fast
+                                   and self.arch == "x86_64"
+                                   and all(os.path.exists(self._plugin_file(p))
+                                           for p in _OSI_PLUGINS)):
+            self._inject_extension(daemon_path, proc_name, require_root)
+            return
+        so = self._plugin_file("linjector")
         if not os.path.exists(so):
             msg = (f"pandagpm: {so} not found, so nothing will start the "
                    "guest daemon; build pandagpm's PANDA plugins (make "
@@ -427,12 +443,107 @@ class PandaHost:
         self.panda.load_plugin("linjector", args=args)
         self.injector = "linjector"
 
+    def _require_plugins(self):
+        """Loads syscalls2, osi and osi_linux, or raises what to do.
+
+        PANDA aborts the whole process when a plugin fails to load, so
+        every precondition is checked here first.
+        """
+        p = self.panda
+        missing = [n for n in _OSI_PLUGINS
+                   if not os.path.exists(self._plugin_file(n))]
+        if missing:
+            raise RuntimeError(
+                f"pandagpm: this PANDA has no {', '.join(missing)} plugin "
+                f"in {p.get_plugin_path()}; the injector needs syscalls2, "
+                "osi and osi_linux")
+        if not p._plugin_loaded("syscalls2") and not getattr(p, "os", None):
+            raise RuntimeError(
+                "pandagpm: syscalls2 needs an OS profile: make the Panda "
+                "with os_version=... (e.g. pandagpm.pypanda.Panda(), which "
+                "sets it for pandagpm's images)")
+        if not p._plugin_loaded("osi_linux"):
+            raise RuntimeError(
+                "pandagpm: load osi_linux with a kernel profile before the "
+                "injector (panda.load_plugin('osi', {'disable-autoload': "
+                "'true'}) then panda.load_plugin('osi_linux', "
+                "{'kconf_file': ..., 'kconf_group': ...}); "
+                "pandagpm.pypanda.Panda() does this for pandagpm's images)")
+        for n in _OSI_PLUGINS:
+            if not p._plugin_loaded(n):
+                p.load_plugin(n)
+
+    def _inject_extension(self, daemon_path, proc_name, require_root):
+        """Start the daemon with the extension's C injector (no plugin of
+        ours in PANDA): syscalls2's on_all_sys_enter and an instruction
+        hook on the kernel's SYSCALL entry, all in C."""
+        if not self.fast:
+            raise RuntimeError("pandagpm: the C injector needs the C "
+                               "hypercall path (unset "
+                               "PANDAGPM_PYTHON_HYPERCALLS)")
+        if self.arch != "x86_64":
+            raise RuntimeError(f"pandagpm: injection on {self.arch} under "
+                               "PANDA is not supported yet")
+        self._require_plugins()
+        p, ffi = self.panda, self.panda.ffi
+        osi = p.plugins["osi"]
+        with open(daemon_path or self.daemon_path(), "rb") as f:
+            elf = f.read()
+        layout = {
+            "thread_tid": ffi.offsetof("OsiThread", "tid"),
+            "thread_pid": ffi.offsetof("OsiThread", "pid"),
+            "proc_ppid": ffi.offsetof("OsiProc", "ppid"),
+            "proc_name": ffi.offsetof("OsiProc", "name"),
+            "proc_pages": ffi.offsetof("OsiProc", "pages"),
+            "pid_bytes": ffi.sizeof("target_pid_t"),
+        }
+        cbs = _gpm.panda_inj_callbacks()
+        self._inj_cbs = {
+            "sys_enter": ffi.cast("on_all_sys_enter_t",
+                                  cbs["on_all_sys_enter"]),
+            "block": ffi.cast("void(*)(CPUState *, TranslationBlock *)",
+                              cbs["start_block_exec"]),
+        }
+        # Enabled by the C code only for the block after a hijacked SYSCALL.
+        p.register_callback(p.callback.start_block_exec,
+                            self._inj_cbs["block"], INJ_BLOCK_NAME,
+                            enabled=False)
+        reg = p.registered_callbacks[INJ_BLOCK_NAME]
+        lib = p.libpanda
+        _gpm.panda_inj_install(
+            elf, ["-n"],
+            _fn_address(ffi, ffi.addressof(osi, "get_current_thread")),
+            _fn_address(ffi, ffi.addressof(osi, "get_current_process")),
+            layout, _fn_address(ffi, lib.panda_enable_callback_helper),
+            _fn_address(ffi, lib.panda_disable_callback_helper),
+            int(ffi.cast("uintptr_t", reg["handle"])),
+            reg["callback"].number, int(ffi.cast("uintptr_t", reg["pcb"])),
+            proc_name, bool(require_root))
+        p.plugins["syscalls2"].ppp_add_cb_on_all_sys_enter(
+            self._inj_cbs["sys_enter"])
+        self.injector = "extension"
+
+    def injection_status(self):
+        """The C injector's state: a dict with ``state`` ("none",
+        "waiting", "running", "done" or "failed"), ``tgid`` and ``child``
+        of the last success, ``attempts``, ``failed`` and ``last_error``."""
+        return _gpm.panda_inj_status()
+
     def load_guest_plugin(self, name, callback=None, path=None, **kwargs):
         """:meth:`pandagpm.GuestPluginManager.load_guest_plugin`."""
         return self.gpm.load_guest_plugin(name, callback, path, **kwargs)
 
     def close(self):
         """Unregister the hypercall callback and close every channel."""
+        if self.injector == "extension":
+            _gpm.panda_inj_uninstall()
+            try:
+                self.panda.plugins["syscalls2"].ppp_remove_cb_on_all_sys_enter(
+                    self._inj_cbs["sys_enter"])
+                self.panda.delete_callback(INJ_BLOCK_NAME)
+            except Exception:  # PANDA is shutting down
+                pass
+            self.injector = None
         if self.fast:
             _gpm.panda_hc_uninstall()
         try:

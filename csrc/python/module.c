@@ -521,6 +521,25 @@ static PyMethodDef py_module_methods[] = {
      "panda_hc_uninstall(): the C hypercall callback serves nothing."},
     {"panda_hc_stats", gpm__py_panda_hc_stats, METH_NOARGS,
      "panda_hc_stats() -> dict: calls, handled, installed."},
+    {"panda_inj_callbacks", gpm__py_panda_inj_callbacks, METH_NOARGS,
+     "panda_inj_callbacks() -> dict: the C callbacks on_all_sys_enter "
+     "(syscalls2 PPP) and start_block_exec (register it disabled) of the "
+     "pypanda injector."},
+    {"panda_inj_install",
+     (PyCFunction)(void (*)(void))gpm__py_panda_inj_install,
+     METH_VARARGS | METH_KEYWORDS,
+     "panda_inj_install(elf, argv, get_thread, get_process, osi_layout, "
+     "cb_enable, cb_disable, cb_handle, cb_type, cb_pcb, proc_name=None, "
+     "require_root=False, max_attempts=8): arm the injector that starts "
+     "the guest daemon; needs panda_hc_install() first and the callbacks "
+     "of panda_inj_callbacks() registered."},
+    {"panda_inj_restart", gpm__py_panda_inj_restart, METH_NOARGS,
+     "panda_inj_restart(): start over after a snapshot load."},
+    {"panda_inj_uninstall", gpm__py_panda_inj_uninstall, METH_NOARGS,
+     "panda_inj_uninstall(): the injector callbacks do nothing."},
+    {"panda_inj_status", gpm__py_panda_inj_status, METH_NOARGS,
+     "panda_inj_status() -> dict: state, tgid, child, attempts, failed, "
+     "last_error."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "panda/gpm_panda_mem.h"
+#include "python/py_panda.h"
 #include "python/pymod.h"
 
 #define MAX_REGS    80
@@ -156,6 +157,22 @@ static int pc_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
 static const gpm_host_ops_t panda_ops = {pc_read_reg, pc_write_reg, pc_read_mem,
                                          pc_write_mem};
 
+int gpm__panda_with_cpu(void *cpu, gpm__panda_cpu_fn fn, void *opaque)
+{
+    panda_cpu_t c;
+    int rc = GPM_ENOSYS;
+
+    g_mutex_lock(&ctx_lock);
+    if (active != NULL && cpu != NULL) {
+        c.ctx = active;
+        c.cpu = cpu;
+        memcpy(&c.env, (uint8_t *)cpu + active->env_off, sizeof(c.env));
+        rc = c.env != NULL ? fn(&panda_ops, &c, c.env, opaque) : GPM_EFAULT;
+    }
+    g_mutex_unlock(&ctx_lock);
+    return rc;
+}
+
 /* PANDA's guest_hypercall callback: bool (*)(CPUState *). */
 static bool gpm__panda_hypercall_cb(void *cpu)
 {
@@ -279,12 +296,16 @@ PyObject *gpm__py_panda_hc_stats(PyObject *module, PyObject *unused)
 
     (void)module;
     (void)unused;
-    g_mutex_lock(&ctx_lock);
+    /*
+     * The CPU thread holds ctx_lock across a hypercall, whose receive
+     * callbacks take the GIL: wait for the lock without the GIL.
+     */
+    Py_BEGIN_ALLOW_THREADS g_mutex_lock(&ctx_lock);
     n = calls;
     h = handled_calls;
     on = active != NULL;
     g_mutex_unlock(&ctx_lock);
-    return Py_BuildValue("{s:K,s:K,s:O}", "calls", (unsigned long long)n,
-                         "handled", (unsigned long long)h, "installed",
-                         on ? Py_True : Py_False);
+    Py_END_ALLOW_THREADS return Py_BuildValue(
+        "{s:K,s:K,s:O}", "calls", (unsigned long long)n, "handled",
+        (unsigned long long)h, "installed", on ? Py_True : Py_False);
 }

@@ -63,4 +63,12 @@ PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
 PyObject *gpm__py_panda_hc_uninstall(PyObject *module, PyObject *unused);
 PyObject *gpm__py_panda_hc_stats(PyObject *module, PyObject *unused);
 
+/* linjector for pypanda, driven by syscalls2: see py_panda_inject.c. */
+PyObject *gpm__py_panda_inj_install(PyObject *module, PyObject *args,
+                                    PyObject *kwargs);
+PyObject *gpm__py_panda_inj_callbacks(PyObject *module, PyObject *unused);
+PyObject *gpm__py_panda_inj_restart(PyObject *module, PyObject *unused);
+PyObject *gpm__py_panda_inj_uninstall(PyObject *module, PyObject *unused);
+PyObject *gpm__py_panda_inj_status(PyObject *module, PyObject *unused);
+
 #endif /* GPM_PYMOD_H */
