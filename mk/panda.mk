@@ -103,7 +103,8 @@ panda-glue-check:
 # The symbols each plugin must export (the core's must stay hidden).
 GPM_PANDA_EXPORTS_guest_plugin_manager := init_plugin uninit_plugin \
 	add_guest_plugin channel_write get_channel_from_name allocate_channel \
-	guest_plugin_manager_last_error ppp_add_cb_on_guest_agent_load \
+	guest_plugin_manager_last_error guest_plugin_manager_open_channel \
+	ppp_add_cb_on_guest_agent_load \
 	ppp_add_cb_on_guest_agent_load_with_context \
 	PANDA_EXPORT_SYMBOLS_guest_plugin_manager
 GPM_PANDA_EXPORTS_linjector := init_plugin uninit_plugin \

@@ -362,6 +362,34 @@ ChannelId allocate_channel(ChannelCB cb)
     return id;
 }
 
+ChannelId guest_plugin_manager_open_channel(const char *name, ChannelCB cb)
+{
+    gpm_channel_id_t id = GPM_CHANNEL_NONE;
+    cb_box_t *box;
+    int rc;
+
+    if (!need_manager("guest_plugin_manager_open_channel"))
+        return GPM_PANDA_CHANNEL_NONE;
+    if (name == NULL || name[0] == '\0') {
+        set_error(GPM_EINVAL);
+        logf_("guest_plugin_manager_open_channel: a name is required");
+        return GPM_PANDA_CHANNEL_NONE;
+    }
+    box = g_new0(cb_box_t, 1);
+    box->cb = cb;
+    rc = gpm_channel_allocate(g.mgr, name, box_recv, box_release, box, &id);
+    if (rc != 0) {
+        g_free(box);
+        set_error(rc);
+        logf_("guest_plugin_manager_open_channel(%s): %s", name,
+              gpm_strerror(rc));
+        return GPM_PANDA_CHANNEL_NONE;
+    }
+    rec_add(REC_HOST, id, name, NULL);
+    set_error(0);
+    return id;
+}
+
 int guest_plugin_manager_last_error(void)
 {
     return last_error;

@@ -45,11 +45,16 @@ int gpm_panda_write_reg(CPUState *cpu, unsigned regno, uint64_t val);
  * Memory goes through panda_virtual_memory_rw(), which fails (non-zero)
  * when a page has no mapping in the guest's page tables; it cannot tell a
  * read-only page from a writable one and writes either. So:
- *   - read_mem: a failure is GPM_EFAULT (the guest gets GPM_HC_EFAULT);
+ *   - read_mem on x86_64 in long mode first walks the page tables
+ *     (gpm_x86_64_check_user_read()): a kernel page is GPM_EFAULT like an
+ *     unmapped one, so a guest program cannot make the host read kernel
+ *     memory for it; a failure is GPM_EFAULT (the guest gets
+ *     GPM_HC_EFAULT);
  *   - write_mem on x86_64 in long mode first walks the page tables
- *     (gpm_x86_64_check_user_write()): not present -> GPM_EFAULT,
- *     read-only/COW/zero page -> GPM_EROFS, which the core answers with
- *     GPM_HC_EAGAIN so the guest write-touches the buffer and retries;
+ *     (gpm_x86_64_check_user_write()): not present or a kernel page ->
+ *     GPM_EFAULT, read-only/COW/zero page -> GPM_EROFS, which the core
+ *     answers with GPM_HC_EAGAIN so the guest write-touches the buffer
+ *     and retries;
  *   - write_mem on other targets cannot check: it relies on the guest
  *     library write-touching its buffers before every READ (it does), and
  *     a failed write is reported as GPM_EROFS so the guest touches and

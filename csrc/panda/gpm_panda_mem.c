@@ -38,11 +38,11 @@ static bool canonical(uint64_t va, bool la57)
 }
 
 /* The check for the one page holding @va. */
-static int check_page(uint64_t cr3, bool la57, uint64_t va, gpm_phys_read_fn rd,
-                      void *opaque)
+static int check_page(uint64_t cr3, bool la57, uint64_t va, bool write,
+                      gpm_phys_read_fn rd, void *opaque)
 {
     uint64_t table = cr3 & PTE_ADDR;
-    bool read_only = false;
+    bool read_only = false, supervisor = false;
 
     if (!canonical(va, la57))
         return GPM_EFAULT;
@@ -56,18 +56,23 @@ static int check_page(uint64_t cr3, bool la57, uint64_t va, gpm_phys_read_fn rd,
         if (!(e & PTE_PRESENT))
             return GPM_EFAULT;
         /* Write and user access need the bit at every level. */
-        if (!(e & PTE_WRITABLE) || !(e & PTE_USER))
+        if (!(e & PTE_WRITABLE))
             read_only = true;
+        if (!(e & PTE_USER))
+            supervisor = true;
         /* A 1 GiB (level 3) or 2 MiB (level 2) page ends the walk. */
         if (level == 1 || ((level == 2 || level == 3) && (e & PTE_LARGE)))
             break;
         table = e & PTE_ADDR;
     }
-    return read_only ? GPM_EROFS : 0;
+    /* The kernel's memory is never the guest program's to name. */
+    if (supervisor)
+        return GPM_EFAULT;
+    return write && read_only ? GPM_EROFS : 0;
 }
 
-int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
-                                size_t len, gpm_phys_read_fn rd, void *opaque)
+static int check_range(uint64_t cr3, bool la57, uint64_t va, size_t len,
+                       bool write, gpm_phys_read_fn rd, void *opaque)
 {
     uint64_t last, page;
 
@@ -79,7 +84,7 @@ int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
         return GPM_EFAULT;
     last = (va + (uint64_t)(len - 1)) & ~(PAGE_SIZE - 1);
     for (page = va & ~(PAGE_SIZE - 1);; page += PAGE_SIZE) {
-        int rc = check_page(cr3, la57, page, rd, opaque);
+        int rc = check_page(cr3, la57, page, write, rd, opaque);
 
         if (rc != 0)
             return rc;
@@ -87,6 +92,18 @@ int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
             break;
     }
     return 0;
+}
+
+int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
+                                size_t len, gpm_phys_read_fn rd, void *opaque)
+{
+    return check_range(cr3, la57, va, len, true, rd, opaque);
+}
+
+int gpm_x86_64_check_user_read(uint64_t cr3, bool la57, uint64_t va, size_t len,
+                               gpm_phys_read_fn rd, void *opaque)
+{
+    return check_range(cr3, la57, va, len, false, rd, opaque);
 }
 
 void gpm_entry_view_init(gpm_entry_view_t *v, const gpm_host_ops_t *inner,

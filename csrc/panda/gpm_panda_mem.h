@@ -44,11 +44,26 @@ typedef int (*gpm_phys_read_fn)(void *opaque, uint64_t paddr, void *buf,
  *
  * Returns 0 if every page is present, user-accessible and writable at every
  * level; GPM_EFAULT if a page is not present (never touched, swapped out),
- * @va is not canonical, or the walk could not read a table; GPM_EROFS if a
- * page is present but read-only or supervisor-only at some level.
+ * supervisor-only at some level (kernel memory: never the guest program's,
+ * so never "touch and retry"), @va is not canonical, or the walk could not
+ * read a table; GPM_EROFS if a page is a user page but read-only at some
+ * level (the zero page, copy-on-write, read-only data).
  */
 int gpm_x86_64_check_user_write(uint64_t cr3, bool la57, uint64_t va,
                                 size_t len, gpm_phys_read_fn rd, void *opaque);
+
+/**
+ * gpm_x86_64_check_user_read() - may the guest's user mode read here?
+ *
+ * As gpm_x86_64_check_user_write() for a user-mode read: a host that
+ * reads guest memory for a hypercall (a WRITE's data, a name, an error
+ * text) must make this check first, or a guest program could make it
+ * read kernel memory through panda_virtual_memory_rw(), which translates
+ * supervisor pages too. Returns 0 if every page is present and
+ * user-accessible at every level, else GPM_EFAULT (never GPM_EROFS).
+ */
+int gpm_x86_64_check_user_read(uint64_t cr3, bool la57, uint64_t va, size_t len,
+                               gpm_phys_read_fn rd, void *opaque);
 
 /*
  * The register view linjector's injector sees at a syscalls2 system call

@@ -33,7 +33,11 @@ extern "C" {
 #endif
 
 /* Version of this API; bumped when a declaration below changes. */
-#define GUEST_PLUGIN_MANAGER_API_VERSION 1
+/*
+ * 1: the original four functions and guest_plugin_manager_last_error().
+ * 2: guest_plugin_manager_open_channel(), GuestPluginManagerApi.open_channel.
+ */
+#define GUEST_PLUGIN_MANAGER_API_VERSION 2
 
 /* A channel's id; never 0 for a real channel. */
 typedef uint32_t ChannelId;
@@ -113,6 +117,19 @@ ChannelId get_channel_from_name(const char *name);
 ChannelId allocate_channel(ChannelCB cb);
 
 /**
+ * guest_plugin_manager_open_channel() - create a channel called @name.
+ * @cb: receives what the guest writes on it; may be NULL.
+ *
+ * For guest programs started some other way than add_guest_plugin()
+ * (a shell, an init script): they find the channel by name (GET_CHANNEL)
+ * and any guest process may use it. Writes queued before a program opens
+ * it are delivered when it first reads. Returns the new id, or
+ * GPM_PANDA_CHANNEL_NONE if @name is NULL, empty, too long or in use, or
+ * the table is full. Not part of the original API; an addition.
+ */
+ChannelId guest_plugin_manager_open_channel(const char *name, ChannelCB cb);
+
+/**
  * guest_plugin_manager_last_error() - why the last failed call failed.
  *
  * Returns 0 if the last call on this thread succeeded, else its negative
@@ -140,6 +157,7 @@ typedef struct GuestPluginManagerApi {
     ChannelId (*get_channel_from_name)(const char *name);
     ChannelId (*allocate_channel)(ChannelCB cb);
     int (*last_error)(void);
+    ChannelId (*open_channel)(const char *name, ChannelCB cb); /* API 2 */
 } GuestPluginManagerApi;
 
 #ifdef GUEST_PLUGIN_MANAGER_WANT_IMPORT
@@ -164,7 +182,8 @@ typedef struct GuestPluginManagerApi {
 static inline int guest_plugin_manager_import(void *handle,
                                               GuestPluginManagerApi *api)
 {
-    static const GuestPluginManagerApi none = {NULL, NULL, NULL, NULL, NULL};
+    static const GuestPluginManagerApi none = {NULL, NULL, NULL,
+                                               NULL, NULL, NULL};
     GuestPluginManagerApi a = none;
 
     *api = none;
@@ -177,9 +196,11 @@ static inline int guest_plugin_manager_import(void *handle,
     GUEST_PLUGIN_MANAGER_SYM(handle, a.allocate_channel, "allocate_channel");
     GUEST_PLUGIN_MANAGER_SYM(handle, a.last_error,
                              "guest_plugin_manager_last_error");
+    GUEST_PLUGIN_MANAGER_SYM(handle, a.open_channel,
+                             "guest_plugin_manager_open_channel");
     if (a.add_guest_plugin == NULL || a.channel_write == NULL ||
         a.get_channel_from_name == NULL || a.allocate_channel == NULL ||
-        a.last_error == NULL)
+        a.last_error == NULL || a.open_channel == NULL)
         return 0;
     *api = a;
     return 1;

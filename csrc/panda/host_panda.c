@@ -2,7 +2,8 @@
  * host_panda.c - gpm_host_ops_t over PANDA: registers through the
  * target's CPUArchState (regs_*.c), memory through
  * panda_virtual_memory_rw(), writes checked against the guest's page
- * tables where pandagpm can walk them (see gpm_panda_host.h).
+ * tables where pandagpm can walk them, and on x86_64 reads checked too
+ * (see gpm_panda_host.h).
  */
 #include <limits.h>
 
@@ -33,12 +34,48 @@ static bool in_target_range(uint64_t addr, size_t len)
     return addr <= max && (len == 0 || (uint64_t)(len - 1) <= max - addr);
 }
 
+#if defined(TARGET_X86_64)
+static int phys_read(void *opaque, uint64_t paddr, void *buf, size_t len)
+{
+    (void)opaque;
+    if (panda_physical_memory_rw((hwaddr)paddr, buf, (int)len, false) != 0)
+        return GPM_EFAULT;
+    return 0;
+}
+
+/*
+ * The page-table check for a host access on behalf of the guest program
+ * (gpm_panda_mem.h); 1 if the CPU is not in long mode (nothing checked).
+ */
+static int check_user(CPUState *cs, uint64_t addr, size_t len, bool write)
+{
+    CPUX86State *env = cs->env_ptr;
+    bool la57 = (env->cr[4] & GPM_CR4_LA57) != 0;
+
+    if (!(env->hflags & HF_LMA_MASK))
+        return 1;
+    return write ? gpm_x86_64_check_user_write(env->cr[3], la57, addr, len,
+                                               phys_read, NULL)
+                 : gpm_x86_64_check_user_read(env->cr[3], la57, addr, len,
+                                              phys_read, NULL);
+}
+#endif
+
 static int host_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
 {
     uint8_t *p = buf;
 
     if (!in_target_range(addr, len))
         return GPM_EFAULT;
+#if defined(TARGET_X86_64)
+    {
+        /* PANDA's accessor translates kernel pages as well: check first. */
+        int rc = check_user(cpu, addr, len, false);
+
+        if (rc < 0)
+            return rc;
+    }
+#endif
     while (len > 0) {
         size_t n = len < CHUNK ? len : CHUNK;
 
@@ -52,16 +89,6 @@ static int host_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
     return 0;
 }
 
-#if defined(TARGET_X86_64)
-static int phys_read(void *opaque, uint64_t paddr, void *buf, size_t len)
-{
-    (void)opaque;
-    if (panda_physical_memory_rw((hwaddr)paddr, buf, (int)len, false) != 0)
-        return GPM_EFAULT;
-    return 0;
-}
-#endif
-
 static int host_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
 {
     CPUState *cs = cpu;
@@ -73,18 +100,13 @@ static int host_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
         return GPM_EFAULT;
 #if defined(TARGET_X86_64)
     {
-        CPUX86State *env = cs->env_ptr;
+        int rc = check_user(cs, addr, len, true);
 
-        if (env->hflags & HF_LMA_MASK) {
-            int rc = gpm_x86_64_check_user_write(
-                env->cr[3], (env->cr[4] & GPM_CR4_LA57) != 0, addr, len,
-                phys_read, NULL);
-
-            if (rc != 0)
-                return rc;
-            /* Checked: a failure now is not the guest's to retry. */
+        if (rc < 0)
+            return rc;
+        /* Checked: a failure now is not the guest's to retry. */
+        if (rc == 0)
             fail = GPM_EFAULT;
-        }
     }
 #endif
     while (len > 0) {

@@ -117,7 +117,7 @@ static void test_layout(void **state)
     assert_int_equal(offsetof(GuestPlugin, guest_binary_path), sizeof(void *));
     assert_int_equal(offsetof(GuestPlugin, msg_receive_cb), 2 * sizeof(void *));
     assert_int_equal(sizeof(GuestPlugin), 3 * sizeof(void *));
-    assert_int_equal(sizeof(GuestPluginManagerApi), 5 * sizeof(void *));
+    assert_int_equal(sizeof(GuestPluginManagerApi), 6 * sizeof(void *));
     /* The dlsym() importer refuses a missing plugin and zeroes the table. */
     {
         GuestPluginManagerApi api;
@@ -311,6 +311,28 @@ static void test_original_spelling(void **state)
     assert_null(q.guest_binary_path);
 }
 
+/* A named host channel for guest programs started another way. */
+static void test_open_channel(void **state)
+{
+    ChannelId id;
+
+    (void)state;
+    id = guest_plugin_manager_open_channel("hostile", recv_cb);
+    assert_int_not_equal(id, GPM_PANDA_CHANNEL_NONE);
+    assert_int_equal(guest_plugin_manager_last_error(), 0);
+    assert_int_equal(get_channel_from_name("hostile"), id);
+    assert_int_equal(guest_plugin_manager_open_channel("hostile", NULL),
+                     GPM_PANDA_CHANNEL_NONE);
+    assert_true(guest_plugin_manager_last_error() < 0);
+    assert_int_equal(guest_plugin_manager_open_channel("", NULL),
+                     GPM_PANDA_CHANNEL_NONE);
+    assert_int_equal(guest_plugin_manager_last_error(), GPM_EINVAL);
+    assert_int_equal(guest_plugin_manager_open_channel(NULL, NULL),
+                     GPM_PANDA_CHANNEL_NONE);
+    channel_write(id, (const uint8_t *)"probe", 5);
+    assert_int_equal(guest_plugin_manager_last_error(), 0);
+}
+
 /* One-word commands, the daemon channel, channel states, stats. */
 static void test_monitor_states(void **state)
 {
@@ -489,9 +511,23 @@ static void test_page_walk(void **state)
     assert_int_equal(gpm_x86_64_check_user_write(cr3, false, 0x403000, 4096,
                                                  phys_read, NULL),
                      0);
+    /* Kernel memory is a fault, never "touch and retry". */
     assert_int_equal(
         gpm_x86_64_check_user_write(cr3, false, 0x600010, 8, phys_read, NULL),
-        GPM_EROFS);
+        GPM_EFAULT);
+    /* Reads need present and user only; a kernel page is a fault. */
+    assert_int_equal(
+        gpm_x86_64_check_user_read(cr3, false, 0x400ff0, 32, phys_read, NULL),
+        0);
+    assert_int_equal(
+        gpm_x86_64_check_user_read(cr3, false, 0x600010, 8, phys_read, NULL),
+        GPM_EFAULT);
+    assert_int_equal(
+        gpm_x86_64_check_user_read(cr3, false, 0x401ff0, 32, phys_read, NULL),
+        GPM_EFAULT);
+    assert_int_equal(gpm_x86_64_check_user_read(
+                         cr3, false, 0x0000800000000000ull, 1, phys_read, NULL),
+                     GPM_EFAULT);
     /* The 2 MiB page, and the walk ending beyond it. */
     assert_int_equal(gpm_x86_64_check_user_write(cr3, false, 0x40000000,
                                                  2u << 20, phys_read, NULL),
@@ -635,6 +671,8 @@ int main(void)
                                         api_teardown),
         cmocka_unit_test_setup_teardown(test_monitor, api_setup, api_teardown),
         cmocka_unit_test(test_original_spelling),
+        cmocka_unit_test_setup_teardown(test_open_channel, api_setup,
+                                        api_teardown),
         cmocka_unit_test_setup_teardown(test_monitor_states, api_setup,
                                         api_teardown),
         cmocka_unit_test_setup_teardown(test_events, api_setup, api_teardown),
