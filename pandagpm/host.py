@@ -442,12 +442,22 @@ class Panda:
             return self._daemon_pid
 
     def _daemon_answers(self, timeout=PING_TIMEOUT):
-        """PINGs the daemon; True if it says HELLO within ``timeout``."""
+        """PINGs the daemon; True if it says HELLO within ``timeout``.
+
+        The PING is repeated every PING_PERIOD: a reply that a half frame
+        of garbage swallowed is recovered once the next one arrives.
+        """
         self._daemon_ready.clear()
         mgr = self.gpm.manager
-        with wrap():
-            mgr.write(mgr.daemon_channel(), _PING)
-        return self._wait(self._daemon_ready, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            with wrap():
+                mgr.write(mgr.daemon_channel(), _PING)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._wait(self._daemon_ready, min(left, PING_PERIOD)):
+                return True
 
     def _nudge(self, done):
         """Presses Enter on the console once if the injection lingers."""
