@@ -26,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+# The kernel's text with nokaslr, as every generic image boots.
+KERNEL_TEXT = 0xffffffff81000000
+
 pytestmark = pytest.mark.e2e
 
 _gpm = pytest.importorskip("pandagpm._gpm")
@@ -282,7 +285,7 @@ class Vm:
                                      stderr=subprocess.PIPE,
                                      start_new_session=True,
                                      preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not (os.path.exists(self.sock) and os.path.exists(self.ram)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 err = self.proc.stderr.read().decode(errors="replace")
@@ -358,7 +361,7 @@ def test_hypercalls_memory_breakpoints(vm):
         assert _wait(lambda: host.stats()["hypercalls"] >= HC_ITERS, 60)
         t1, n1 = time.monotonic(), host.stats()["hypercalls"]
         out = vm.wait_console("READY")
-        assert done.wait(10)
+        assert done.wait(60)
         st = host.stats()
         print(f"\n[measure] hypercall round trip: "
               f"{(t1 - t0) / (n1 - n0) * 1e6:.0f} us "
@@ -403,9 +406,11 @@ def test_hypercalls_memory_breakpoints(vm):
         print(f"[measure] 4 KiB via 'm': {t_m * 1e6:.0f} us; via the page "
               f"walk: {t_walk * 1e6:.0f} us")
         # Kernel pages are never written: not the program's memory, so a
-        # fault (never "touch and retry"); unmapped ones fault too.
+        # fault (never "touch and retry"); unmapped ones fault too. The
+        # pause may have landed in user code (whose read-only text would
+        # give EROFS), so a fixed kernel text address is used (nokaslr).
         with pytest.raises(_gpm.Error) as ei:
-            host.write_virt(pc, b"\x90")
+            host.write_virt(KERNEL_TEXT, b"\x90")
         assert ei.value.args[1] == "GPM_EFAULT"
         with pytest.raises(_gpm.Error) as ei:
             host.read_virt(0x1000, 8)
@@ -415,19 +420,21 @@ def test_hypercalls_memory_breakpoints(vm):
         assert len(host.read_phys(0, 4096)) == 4096
 
         # A breakpoint in the kernel's idle path pauses the guest again.
+        # Pauses that land in user code, or a breakpoint the guest does not
+        # come back to, are retried: nothing here depends on where the
+        # guest happens to be or how fast it runs.
         hit = None
-        for _ in range(5):
+        deadline = time.monotonic() + 120
+        while hit is None and time.monotonic() < deadline:
             pc = host.pause()
             if pc < 0xffff800000000000:
                 host.resume()
-                time.sleep(0.2)
+                time.sleep(0.05)
                 continue
             host.add_breakpoint(pc)
             host.resume()
-            hit = host.wait_paused(5)
+            hit = host.wait_paused(10)
             host.remove_breakpoint(pc)
-            if hit is not None:
-                break
         assert hit == pc
         before = host.stats()
         host.resume()
@@ -455,7 +462,7 @@ def test_target_gone(vm):
     with pytest.raises(_gpm.Error) as ei:
         host.pause()
     assert ei.value.args[1] in ("GPM_ECONNRESET", "GPM_ETIMEDOUT")
-    assert time.monotonic() - t < 10
+    assert time.monotonic() - t < 30
     assert not host.stats()["connected"]
     host.close()
 
