@@ -937,15 +937,18 @@ def _image_kernelinfo(img: ImageInfo) -> "_ki.KernelInfo":
 
 
 def ensure_kernelinfo(img: ImageInfo) -> Path:
-    """Return the image's kernelinfo file, writing it first if missing."""
+    """Return the image's kernelinfo file, writing it first if it is
+    missing or was made by an older :mod:`pandagpm.kernelinfo`."""
     rel = (img.profile.get("osi_linux") or {}).get("kconf_file",
                                                    KERNELINFO_FILE)
     path = img.path / rel
-    if path.is_file():
-        return path
     fallback = cache_dir() / "kernelinfo" / f"{img.path.name}.conf"
-    if fallback.is_file():
-        return fallback
+    for have in (path, fallback):
+        try:
+            if _ki.is_current(have.read_text()):
+                return have
+        except OSError:
+            pass
     text = _image_kernelinfo(img).to_conf()
     for dest in (path, fallback):
         try:
@@ -1017,8 +1020,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the upstream kernel version (default: from the "
                    "banner)")
     k.add_argument("--per-cpu-offset0", type=lambda v: int(v, 0), default=0,
-                   metavar="ADDR", help="__per_cpu_offset[0] (osi_linux "
-                   "reads it from the guest anyway; default 0)")
+                   metavar="ADDR", help="x86: __per_cpu_offset[0] of the "
+                   "booted guest, a fallback (osi_linux reads the real "
+                   "value at its first query; default 0)")
     k.add_argument("--switch-task-hook", action="store_true",
                    help="add task.switch_task_hook_addr (finish_task_switch)"
                    ": task-switch notifications, through PANDA's hooks "

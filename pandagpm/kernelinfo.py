@@ -38,10 +38,23 @@ from pathlib import Path
 from . import btf as _btf
 
 __all__ = [
-    "KernelInfo", "KernelInfoError", "REQUIRED_KEYS", "OPTIONAL_KEYS",
-    "default_group", "from_btf", "from_files", "os_string_for",
+    "KERNELINFO_VERSION", "KernelInfo", "KernelInfoError", "REQUIRED_KEYS",
+    "OPTIONAL_KEYS", "default_group", "from_btf", "from_files", "is_current",
+    "os_string_for",
     "parse_banner", "parse_conf", "parse_kallsyms", "read_btf",
 ]
+
+
+#: Bump when the groups made here change; files made by an older version
+#: are made again (see :func:`is_current`).
+KERNELINFO_VERSION = 3
+
+_STAMP = f"# made by pandagpm.kernelinfo version {KERNELINFO_VERSION}"
+
+
+def is_current(text: str) -> bool:
+    """Whether kernelinfo text was made by this version of the module."""
+    return _STAMP in text.splitlines()[:3]
 
 
 class KernelInfoError(Exception):
@@ -177,9 +190,9 @@ _ADDRESS_KEYS = ("task.per_cpu_offsets_addr", "task.per_cpu_offset_0_addr",
 
 # Why an optional key may be missing, for the comment in the group.
 _MISSING_WHY = {
-    "mm.mmap_offset": "mm_struct has no mmap list (maple tree, Linux 6.1+): "
-                      "osi_linux's memory-mapping queries return nothing "
-                      "useful for this kernel; process queries work",
+    "mm.mmap_offset": "mm_struct has no mmap list (maple tree, Linux 6.1+) "
+                      "and no always-NULL pointer to use instead: "
+                      "osi_linux's memory-mapping queries may walk garbage",
     "vma.vm_next_offset": "vm_area_struct has no vm_next (maple tree, "
                           "Linux 6.1+)",
     "task.thread_group_offset": "task_struct has no thread_group list",
@@ -202,6 +215,8 @@ class KernelInfo:
     arch: str
     fields: dict
     notes: tuple[str, ...] = ()
+    #: Why a key has the value it has, written as a comment above it.
+    remarks: dict = dataclasses.field(default_factory=dict)
 
     @property
     def bits(self) -> int:
@@ -222,7 +237,7 @@ class KernelInfo:
 
     def to_conf(self) -> str:
         """The group as key-file text: ``[group]`` then ``key = value``."""
-        lines = [f"[{self.group}]"]
+        lines = [f"[{self.group}]", _STAMP]
         lines += [f"# {n}" for n in self.notes]
         for key in _ORDER:
             if key not in self.fields:
@@ -230,6 +245,8 @@ class KernelInfo:
                     lines.append(f"# no {key}: {_MISSING_WHY[key]}")
                 continue
             value = self.fields[key]
+            if key in self.remarks:
+                lines.append(f"# {key}: {self.remarks[key]}")
             if key == "name":
                 lines.append(f"name = {_escape(value)}")
                 continue
@@ -422,10 +439,19 @@ def _elf_arch(elf: bytes) -> str | None:
 # Building the group.
 # --------------------------------------------------------------------------
 
-def btf_fields(b: _btf.BTF) -> tuple[dict[str, int], list[str]]:
-    """Sizes and offsets from BTF; also the optional keys it lacks."""
+# mm_struct pointers that stay NULL in an ordinary process (MMU notifiers:
+# KVM and a few drivers; Linux AIO contexts; uprobes' XOL area).
+_NULL_MM_POINTERS = ("notifier_subscriptions", "ioctx_table",
+                     "uprobes_state.xol_area")
+
+
+def btf_fields(b: _btf.BTF) -> tuple[dict[str, int], list[str],
+                                     dict[str, str]]:
+    """Sizes and offsets from BTF; also the optional keys it lacks, and
+    remarks on keys whose value is not the plain offset."""
     fields: dict[str, int] = {}
     missing: list[str] = []
+    remarks: dict[str, str] = {}
     for key, sname, path in _OFFSETS:
         try:
             fields[key] = b.member_offset(sname, path)
@@ -434,6 +460,25 @@ def btf_fields(b: _btf.BTF) -> tuple[dict[str, int], list[str]]:
                 missing.append(key)
                 continue
             raise KernelInfoError(f"{key}: {err}") from err
+    if "mm.mmap_offset" in missing:
+        # osi_linux (without maple-tree support) reads the first VMA from
+        # mm->mmap and follows vm_next until NULL or back at the first;
+        # mm + 0 would hand it the maple tree's lock and flags as a
+        # pointer, and the walk may never end.  A pointer member that is
+        # NULL makes the mapping queries answer "none" instead.
+        for member in _NULL_MM_POINTERS:
+            try:
+                off = b.member_offset("mm_struct", member)
+            except _btf.BTFError:
+                continue
+            fields["mm.mmap_offset"] = off
+            missing.remove("mm.mmap_offset")
+            remarks["mm.mmap_offset"] = (
+                "this kernel has no mm->mmap list (maple tree, Linux 6.1+); "
+                f"this is mm_struct.{member}, which is NULL in ordinary "
+                "processes, so osi_linux's memory-mapping queries find no "
+                "mappings instead of walking the maple tree as a list")
+            break
     for key, sname in _SIZES:
         try:
             fields[key] = b.sizeof(b.find(sname).id)
@@ -454,7 +499,7 @@ def btf_fields(b: _btf.BTF) -> tuple[dict[str, int], list[str]]:
             fields[key] = b.member_offset(holder, member) - base
         except _btf.BTFError as err:
             raise KernelInfoError(f"{key}: {err}") from err
-    return fields, missing
+    return fields, missing, remarks
 
 
 def from_btf(b: _btf.BTF, symbols: dict[str, int], *, arch: str,
@@ -465,16 +510,23 @@ def from_btf(b: _btf.BTF, symbols: dict[str, int], *, arch: str,
              notes: tuple[str, ...] = ()) -> KernelInfo:
     """Make the group from parsed BTF and symbol addresses.
 
-    ``per_cpu_offset0`` is ``__per_cpu_offset[0]``; osi_linux re-reads it
-    from guest memory at start-up (through ``task.per_cpu_offsets_addr``),
-    so 0 only matters if that read fails.  ``switch_task_hook`` adds
-    ``task.switch_task_hook_addr`` (``finish_task_switch``), which makes
-    osi_linux load PANDA's ``hooks`` plugin for task-switch notifications.
+    ``per_cpu_offset0`` is ``__per_cpu_offset[0]`` as the booted guest has
+    it (x86; 0 if unknown).  osi_linux only uses it as a fallback: it reads
+    the real value through ``task.per_cpu_offsets_addr`` at its first
+    query and after each snapshot load, which must therefore come after
+    the kernel has set up its per-CPU areas.  Queried during early boot
+    (``osi_test`` from a cold boot, say) it gets the boot-time value, which
+    stops working when the kernel frees its init memory ("Couldn't find
+    current task struct at first syscall").  Start from a booted snapshot.
+
+    ``switch_task_hook`` adds ``task.switch_task_hook_addr``
+    (``finish_task_switch``), which makes osi_linux load PANDA's ``hooks``
+    plugin for task-switch notifications.
     """
     spec = _arch(arch)
     group = default_group(arch, release) if group is None else group
     _check_group(group)
-    fields, missing = btf_fields(b)
+    fields, missing, remarks = btf_fields(b)
 
     def sym(name: str) -> int:
         if name not in symbols:
@@ -489,6 +541,13 @@ def from_btf(b: _btf.BTF, symbols: dict[str, int], *, arch: str,
     if spec.per_cpu:
         head["task.per_cpu_offsets_addr"] = sym("__per_cpu_offset")
         head["task.per_cpu_offset_0_addr"] = per_cpu_offset0
+        remarks["task.per_cpu_offset_0_addr"] = (
+            ("as the booted guest had it" if per_cpu_offset0 else
+             "unknown") + "; osi_linux replaces it with __per_cpu_offset[0] "
+            "read through task.per_cpu_offsets_addr at its first query "
+            "(and after each loadvm), which must come after boot: during "
+            "early boot it reads the boot-time value, and the current task "
+            "is lost once the kernel frees its init memory")
         if "current_task" in symbols:
             head["task.current_task_addr"] = symbols["current_task"]
         elif "pcpu_hot" in symbols:
@@ -518,7 +577,7 @@ def from_btf(b: _btf.BTF, symbols: dict[str, int], *, arch: str,
     absent = [k for k in REQUIRED_KEYS if k not in head]
     if absent:
         raise KernelInfoError(f"internal: no value for {absent}")
-    return KernelInfo(group, arch, head, tuple(notes))
+    return KernelInfo(group, arch, head, tuple(notes), remarks)
 
 
 def from_files(kernel: str | Path, kallsyms: str | Path, *,

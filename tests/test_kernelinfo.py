@@ -71,7 +71,8 @@ class BtfBuilder:
         return hdr + types + self.strtab
 
 
-def make_kernel_btf(*, maple_tree=True, pcpu_hot=False, mount=True):
+def make_kernel_btf(*, maple_tree=True, pcpu_hot=False, mount=True,
+                    notifiers=True):
     """BTF of a small imaginary kernel shaped like 6.1 (no mm->mmap and no
     vma->vm_next unless ``maple_tree`` is False)."""
     b = BtfBuilder()
@@ -91,6 +92,8 @@ def make_kernel_btf(*, maple_tree=True, pcpu_hot=False, mount=True):
     if not maple_tree:
         mm["mmap"] = 0
         vma["vm_next"] = 40
+    if notifiers:
+        mm["notifier_subscriptions"] = (952, b.ptr)
     b.struct("mm_struct", 1096, mm)
     b.struct("vm_area_struct", 152, vma)
     path = b.struct("path", 16, {"mnt": (0, b.ptr), "dentry": (8, b.ptr)})
@@ -142,6 +145,8 @@ EXPECTED = {
     "task.start_time_offset": 2776,
     "cred.uid_offset": 8, "cred.gid_offset": 12, "cred.euid_offset": 24,
     "cred.egid_offset": 28,
+    # No mm->mmap in 6.1: a pointer that is NULL, so no VMA walk.
+    "mm.mmap_offset": 952,
     "mm.size": 1096, "mm.pgd_offset": 72, "mm.arg_start_offset": 312,
     "mm.start_brk_offset": 288, "mm.brk_offset": 296,
     "mm.start_stack_offset": 304,
@@ -162,7 +167,8 @@ EXPECTED = {
 
 def make_ki(**kw):
     b, _blob = make_kernel_btf(**{k: kw.pop(k) for k in
-                                  ("maple_tree", "pcpu_hot", "mount")
+                                  ("maple_tree", "pcpu_hot", "mount",
+                                   "notifiers")
                                   if k in kw})
     release, uts, version = kernelinfo.parse_banner(BANNER)
     args = dict(arch="x86_64", release=release, uts_version=uts,
@@ -194,15 +200,26 @@ def test_conf_text_reads_back_as_glib_would():
         if key != "name":
             assert got[key] == str(value), key
     assert "#task.init_addr = 0xffffffff82a1aa40" in text.splitlines()
-    # The missing optional keys are explained, not set.
-    assert "mm.mmap_offset" not in got and "vma.vm_next_offset" not in got
-    assert any(line.startswith("# no mm.mmap_offset: ")
-               for line in text.splitlines())
+    # The missing optional keys are explained, not set; odd values too.
+    assert "vma.vm_next_offset" not in got
+    lines = text.splitlines()
+    assert any(line.startswith("# no vma.vm_next_offset: ") for line in lines)
+    assert any(line.startswith("# mm.mmap_offset: ") and
+               "notifier_subscriptions" in line for line in lines)
+    assert any(line.startswith("# task.per_cpu_offset_0_addr: as the "
+                               "booted guest had it; ") for line in lines)
+
+
+def test_no_null_pointer_for_the_vma_walk():
+    ki = make_ki(notifiers=False)
+    assert "mm.mmap_offset" not in ki.fields
+    assert "# no mm.mmap_offset: " in ki.to_conf()
 
 
 def test_pre_maple_tree_kernel_gets_the_vma_list():
     ki = make_ki(maple_tree=False)
     assert ki["mm.mmap_offset"] == 0
+    assert "mm.mmap_offset" not in ki.remarks
     assert ki["vma.vm_next_offset"] == 40
 
 
@@ -367,8 +384,10 @@ def test_from_raw_btf_needs_the_banner(kernel_files):
     ki = kernelinfo.from_files(kernel_files / "btf", kernel_files / "kallsyms",
                                banner=BANNER)
     assert ki["task.pid_offset"] == 2416
-    # osi_linux reads __per_cpu_offset[0] itself at start-up.
+    # Unknown __per_cpu_offset[0]: osi_linux reads it through the table.
     assert ki["task.per_cpu_offset_0_addr"] == 0
+    assert ki["task.per_cpu_offsets_addr"] == 0xFFFFFFFF8241CB60
+    assert ki.remarks["task.per_cpu_offset_0_addr"].startswith("unknown; ")
 
 
 def test_command_line(kernel_files, capsys):
@@ -387,7 +406,9 @@ def test_command_line(kernel_files, capsys):
                        str(kernel_files / "version"), "--kernel-version",
                        "6.1.7", "-o", str(out_file)]) == 0
     got = kernelinfo.parse_conf(out_file.read_text())
-    assert got["pandagpm-x86_64-6.1.0-57-amd64:64"]["version.c"] == "7"
+    got = got["pandagpm-x86_64-6.1.0-57-amd64:64"]
+    assert got["version.c"] == "7"
+    assert got["task.per_cpu_offsets_addr"] == str(0xFFFFFFFF8241CB60)
     capsys.readouterr()
     assert image.main(["kernelinfo", str(kernel_files / "version"),
                        str(kernel_files / "kallsyms")]) == 1
@@ -472,6 +493,10 @@ def test_image_built_without_kernelinfo_gets_one(img, tmp_path, monkeypatch):
     assert path == old / image.KERNELINFO_FILE
     assert kernelinfo.parse_conf(path.read_text()) == \
         kernelinfo.parse_conf(img.kernelinfo_path.read_text())
+    assert old_img.kernelinfo_path == path  # made once
+    # A file made by an older pandagpm.kernelinfo is made again.
+    path.write_text(f"[{img.kernelinfo_group}]\ntask.pid_offset = 1\n")
+    assert kernelinfo.is_current(old_img.kernelinfo_path.read_text())
 
 
 @pytest.mark.e2e
@@ -589,7 +614,7 @@ def test_live_guest_matches_ps(img, ki):
             procs = g.processes()
             seen = {pid: g.describe(t) for pid, t in procs.items()}
             # The current task, the way osi_linux finds it on x86_64:
-            # __per_cpu_offset[0] read at start-up plus current_task.
+            # __per_cpu_offset[0], read at its first query, + current_task.
             base = g.u64(ki["task.per_cpu_offsets_addr"])
             assert base == ki["task.per_cpu_offset_0_addr"]
             current = g.u64(base + ki["task.current_task_addr"])
