@@ -32,6 +32,7 @@ Run time: about 2 minutes on 2 cores.
 """
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import os
@@ -331,24 +332,23 @@ def _connect(path, proc, timeout=SHORT):
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def guest(built, tmp_path_factory):
-    image = get_image("x86_64", progress=False)
-    run = tmp_path_factory.mktemp("panda_run")
-    results = run / "results.txt"
-    log = run / "panda.log"
-    argv = panda_command(built["tree"], image, run, [
-        "-panda", f"guest_plugin_manager:plugin_dir={GUEST_BUILD}",
-        "-panda", (f"gpm_test_host:out={results},hostile=true,"
-                   f"number={HELLO_NUMBER},flood={FLOOD_MSGS},"
-                   f"size={FLOOD_SIZE}"),
-    ])
+def _popen(built, run, argv):
     env = dict(os.environ, PANDA_DIR=str(built["panda_dir"]))
     env.pop("EXTRA_GUEST_PLUGINS_PATH", None)  # plugin_dir= is the path
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+    with open(run / "panda.log", "wb") as logf:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                 stderr=subprocess.STDOUT, env=env,
                                 cwd=str(run))
+
+
+@contextlib.contextmanager
+def booted(built, run, extra_panda):
+    """PANDA booting the image with ``extra_panda``; a Guest whose shell
+    answers."""
+    image = get_image("x86_64", progress=False)
+    log = run / "panda.log"
+    proc = _popen(built, run, panda_command(built["tree"], image, run,
+                                            extra_panda))
     g = None
     try:
         serial = _Serial(_connect(run / "serial.sock", proc),
@@ -356,7 +356,7 @@ def guest(built, tmp_path_factory):
         mon_sock = run / "monitor.sock"
         wait_for(lambda: mon_sock.exists() or proc.poll() is not None,
                  SHORT, "the monitor socket")
-        g = Guest(proc, serial, Monitor(mon_sock), results, log)
+        g = Guest(proc, serial, Monitor(mon_sock), run / "results.txt", log)
         g.wait_for_shell()
         yield g
     except Exception:
@@ -370,6 +370,18 @@ def guest(built, tmp_path_factory):
         if g is not None:
             g.serial.close()
             g.monitor.close()
+
+
+@pytest.fixture(scope="module")
+def guest(built, tmp_path_factory):
+    run = tmp_path_factory.mktemp("panda_run")
+    with booted(built, run, [
+        "-panda", f"guest_plugin_manager:plugin_dir={GUEST_BUILD}",
+        "-panda", (f"gpm_test_host:out={run / 'results.txt'},hostile=true,"
+                   f"number={HELLO_NUMBER},flood={FLOOD_MSGS},"
+                   f"size={FLOOD_SIZE}"),
+    ]) as g:
+        yield g
 
 
 # --------------------------------------------------------------------------
@@ -540,3 +552,84 @@ def test_unload_both_plugins(guest):
     for bad in ("Segmentation fault", "Aborted", "AddressSanitizer",
                 "core dumped", "double free", "corrupted"):
         assert bad not in log, log[-3000:]
+
+
+# --------------------------------------------------------------------------
+# linjector on any process (proc_name=*), and failures that do not abort
+# --------------------------------------------------------------------------
+
+def test_any_process_with_retries(built, tmp_path):
+    """With proc_name=* linjector may pick a process that cannot exec
+    the payload (early boot, before /proc); it then tries another one,
+    and the daemon starts either way."""
+    with booted(built, tmp_path, [
+        "-panda", (f"guest_plugin_manager:plugin_dir={GUEST_BUILD},"
+                   "proc_name=*"),
+    ]) as g:
+        wait_for(lambda: daemon_ready(g), LONG, "the guest daemon")
+        log = g.log()
+        fails = log.count("linjector: injection failed")
+        assert log.count("linjector: will try another process") == fails, \
+            log[-3000:]
+        assert "giving up" not in log
+        out = g.monitor.cmd('plugin_cmd "gpm channels"')
+        assert re.search(r"guest_daemon\s+queued 0 msg / 0 bytes, started",
+                         out), out
+        assert g.sh("echo ok") == "ok"
+
+
+def test_no_os_profile_is_one_clear_line(built, tmp_path):
+    """Without -os, syscalls2 cannot load: linjector says so in one line
+    before loading it (no assert, no abort inside panda_require)."""
+    image = get_image("x86_64", progress=False)
+    argv = panda_command(built["tree"], image, tmp_path, [
+        "-panda", f"guest_plugin_manager:plugin_dir={GUEST_BUILD}"])
+    i = argv.index("-os")
+    del argv[i:i + 2]
+    proc = _popen(built, tmp_path, argv)
+    try:
+        proc.wait(timeout=LONG)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    log = (tmp_path / "panda.log").read_text(errors="replace")
+    assert proc.returncode != 0, log
+    lines = [ln for ln in log.splitlines() if ln.startswith("linjector:")]
+    assert len(lines) == 1, log
+    assert "needs a Linux OS profile" in lines[0]
+    assert "-os linux-64-" in lines[0]
+    assert "guest_plugin_manager: linjector failed to load" in log
+    # syscalls2 was never tried, so neither were its messages.
+    assert "No OS profile specified" not in log
+    assert "FAILED to load required plugin" not in log
+
+
+def test_bad_kernelinfo_group_is_one_clear_line(built, tmp_path):
+    """An osi_linux group missing from kconf_file: osi_linux fails (it
+    lists the groups it has), linjector names the fix, nothing aborts
+    inside panda_require."""
+    image = get_image("x86_64", progress=False)
+    argv = panda_command(built["tree"], image, tmp_path, [
+        "-panda", f"guest_plugin_manager:plugin_dir={GUEST_BUILD}"])
+    # osi_linux tries to download a missing group and appends it to the
+    # file: give it a copy.
+    conf = tmp_path / "kernelinfo.conf"
+    shutil.copyfile(image.kernelinfo_path, conf)
+    i = argv.index(f"osi_linux:kconf_file={image.kernelinfo_path}")
+    argv[i] = f"osi_linux:kconf_file={conf}"
+    i = argv.index(f"osi_linux:kconf_group={image.kernelinfo_group}")
+    argv[i] = "osi_linux:kconf_group=no-such-group:64"
+    proc = _popen(built, tmp_path, argv)
+    try:
+        proc.wait(timeout=LONG)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    log = (tmp_path / "panda.log").read_text(errors="replace")
+    assert proc.returncode != 0, log
+    lines = [ln for ln in log.splitlines() if ln.startswith("linjector:")]
+    assert len(lines) == 1, log
+    assert "osi_linux" in lines[0] and "kconf_group" in lines[0], lines
+    assert "FAILED to load required plugin" not in log

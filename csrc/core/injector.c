@@ -48,6 +48,8 @@ typedef enum pstep {
     P_OPEN,
     P_WRITE,
     P_CLOSE_TMP,
+    P_PROBE,       /* open the path to execute: does it exist here? */
+    P_PROBE_CLOSE, /* close what the probe opened */
     P_FORK,
     P_CLOSE_FD,
     P_SIGRESTORE,
@@ -379,6 +381,23 @@ static int start_fork(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu)
     return inject(inj, ops, cpu, inj->sys->clone, 17, 0, 0, 0, 0, 0);
 }
 
+/*
+ * Before forking, checks that the child will find the program: a process
+ * that runs before /proc is mounted (early boot, a usermode helper) or
+ * in a root without one cannot execute /proc/self/fd/N, and should fail
+ * here, with nothing forked, rather than in a child.
+ */
+static int start_probe(gpm_injector_t *inj, const gpm_host_ops_t *ops,
+                       void *cpu)
+{
+    inj->pstep = P_PROBE;
+    if (inj->sys->open != GPM_NR_NONE)
+        return inject(inj, ops, cpu, inj->sys->open,
+                      inj->scratch + OFF_EXEC_PATH, 0, 0, 0, 0, 0);
+    return inject(inj, ops, cpu, inj->sys->openat, (uint64_t)-100,
+                  inj->scratch + OFF_EXEC_PATH, 0, 0, 0, 0);
+}
+
 static int start_mmap(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu)
 {
     inj->pstep = P_MMAP;
@@ -472,6 +491,16 @@ static int parent_step(gpm_injector_t *inj, const gpm_host_ops_t *ops,
             return inject(inj, ops, cpu, inj->sys->close, (uint64_t)inj->fd, 0,
                           0, 0, 0, 0);
         }
+        return start_probe(inj, ops, cpu);
+    case P_PROBE:
+        if (is_err(inj, res))
+            return fail(inj, ops, cpu,
+                        "opening the program's path /proc/self/fd/N (no "
+                        "/proc in this process?)",
+                        as_signed(inj, res));
+        inj->pstep = P_PROBE_CLOSE;
+        return inject(inj, ops, cpu, inj->sys->close, res, 0, 0, 0, 0, 0);
+    case P_PROBE_CLOSE:
         return start_fork(inj, ops, cpu);
     case P_CLOSE_TMP:
         inj->fd = -1;

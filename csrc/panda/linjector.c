@@ -24,9 +24,13 @@
  * the default target because it runs after /proc is mounted (the payload
  * is executed as /proc/self/fd/N) and makes system calls whenever the
  * user types; children of kthreadd (asynchronous usermode helpers) and
- * PID 1 are never used. If an injection fails anyway (e.g. an early-boot
- * process before /proc exists, with proc_name=*), the process is restored
- * and the next matching process is tried, up to retries=N times.
+ * PID 1 are never used. With proc_name=* an early-boot process may run
+ * before /proc exists: the injector checks that /proc/self/fd/N opens
+ * before it forks, so such a process is only restored, and the next
+ * matching one is tried. A failure after the fork (the child's execve)
+ * is retried on another process up to retries=N times; failures before
+ * it change nothing in the guest and have a larger budget of their own.
+ * A process that failed is never tried again.
  *
  * How the injector's re-entry trick maps onto PANDA
  * -------------------------------------------------
@@ -105,12 +109,17 @@ PPP_PROT_REG_CB(before_guest_inject)
 PPP_CB_BOILERPLATE(before_guest_inject)
 
 /* Process names hijacked when proc_name= is not given. */
-#define DEFAULT_PROC_NAMES "sh:bash:ash:dash:zsh"
-#define DEFAULT_RETRIES    8
+#define DEFAULT_PROC_NAMES    "sh:bash:ash:dash:zsh"
+#define DEFAULT_RETRIES       8
 /* kthreadd's pid: its children are kernel threads and usermode helpers. */
-#define KTHREADD_PID       2
+#define KTHREADD_PID          2
 /* Processes (hijacked or forked) of failed attempts, never tried again. */
-#define MAX_FAILED         32
+#define MAX_FAILED            256
+/*
+ * Failed attempts that forked nothing (e.g. the pre-fork check found no
+ * /proc) have no effect on the guest; they get their own, larger budget.
+ */
+#define MAX_HARMLESS_FAILURES 128
 
 static struct {
     gpm_injector_t *inj;
@@ -120,6 +129,7 @@ static struct {
     char **argv;  /* NULL-ended, for cfg.argv */
     unsigned retries_left;
     unsigned max_retries;
+    unsigned harmless_failures;
     int64_t failed[MAX_FAILED];
     unsigned n_failed;
     const gpm_arch_info_t *ai;
@@ -225,11 +235,12 @@ static void maybe_retry(void)
         !gpm_injector_settled(lj.inj))
         return;
     gpm_injector_target(lj.inj, &tgid, &child);
-    if (lj.retries_left == 0) {
+    if ((child >= 0 && lj.retries_left == 0) ||
+        (child < 0 && lj.harmless_failures >= MAX_HARMLESS_FAILURES)) {
         fprintf(stderr,
                 "linjector: giving up after %u failed injections; the "
                 "program was not started\n",
-                lj.max_retries + 1);
+                lj.max_retries - lj.retries_left + lj.harmless_failures + 1);
         gpm_injector_free(lj.inj);
         lj.inj = NULL;
         return;
@@ -241,11 +252,17 @@ static void maybe_retry(void)
         fprintf(stderr, "linjector: cannot retry: %s\n", gpm_strerror(rc));
         return;
     }
-    lj.retries_left--;
-    fprintf(stderr,
-            "linjector: will try another process (%u more attempts "
-            "after this one)\n",
-            lj.retries_left);
+    if (child >= 0) {
+        lj.retries_left--;
+        fprintf(stderr,
+                "linjector: will try another process (%u more attempts "
+                "after this one)\n",
+                lj.retries_left);
+    } else {
+        /* Nothing was forked: that process was restored as it was. */
+        lj.harmless_failures++;
+        fprintf(stderr, "linjector: will try another process\n");
+    }
 }
 
 static void report_state(void)
@@ -352,6 +369,7 @@ static void on_after_loadvm(CPUState *cpu)
     lj.armed = false;
     lj.n_failed = 0;
     lj.retries_left = lj.max_retries;
+    lj.harmless_failures = 0;
 }
 
 /* Reads the program named by guest_binary= into memory. */

@@ -12,8 +12,10 @@
  *
  *   parent: [getuid] mmap(scratch, MAP_POPULATE) -> memfd_create (or open
  *           a /tmp file) -> write the ELF in pieces through the scratch
- *           area -> [close the /tmp file] -> fork -> [close memfd] ->
- *           munmap -> restore every saved register; the original call runs.
+ *           area -> [close the /tmp file | open and close
+ *           /proc/self/fd/N, so a process without /proc fails before it
+ *           forks] -> fork -> [close memfd] -> munmap -> restore every
+ *           saved register; the original call runs.
  *   child:  setsid -> execve("/proc/self/fd/N" or the /tmp file)
  *           -> exit_group(127) if execve failed.
  *
