@@ -92,6 +92,15 @@ def test_extract_vmlinux_finds_the_xz_stream():
         image.extract_vmlinux(b"MZ" + b"\0" * 100)
 
 
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="no zstd tool")
+def test_extract_vmlinux_zstd():
+    fake_elf = b"\x7fELF" + os.urandom(1000)
+    packed = subprocess.run(["zstd", "-q", "-c"], input=fake_elf,
+                            capture_output=True, check=True).stdout
+    blob = b"MZ" + b"\0" * 500 + b"(\xb5/\xfd junk" + packed + b"trailer"
+    assert image.extract_vmlinux(blob) == fake_elf
+
+
 # -- the real image (e2e: the first call builds and boots it) ----------------
 
 @pytest.fixture(scope="module")
