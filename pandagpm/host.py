@@ -26,8 +26,8 @@ import traceback
 from . import _gpm, _paths
 from . import image as _image
 from . import qemu as _qemu
-from .errors import (CalledFromCallback, DaemonLost, EmulatorConnectionLost,
-                     GpmError, Timeout, from_code, wrap)
+from .errors import (CalledFromCallback, DaemonLost, GpmError, Timeout,
+                     from_code, wrap)
 from .manager import OWNER_ANY, OWNER_PENDING, GuestPluginManager
 
 __all__ = ["Panda", "InjectionFailed", "PluginStartFailed"]
@@ -176,7 +176,7 @@ class Panda:
         self._log("QEMU is gone: every call in flight fails")
         gpm = self.gpm
         if gpm is not None:
-            gpm.lose_all_channels(EmulatorConnectionLost(
+            gpm.lose_all_channels(_qemu.QemuGone(
                 "QEMU exited; revert_sync() starts a new one"))
         self.emulator_lost.set()
 
@@ -300,10 +300,10 @@ class Panda:
                 "another thread")
 
     def _check_emulator(self):
-        """Raises EmulatorConnectionLost once QEMU is gone."""
+        """Raises EmulatorConnectionLost (a QemuGone) once QEMU is gone."""
         if self.emulator_lost.is_set() or (
                 self.machine is not None and not self.machine.is_running()):
-            raise EmulatorConnectionLost(
+            raise _qemu.QemuGone(
                 "QEMU exited; revert_sync() starts a new one")
 
     def _wait(self, event, timeout):

@@ -623,7 +623,8 @@ def test_fault_qemu_killed_mid_transfer(guest, progs):
     assert panda.emulator_lost.wait(SHORT)
     reader.join(SHORT)
     assert not reader.is_alive()
-    assert [type(r) for r in read_result] == [EmulatorConnectionLost]
+    assert len(read_result) == 1
+    assert isinstance(read_result[0], EmulatorConnectionLost), read_result
     with pytest.raises(EmulatorConnectionLost):
         idle.write(b"x")
 
