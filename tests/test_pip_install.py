@@ -85,14 +85,18 @@ def copy_checkout(dest):
 def wheel_of_installed(name, dest, stage):
     """Repack an installed distribution of this interpreter as a wheel."""
     dist = importlib.metadata.distribution(name)
-    root = stage / name
+    if not dist.read_text("WHEEL"):
+        pytest.skip(f"{name} in the test interpreter was not installed "
+                    "from a wheel, so it cannot be repacked")
+    root = stage / f"stage-{name}"
     for f in dist.files or ():
         rel = str(f)
+        src = Path(dist.locate_file(f))
         if rel.startswith("..") or "__pycache__" in rel or \
-                rel.endswith(".pyc"):
+                rel.endswith(".pyc") or not src.is_file():
             continue
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(dist.locate_file(f), root / rel)
+        shutil.copy2(src, root / rel)
     run([sys.executable, "-m", "wheel", "pack", root, "-d", dest], stage)
 
 
@@ -111,10 +115,7 @@ def work(tmp_path_factory):
             importlib.metadata.distribution(tool)
         except importlib.metadata.PackageNotFoundError:
             pytest.skip(f"the test interpreter has no {tool} to build with")
-    tools = work / "tools"
-    tools.mkdir()
-    for tool in BUILD_TOOLS:
-        wheel_of_installed(tool, tools, work)
+    (work / "tools").mkdir()
     src = work / "src"
     copy_checkout(src)
     assert not (src / "guest" / "build").exists()
@@ -122,8 +123,19 @@ def work(tmp_path_factory):
 
 
 def install_build_tools(py, work):
-    run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links",
-         work / "tools", *BUILD_TOOLS], work)
+    """Give a new venv the build tools it lacks, from this interpreter."""
+    probe = ("import importlib.metadata as m, sys\n"
+             "for t in sys.argv[1:]:\n"
+             "    try: m.distribution(t)\n"
+             "    except m.PackageNotFoundError: print(t)\n")
+    missing = run([py, "-c", probe, *BUILD_TOOLS], work).stdout.split()
+    tools = work / "tools"
+    for tool in missing:
+        if not list(tools.glob(f"{tool}-*.whl")):
+            wheel_of_installed(tool, tools, work)
+    if missing:
+        run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links",
+             tools, *missing], work)
 
 
 @pytest.fixture(scope="module")
