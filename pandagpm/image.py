@@ -365,7 +365,7 @@ class ImageInfo:
         and osi_linux's default group for it is :attr:`kernelinfo_group`."""
         osi = self.profile.get("osi_linux") or {}
         return osi.get("os") or _ki.os_string_for(
-            self.kernelinfo_group, _ki._arch(self.arch).bits)
+            self.kernelinfo_group, _ki.arch_bits(self.arch))
 
     @property
     def kernelinfo_path(self) -> Path:
@@ -935,7 +935,7 @@ def _kernelinfo_from(b: _btf.BTF, profile: dict) -> "_ki.KernelInfo":
     syms = {n: int(v, 16) for n, v in k["symbols"].items()}
     arch = profile["arch"]
     group = _ki.default_group(arch, release)
-    os_string = _ki.os_string_for(group, _ki._arch(arch).bits)
+    os_string = _ki.os_string_for(group, _ki.arch_bits(arch))
     notes = (f"pandagpm generic image {arch}-{profile['key']}: offsets from "
              "the kernel's BTF, addresses from the guest's /proc/kallsyms "
              "(booted with nokaslr)",
@@ -1031,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the guest's /proc/kallsyms (or System.map)")
     k.add_argument("--group", help="the group name (default "
                    "pandagpm-<arch>-<release>:<bits>)")
-    k.add_argument("--arch", choices=sorted(_ki._ARCHES),
+    k.add_argument("--arch", choices=_ki.ARCHES,
                    help="the guest arch (default: from the kernel file)")
     k.add_argument("--banner", metavar="PROC_VERSION_FILE",
                    help="a file holding the guest's /proc/version (needed "

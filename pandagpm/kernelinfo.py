@@ -38,16 +38,16 @@ from pathlib import Path
 from . import btf as _btf
 
 __all__ = [
-    "KERNELINFO_VERSION", "KernelInfo", "KernelInfoError", "REQUIRED_KEYS",
-    "OPTIONAL_KEYS", "default_group", "from_btf", "from_files", "is_current",
-    "os_string_for",
+    "ARCHES", "KERNELINFO_VERSION", "KernelInfo", "KernelInfoError", "OPTIONAL_KEYS",
+    "REQUIRED_KEYS", "arch_bits", "btf_fields", "default_group", "from_btf",
+    "from_files", "is_current", "kernel_version", "os_string_for",
     "parse_banner", "parse_conf", "parse_kallsyms", "read_btf",
 ]
 
 
 #: Bump when the groups made here change; files made by an older version
 #: are made again (see :func:`is_current`).
-KERNELINFO_VERSION = 3
+KERNELINFO_VERSION = 4
 
 _STAMP = f"# made by pandagpm.kernelinfo version {KERNELINFO_VERSION}"
 
@@ -198,8 +198,8 @@ _MISSING_WHY = {
     "task.thread_group_offset": "task_struct has no thread_group list",
     "task.start_time_offset": "task_struct has no start_time",
     "task.switch_task_hook_addr": "task-switch notifications are off; "
-                                  "they need PANDA's hooks plugin (see "
-                                  "switch_task_hook)",
+                                  "they need PANDA's hooks plugin "
+                                  "(kernelinfo --switch-task-hook adds it)",
 }
 
 
@@ -293,6 +293,15 @@ def os_string_for(group: str, bits: int) -> str:
     suffix = f":{bits}"
     variant = group[:-len(suffix)] if group.endswith(suffix) else group
     return f"linux-{bits}-{variant}"
+
+
+#: The guest arches a group can be made for.
+ARCHES = tuple(sorted(_ARCHES))
+
+
+def arch_bits(arch: str) -> int:
+    """32 or 64: the ``<bits>`` of PANDA's ``-os`` for ``arch``."""
+    return _arch(arch).bits
 
 
 def _arch(arch: str) -> _ArchKI:
