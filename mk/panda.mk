@@ -108,7 +108,8 @@ GPM_PANDA_EXPORTS_guest_plugin_manager := init_plugin uninit_plugin \
 	ppp_add_cb_on_guest_agent_load_with_context \
 	PANDA_EXPORT_SYMBOLS_guest_plugin_manager
 GPM_PANDA_EXPORTS_linjector := init_plugin uninit_plugin \
-	ppp_add_cb_before_guest_inject ppp_add_cb_before_guest_inject_with_context
+	ppp_add_cb_before_guest_inject ppp_add_cb_before_guest_inject_with_context \
+	ppp_add_cb_after_guest_inject ppp_remove_cb_after_guest_inject
 
 panda-plugins-check:
 	@tree="$(or $(PANDA_PATH),$(shell cat .panda-path 2>/dev/null))"; \

@@ -34,10 +34,17 @@
 
 #include "monitor/monitor.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "osi/osi_types.h"
+/* This unit is the plugin's main one: it defines OSI's API pointers. */
+#include "osi/osi_ext.h"
 
 #include "gpm_panda_api.h"
 #include "gpm_panda_host.h"
+#include "linjector.h"
 
 bool init_plugin(void *self);
 void uninit_plugin(void *self);
@@ -52,6 +59,10 @@ PPP_CB_BOILERPLATE(on_guest_agent_load)
 /* The CPU whose hypercall is being handled, for the PPP callback. */
 static CPUState *hc_cpu;
 static const gpm_arch_info_t *hc_arch;
+/* OSI is there: hypercalls carry their caller's pid (channel ownership). */
+static bool have_osi;
+/* No linjector: whoever starts the daemon, any process may serve it. */
+static bool daemon_any;
 static bool reported_host_error;
 
 static void on_manager_event(const gpm_event_t *ev, void *opaque)
@@ -81,20 +92,44 @@ static void on_manager_event(const gpm_event_t *ev, void *opaque)
     }
 }
 
+/*
+ * The guest process (thread group) whose thread made the hypercall, from
+ * OSI; GPM_TGID_UNKNOWN without OSI, and the core then checks no owner.
+ */
+static int64_t caller_tgid(CPUState *cpu)
+{
+    OsiThread *th;
+    int64_t tgid = GPM_TGID_UNKNOWN;
+
+    if (!have_osi)
+        return tgid;
+    th = get_current_thread(cpu);
+    if (th != NULL && th->pid > 0)
+        tgid = th->pid;
+    g_free(th);
+    return tgid;
+}
+
 static bool on_hypercall(CPUState *cpu)
 {
     gpm_manager_t *m = gpm_panda_api_manager();
-    uint64_t op = 0, result = 0;
+    uint64_t magic = 0, op = 0, result = 0;
     bool handled = false;
     int rc;
 
     if (m == NULL)
         return false;
     /* The op register, read before the call overwrites the result's. */
-    if (gpm_panda_read_reg(cpu, hc_arch->hc_regs[1], &op) != 0)
-        op = 0;
+    if (gpm_panda_read_reg(cpu, hc_arch->hc_regs[0], &magic) != 0 ||
+        gpm_panda_read_reg(cpu, hc_arch->hc_regs[1], &op) != 0)
+        magic = op = 0;
     hc_cpu = cpu;
-    rc = gpm_hypercall_handle(m, &gpm_panda_host_ops, cpu, &handled);
+    /* Ask OSI only for our hypercalls, not for every CPUID. */
+    if ((magic & 0xffffffffu) == GPM_HC_MAGIC)
+        rc = gpm_hypercall_handle_as(m, &gpm_panda_host_ops, cpu,
+                                     caller_tgid(cpu), &handled);
+    else
+        rc = gpm_hypercall_handle(m, &gpm_panda_host_ops, cpu, &handled);
     hc_cpu = NULL;
     /* PANDA has no doorbell page: "none" is an answer, not an error. */
     if (handled && op == GPM_HC_OP_GET_DOORBELL &&
@@ -118,17 +153,43 @@ static bool on_hypercall(CPUState *cpu)
  * stock-QEMU host does after a revert. Plugins added before the guest's
  * first hypercall are kept.
  */
+/*
+ * Makes the daemon's channel; it waits for its owner (the process
+ * linjector starts, see on_injected()) unless linjector is not used.
+ */
+static int make_daemon_channel(void)
+{
+    gpm_manager_t *m = gpm_panda_api_manager();
+    gpm_channel_id_t id;
+    int rc = gpm_daemon_channel(m, &id);
+
+    if (rc == 0 && daemon_any)
+        rc = gpm_channel_set_owner(m, id, GPM_OWNER_ANY);
+    return rc;
+}
+
 static void on_after_loadvm(CPUState *cpu)
 {
-    gpm_channel_id_t id;
-
     (void)cpu;
     if (gpm_panda_api_reset_if_used() != 1)
         return;
     fprintf(stderr, "guest_plugin_manager: snapshot loaded; channels and "
                     "guest plugins of the previous state closed\n");
     /* The next daemon looks its channel up as soon as it starts. */
-    gpm_daemon_channel(gpm_panda_api_manager(), &id);
+    make_daemon_channel();
+}
+
+/* linjector started @child: only that process may serve the daemon. */
+static void on_injected(CPUState *cpu, int64_t pid, int64_t child)
+{
+    gpm_manager_t *m = gpm_panda_api_manager();
+    gpm_channel_id_t id;
+
+    (void)cpu;
+    (void)pid;
+    if (m == NULL || gpm_daemon_channel(m, &id) != 0)
+        return;
+    gpm_channel_set_owner(m, id, child > 0 ? child : GPM_OWNER_ANY);
 }
 
 static void monitor_print(void *opaque, const char *line)
@@ -211,7 +272,6 @@ bool init_plugin(void *self)
         args, "require_root", "linjector: hijack only a root process");
     bool no_inject = panda_parse_bool_opt(
         args, "no_inject", "do not load linjector to start the daemon");
-    gpm_channel_id_t daemon_chan;
     gpm_arch_t arch;
     panda_cb pcb;
     bool ok = false;
@@ -230,9 +290,10 @@ bool init_plugin(void *self)
         goto out;
     }
     hc_arch = gpm_arch_info(arch);
+    daemon_any = no_inject;
     rc = gpm_panda_api_init(arch, on_manager_event, NULL);
     if (rc == 0)
-        rc = gpm_daemon_channel(gpm_panda_api_manager(), &daemon_chan);
+        rc = make_daemon_channel();
     if (rc != 0) {
         fprintf(stderr, "guest_plugin_manager: %s\n", gpm_strerror(rc));
         gpm_panda_api_fini();
@@ -247,6 +308,14 @@ bool init_plugin(void *self)
         gpm_panda_api_fini();
         goto out;
     }
+    if (!no_inject)
+        PPP_REG_CB("linjector", after_guest_inject, on_injected);
+    /* linjector loads osi; with no_inject it may be loaded by the user. */
+    have_osi = panda_get_plugin_by_name("osi") != NULL && init_osi_api();
+    if (!have_osi)
+        fprintf(stderr, "guest_plugin_manager: no osi plugin: channels are "
+                        "not restricted to the guest process they belong "
+                        "to\n");
     pcb.guest_hypercall = on_hypercall;
     panda_register_callback(self, PANDA_CB_GUEST_HYPERCALL, pcb);
     pcb.monitor = on_monitor;
@@ -263,8 +332,21 @@ out:
 
 void uninit_plugin(void *self)
 {
+    void *lj = panda_get_plugin_by_name("linjector");
+
     (void)self;
+    /* linjector may outlive us: take our PPP callback back. */
+    if (lj != NULL) {
+        bool (*remove_cb)(after_guest_inject_t);
+        void *sym = dlsym(lj, "ppp_remove_cb_after_guest_inject");
+
+        /* POSIX: a dlsym() result converts to a function pointer. */
+        memcpy(&remove_cb, &sym, sizeof(sym));
+        if (remove_cb != NULL)
+            remove_cb(on_injected);
+    }
     /* PANDA drops this plugin's callbacks; free every channel. */
     gpm_panda_api_fini();
     gpm_inventory_clear_dirs();
+    have_osi = false;
 }

@@ -107,6 +107,8 @@ void uninit_plugin(void *self);
 
 PPP_PROT_REG_CB(before_guest_inject)
 PPP_CB_BOILERPLATE(before_guest_inject)
+PPP_PROT_REG_CB(after_guest_inject)
+PPP_CB_BOILERPLATE(after_guest_inject)
 
 /* Process names hijacked when proc_name= is not given. */
 #define DEFAULT_PROC_NAMES    "sh:bash:ash:dash:zsh"
@@ -265,7 +267,7 @@ static void maybe_retry(void)
     }
 }
 
-static void report_state(void)
+static void report_state(CPUState *cpu)
 {
     gpm_inj_state_t st = gpm_injector_state(lj.inj);
     int64_t tgid, child;
@@ -274,10 +276,11 @@ static void report_state(void)
         return;
     lj.reported = st;
     gpm_injector_target(lj.inj, &tgid, &child);
-    if (st == GPM_INJ_DONE)
+    if (st == GPM_INJ_DONE) {
         fprintf(stderr, "linjector: injected through pid %lld, child %lld\n",
                 (long long)tgid, (long long)child);
-    else if (st == GPM_INJ_FAILED)
+        PPP_RUN_CB(after_guest_inject, cpu, tgid, child);
+    } else if (st == GPM_INJ_FAILED)
         fprintf(stderr, "linjector: injection failed: %s\n",
                 gpm_injector_error(lj.inj) != NULL ? gpm_injector_error(lj.inj)
                                                    : "unknown error");
@@ -325,7 +328,7 @@ static void on_sys_enter(CPUState *cpu, target_ulong pc, target_ulong callno)
         lj.armed_cpu = cpu;
         lj.armed_rcx = pc;
     }
-    report_state();
+    report_state(cpu);
     maybe_retry();
 }
 
