@@ -92,6 +92,9 @@ static uint32_t reply_max(uint16_t type, uint32_t *min)
     case GPM_DFRAME_FAILED:
         *min = 8;
         return GPM__DREPLY_MAX;
+    case GPM_DFRAME_GONE:
+        *min = 4;
+        return 4 * GPM_DPROBE_MAX_PIDS;
     default:
         *min = 0;
         return 0;
@@ -104,6 +107,8 @@ static bool header_ok(const uint8_t *p)
     uint32_t min, max = reply_max(get16(p + 6), &min);
     uint32_t len = get32(p + 12);
 
+    if (get16(p + 6) == GPM_DFRAME_GONE && len % 4 != 0)
+        return false;
     return get32(p) == GPM_DFRAME_MAGIC && get16(p + 4) == GPM_DFRAME_VERSION &&
            len >= min && len <= max;
 }
@@ -129,7 +134,7 @@ static void finish_load(gpm_manager_t *m, uint32_t seq, int64_t owner,
  * Turns one complete, well-sized reply frame into an event; lock held.
  * Channels freed because a plugin exited go to @dead.
  */
-static void parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
+static bool parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
                         GSList **dead)
 {
     uint16_t type = get16(f + 6);
@@ -142,6 +147,13 @@ static void parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
     pe->ev.pid = -1;
     pe->ev.channel = m->daemon_id;
     switch (type) {
+    case GPM_DFRAME_GONE:
+        /* Processes a PROBE found gone: free what they held. No event. */
+        for (uint32_t i = 0; i < len; i += 4) {
+            d = gpm__process_gone_locked(m, get32(p + i), &count);
+            *dead = g_slist_concat(d, *dead);
+        }
+        return false;
     case GPM_DFRAME_HELLO:
         pe->ev.type = GPM_EVENT_DAEMON_READY;
         pe->ev.pid = get32(p);
@@ -174,6 +186,7 @@ static void parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
         finish_load(m, seq, GPM_OWNER_NONE, pe);
         break;
     }
+    return true;
 }
 
 static void protocol_error(gpm_manager_t *m, const char *what)
@@ -240,7 +253,8 @@ static size_t parse_some(gpm_manager_t *m, const uint8_t *buf, size_t len,
         pos += take;
         if (m->rx_len < need)
             break;
-        parse_reply(m, m->rx, &evs[(*n)++], dead);
+        if (parse_reply(m, m->rx, &evs[*n], dead))
+            (*n)++;
         m->rx_len = 0;
     }
     return pos;
@@ -419,6 +433,51 @@ int gpm_daemon_reset(gpm_manager_t *m, int64_t owner)
     rc = (int)failed->len;
     g_ptr_array_free(failed, TRUE);
     return rc;
+}
+
+/* At most one PROBE per this long. */
+#define PROBE_PERIOD_US (1000 * 1000)
+
+bool gpm__daemon_probe_locked(gpm_manager_t *m)
+{
+    uint8_t f[GPM_DFRAME_HDR_SIZE + 4 * GPM_DPROBE_MAX_PIDS];
+    gpm__channel_t *ch = gpm__channel_get(m, m->daemon_id);
+    int64_t now = g_get_monotonic_time();
+    GHashTableIter it;
+    int64_t *tgid;
+    uint32_t n = 0;
+
+    if (ch == NULL || g_hash_table_size(m->per_tgid) == 0 ||
+        (m->probe_last != 0 && now - m->probe_last < PROBE_PERIOD_US))
+        return false;
+    g_hash_table_iter_init(&it, m->per_tgid);
+    while (n < GPM_DPROBE_MAX_PIDS &&
+           g_hash_table_iter_next(&it, (gpointer *)&tgid, NULL))
+        put32(f + GPM_DFRAME_HDR_SIZE + 4 * n++, (uint32_t)*tgid);
+    gpm__dframe_put_hdr(f, GPM_DFRAME_PROBE, 0, 4 * n);
+    if (gpm__channel_push_locked(m, ch, f, GPM_DFRAME_HDR_SIZE + 4 * n) != 0)
+        return false;
+    m->probe_last = now;
+    return true;
+}
+
+int gpm_daemon_probe(gpm_manager_t *m)
+{
+    gpm_channel_id_t id;
+    bool queued;
+
+    if (m == NULL)
+        return GPM_EINVAL;
+    g_mutex_lock(&m->lock);
+    id = m->daemon_id;
+    queued = id != GPM_CHANNEL_NONE && gpm__daemon_probe_locked(m);
+    g_mutex_unlock(&m->lock);
+    if (id == GPM_CHANNEL_NONE)
+        return GPM_EBADF;
+    if (!queued)
+        return GPM_EAGAIN;
+    gpm__ring(m, id);
+    return 0;
 }
 
 /* Builds a LOAD frame for @name from the ELF at @path. */

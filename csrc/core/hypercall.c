@@ -253,7 +253,8 @@ static int64_t op_error(hc_ctx_t *c, const hc_args_t *a)
 static int64_t op_get_manager(hc_ctx_t *c)
 {
     gpm_event_t ev = {0};
-    gpm_channel_id_t id;
+    gpm_channel_id_t id, daemon = GPM_CHANNEL_NONE;
+    bool probed = false;
     int rc;
 
     g_mutex_lock(&c->m->lock);
@@ -268,9 +269,15 @@ static int64_t op_get_manager(hc_ctx_t *c)
                 ch->owner = c->tgid;
         } else {
             gpm__quota_give_locked(c->m, c->tgid);
+            /* The table is full: ask which makers have ended meanwhile. */
+            if (rc == GPM_ENOSPC)
+                probed = gpm__daemon_probe_locked(c->m);
+            daemon = c->m->daemon_id;
         }
     }
     g_mutex_unlock(&c->m->lock);
+    if (probed)
+        gpm__ring(c->m, daemon);
     if (rc != 0)
         return rc == GPM_ENOMEM ? GPM_HC_EBUSY : GPM_HC_ENOSPC;
     ev.type = GPM_EVENT_GUEST_CHANNEL;

@@ -12,7 +12,7 @@
 #define GPM__MSG_OVERHEAD 32u
 
 /* The longest reply payload the daemon sends (FAILED: 8 + 512 bytes). */
-#define GPM__DREPLY_MAX          1024u
+#define GPM__DREPLY_MAX          GPM_DFRAME_MAX_REPLY
 /* The daemon channel's receive bound: one header and the longest reply. */
 #define GPM__DRX_CAP             (16u + GPM__DREPLY_MAX)
 /* Anonymous channels one guest process may hold by default. */
@@ -80,6 +80,7 @@ struct gpm_manager {
     uint64_t proto_pending; /* protocol errors not reported yet */
     int64_t proto_last;     /* monotonic us of the last report, or 0 */
     char proto_first[96];   /* the first unreported error */
+    int64_t probe_last;     /* monotonic us of the last PROBE queued */
     /* Ownership (owner.c). */
     bool enforce;
     unsigned guest_quota; /* anonymous channels per process */
@@ -98,6 +99,13 @@ int64_t gpm__owner_check_locked(gpm_manager_t *m, gpm__channel_t *ch,
 
 /* Counts a new anonymous channel of @tgid, or refuses it; lock held. */
 int gpm__quota_take_locked(gpm_manager_t *m, int64_t tgid);
+
+/*
+ * Queues a PROBE for the processes holding anonymous channels, at most one
+ * a second; returns true if the caller must ring the daemon channel's
+ * doorbell after unlocking. Lock held.
+ */
+bool gpm__daemon_probe_locked(gpm_manager_t *m);
 
 /* Gives back what gpm__quota_take_locked() counted; lock held. */
 void gpm__quota_give_locked(gpm_manager_t *m, int64_t tgid);

@@ -892,6 +892,22 @@ static PyObject *py_manager_daemon_reset(py_manager *self, PyObject *args)
     return PyLong_FromLong(rc);
 }
 
+static PyObject *py_manager_daemon_probe(py_manager *self, PyObject *unused)
+{
+    PyThreadState *ts;
+    int rc;
+
+    (void)unused;
+    ts = PyEval_SaveThread();
+    rc = gpm_daemon_probe(self->mgr);
+    PyEval_RestoreThread(ts);
+    if (rc == GPM_EAGAIN)
+        Py_RETURN_FALSE;
+    if (rc < 0)
+        return gpm__py_raise(py_manager_module(self), rc, "daemon probe");
+    Py_RETURN_TRUE;
+}
+
 static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
 {
     PyThreadState *ts;
@@ -1262,6 +1278,10 @@ static PyMethodDef py_manager_methods[] = {
      "queued for it, fail its pending loads (PLUGIN_FAILED, stage LOST), "
      "and give the channel to owner (the injected daemon's tgid, or "
      "OWNER_PENDING). Returns the number of loads failed."},
+    {"daemon_probe", (PyCFunction)py_manager_daemon_probe, METH_NOARGS,
+     "daemon_probe() -> bool: ask the daemon which guest processes holding "
+     "anonymous channels have ended (their channels are then freed); False "
+     "if one was asked less than a second ago or nobody holds any."},
     {"stats", (PyCFunction)py_manager_stats, METH_NOARGS,
      "stats() -> dict: the core's counters and callback_errors."},
     {"dispatch", (PyCFunction)(void (*)(void))py_manager_dispatch,

@@ -6,6 +6,7 @@
  * then serves the frames of gpm/daemon_proto.h:
  *   LOAD  -> runs the ELF (see loader.c), answers STARTED or FAILED;
  *   PING  -> answers HELLO;
+ *   PROBE -> answers GONE with the listed pids that no longer exist;
  *   other -> FAILED, stage PROTOCOL.
  * Whenever a plugin it started ends, it sends EXITED, echoing the seq of
  * the LOAD that started it. Malformed input is answered with FAILED (stage
@@ -93,7 +94,7 @@ static void on_sigchld(int sig)
 static void send_frame(uint16_t type, uint32_t seq, const void *const *parts,
                        const size_t *lens, size_t nparts)
 {
-    uint8_t buf[GPM_DFRAME_HDR_SIZE + 16 + GPM_DLOAD_NAME_MAX + 512];
+    uint8_t buf[GPM_DFRAME_HDR_SIZE + GPM_DFRAME_MAX_REPLY];
     size_t n;
     ssize_t w;
 
@@ -226,6 +227,30 @@ static void handle_load(const struct gpm_dframe *f)
     send_started(f->hdr.seq, pid, ld.name);
 }
 
+/* PROBE: answer GONE with the pids that no longer exist. */
+static void handle_probe(const struct gpm_dframe *f)
+{
+    uint8_t gone[4 * GPM_DPROBE_MAX_PIDS];
+    const void *parts[1] = {gone};
+    size_t lens[1] = {0};
+    uint32_t i, n = f->hdr.len / 4;
+
+    if (n > GPM_DPROBE_MAX_PIDS)
+        n = GPM_DPROBE_MAX_PIDS;
+    for (i = 0; i < n; i++) {
+        uint32_t pid = gpm_get_le32(f->payload + 4 * i);
+
+        if (pid == 0 || pid > INT32_MAX)
+            continue;
+        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH) {
+            gpm_put_le32(gone + lens[0], pid);
+            lens[0] += 4;
+        }
+    }
+    dlog("PROBE of %u pids: %zu gone", n, lens[0] / 4);
+    send_frame(GPM_DFRAME_GONE, f->hdr.seq, parts, lens, 1);
+}
+
 static void handle_frame(const struct gpm_dframe *f)
 {
     char msg[64];
@@ -236,6 +261,9 @@ static void handle_frame(const struct gpm_dframe *f)
         break;
     case GPM_DFRAME_PING:
         send_hello(f->hdr.seq);
+        break;
+    case GPM_DFRAME_PROBE:
+        handle_probe(f);
         break;
     default:
         snprintf(msg, sizeof(msg), "unexpected frame type %u", f->hdr.type);

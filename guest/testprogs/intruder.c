@@ -13,7 +13,8 @@
  *   intruder stuck          one valid FAILED header promising 1024 bytes,
  *                           and only 8 of them
  *   intruder snoop NAME     GET_CHANNEL, START, READ, WRITE, STOP on NAME
- *   intruder hoard          GET_MANAGER until refused; STOP one, get one
+ *   intruder hoard          GET_MANAGER until refused (a full table is
+ *                           retried for 5 s first); STOP one, get one
  *   intruder                (as a plugin) hoard, then write the count as
  *                           a u32 on the channel "intruder" and exit
  */
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "gpm/daemon_proto.h"
 #include "gpm/descriptor.h"
@@ -177,8 +179,18 @@ static unsigned hoard(void)
     uint64_t r, first = 0;
     unsigned count = 0;
 
-    for (;;) {
+    for (unsigned full = 0;;) {
         r = gpm_hc(GPM_HC_OP_GET_MANAGER, 0, 0, 0);
+        /*
+         * A full table makes the host ask its daemon which holders have
+         * ended; their channels come back soon after: retry for a while.
+         */
+        if (count == 0 && gpm_hc_err(r) == GPM_HC_ENOSPC && ++full < 100) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+            continue;
+        }
         if (gpm_hc_err(r) != 0 || r == 0 || count >= 100000)
             break;
         if (!first)

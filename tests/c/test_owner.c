@@ -356,6 +356,53 @@ static void test_guest_channels(void **state)
     assert_int_equal(gpm_manager_set_guest_quota(f->m, 100000), GPM_EINVAL);
 }
 
+/* D8 for processes that are not plugins: a full table asks the daemon. */
+static void test_probe_frees_ended_processes(void **state)
+{
+    fix_t *f = *state;
+    uint8_t out[2048], pl[8];
+    size_t got, n;
+    guint evs;
+    int64_t r;
+
+    assert_int_equal(gpm_daemon_probe(f->m), GPM_EAGAIN); /* nobody */
+    assert_int_equal(gpm_daemon_reset(f->m, DAEMON), 0);
+    for (int64_t t = 1000; t < 1008; t++)
+        for (unsigned i = 0; i < GPM__DEFAULT_GUEST_QUOTA; i++)
+            assert_true(fake_hc_as(f->m, f->cpu, t, GPM_HC_OP_GET_MANAGER, 0, 0,
+                                   0, NULL) > 0);
+    /* The table (256) is full: refused, and a PROBE goes to the daemon. */
+    assert_int_equal(
+        fake_hc_as(f->m, f->cpu, 2000, GPM_HC_OP_GET_MANAGER, 0, 0, 0, NULL),
+        GPM_HC_ENOSPC);
+    assert_int_equal(gpm_channel_read(f->m, f->daemon, out, sizeof(out), &got),
+                     0);
+    assert_int_equal(got, 16 + 8 * 4);
+    assert_int_equal(out[6], GPM_DFRAME_PROBE);
+    /* Rate-limited: a second refusal queues no second PROBE. */
+    assert_int_equal(
+        fake_hc_as(f->m, f->cpu, 2000, GPM_HC_OP_GET_MANAGER, 0, 0, 0, NULL),
+        GPM_HC_ENOSPC);
+    assert_int_equal(gpm_channel_pending(f->m, f->daemon, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(gpm_daemon_probe(f->m), GPM_EAGAIN);
+    /* GONE from another process changes nothing; from the daemon it frees. */
+    le32(pl, 1003);
+    le32(pl + 4, 1005);
+    n = put_frame(f->cpu->mem, GPM_DFRAME_GONE, 0, pl, 8);
+    evs = f->events->len;
+    assert_int_equal(guest_write(f, SNOOPER, f->daemon, n), GPM_HC_EACCES);
+    assert_int_equal(guest_write(f, DAEMON, f->daemon, n), (int64_t)n);
+    assert_int_equal(f->events->len, evs);
+    r = fake_hc_as(f->m, f->cpu, 2000, GPM_HC_OP_GET_MANAGER, 0, 0, 0, NULL);
+    assert_true(r > 0);
+    assert_int_equal(g_hash_table_size(f->m->per_tgid), 7);
+    /* A GONE whose length is no multiple of 4 is a protocol error. */
+    n = put_frame(f->cpu->mem, GPM_DFRAME_GONE, 0, pl, 6);
+    assert_int_equal(guest_write(f, DAEMON, f->daemon, n), (int64_t)n);
+    assert_int_equal(count_events(f, GPM_EVENT_PROTOCOL_ERROR), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +413,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ownership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_daemon_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_channels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_frees_ended_processes, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests_name("owner", tests, NULL, NULL);

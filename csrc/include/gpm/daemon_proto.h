@@ -13,6 +13,9 @@
  *             argument strings, then elf_len bytes of the static ELF.
  *             @seq is chosen by the host and echoed in the replies.
  *   PING      empty payload; the daemon answers HELLO.
+ *   PROBE     payload: up to GPM_DPROBE_MAX_PIDS u32 pids; the daemon
+ *             answers GONE with those that no longer exist. The host uses
+ *             it to free what guest processes that ended still held.
  * Frames, guest -> host:
  *   HELLO     payload: u32 daemon pid, u32 protocol version. Sent once when
  *             the daemon has opened its channel, and in reply to PING.
@@ -21,6 +24,9 @@
  *             then the name.
  *   FAILED    payload: i32 errno (positive), u32 stage (GPM_DSTAGE_*),
  *             then a UTF-8 message (no NUL).
+ *   GONE      payload: u32 pids of a PROBE that no longer exist.
+ * No reply payload is longer than GPM_DFRAME_MAX_REPLY; the host drops a
+ * longer one unread.
  */
 #ifndef GPM_DAEMON_PROTO_H
 #define GPM_DAEMON_PROTO_H
@@ -36,14 +42,20 @@
 /* Largest payload either side sends or accepts (an ELF plus its name). */
 #define GPM_DFRAME_MAX_PAYLOAD (64u << 20)
 #define GPM_DFRAME_MAX_ARGS    64u
+/* Longest payload of a guest -> host frame. */
+#define GPM_DFRAME_MAX_REPLY   1024u
+/* Most pids one PROBE asks about (so that GONE fits a reply). */
+#define GPM_DPROBE_MAX_PIDS    255u
 
 enum gpm_dframe_type {
     GPM_DFRAME_LOAD = 1,
     GPM_DFRAME_PING = 2,
+    GPM_DFRAME_PROBE = 3,
     GPM_DFRAME_HELLO = 16,
     GPM_DFRAME_STARTED = 17,
     GPM_DFRAME_EXITED = 18,
     GPM_DFRAME_FAILED = 19,
+    GPM_DFRAME_GONE = 20,
 };
 
 /* Where a LOAD failed in the guest, reported in FAILED frames. */

@@ -377,8 +377,9 @@ void gpm_manager_set_ownership(gpm_manager_t *m, bool enforce);
  * may hold at a time (GET_MANAGER beyond it gets GPM_HC_ENOSPC).
  * @per_process: 0 for the default, 32; at most max_guest_channels.
  *
- * A guest-made channel is freed when its owner STOPs it or, for a plugin,
- * when the daemon reports the plugin EXITED (or gpm_process_gone()).
+ * A guest-made channel is freed when its owner STOPs it, when the daemon
+ * reports the plugin that made it EXITED, or when a PROBE finds its maker
+ * gone (gpm_daemon_probe(); sent by itself when the table is full).
  * Returns 0 or GPM_EINVAL. Any thread.
  */
 int gpm_manager_set_guest_quota(gpm_manager_t *m, unsigned per_process);
@@ -393,6 +394,17 @@ int gpm_manager_set_guest_quota(gpm_manager_t *m, unsigned per_process);
  * concerned. Any thread; release callbacks run on it.
  */
 unsigned gpm_process_gone(gpm_manager_t *m, int64_t tgid);
+
+/**
+ * gpm_daemon_probe() - ask the daemon which guest processes that hold
+ * anonymous channels have ended (a PROBE frame); its GONE reply frees
+ * their channels as gpm_process_gone() does. The core also sends one by
+ * itself when a GET_MANAGER finds the channel table full. At most one a
+ * second: returns 0 if one was queued, GPM_EAGAIN if one was sent less
+ * than a second ago or nobody holds such channels, GPM_EBADF without a
+ * daemon channel. Any thread.
+ */
+int gpm_daemon_probe(gpm_manager_t *m);
 
 /**
  * gpm_daemon_reset() - forget the current guest daemon.
