@@ -1,6 +1,8 @@
 """End-to-end tests of the C PANDA plugins under a real PANDA build, on a
 ``panda-system-x86_64`` command line booting pandagpm's generic x86_64
-image (issue 10, acceptance items a, c, e, f and g).
+image (issue 10, acceptance items a, c, e, f and g; channel ownership of
+issue 11 under PANDA; linjector's retries with ``proc_name=*``; the
+one-line failures without ``-os`` or with a wrong kernelinfo group).
 
 One PANDA process serves the module, started as a user would::
 
@@ -28,7 +30,8 @@ Skips, saying why, when PANDA is not provisioned (``PANDA_PATH`` or the
 ``PANDAGPM_REQUIRE_PANDA=1`` (``make test-panda``) that is a failure
 instead. Select with ``-m panda_real``. Every wait polls for its
 condition with a generous bound: PANDA runs the guest under TCG only.
-Run time: about 2 minutes on 2 cores.
+Run time: about 2 minutes on 2 cores (three PANDA boots, two PANDA
+starts that stop at plugin loading).
 """
 
 import base64
@@ -515,6 +518,27 @@ def test_hostile_guest(guest):
     assert host["flood_sent"] == "0"
     # The host survived it, and so did the guest.
     assert guest.alive()
+    assert guest.sh("echo ok") == "ok"
+
+
+# --------------------------------------------------------------------------
+# Channel ownership under PANDA: OSI names each hypercall's caller
+# --------------------------------------------------------------------------
+
+def test_intruder_cannot_use_the_daemon_channel(guest):
+    """A guest process that is not the injected daemon gets EACCES on the
+    daemon's channel (guest/testprogs/intruder.c), as on stock QEMU."""
+    out = guest.monitor.cmd('plugin_cmd "gpm channels"')
+    m = re.search(r"^\s*(\d+)\s+daemon\s+guest_daemon", out, re.M)
+    assert m, out
+    guest.copy_in(GUEST_BUILD / "testprogs" / "intruder", "/tmp/intruder")
+    res = parse_results(guest.sh(f"CHAN_ID={m.group(1)} /tmp/intruder "
+                                 "flood 1", timeout=LONG))
+    assert res.get("done") == "flood", res
+    assert int(res["flood_last"]) == -13, res  # GPM_HC_EACCES
+    assert res["flood_taken"] == "0", res
+    stats = guest.monitor.cmd('plugin_cmd "gpm stats"')
+    assert "hypercalls" in stats, stats
     assert guest.sh("echo ok") == "ok"
 
 
