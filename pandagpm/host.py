@@ -49,6 +49,8 @@ WAIT_SLICE = 0.05
 DEFAULT_START_TIMEOUT = 30.0
 # How often the emulator watcher checks that QEMU still runs.
 WATCH_PERIOD = 0.2
+# Lines of one kind of guest event logged per second at most.
+LOG_BURST = 5
 # A PING frame (gpm/daemon_proto.h): magic, version 1, type 2, seq, len 0.
 _PING = struct.pack("<IHHII", 0x444D5047, 1, 2, 0, 0)
 # GPM_DSTAGE_LOST: the host failed a load because its daemon was lost.
@@ -134,6 +136,7 @@ class Panda:
         self.last_injection = None
         self.emulator_lost = threading.Event()
         self._last_word = 0.0  # monotonic time of the daemon's last frame
+        self._log_window = {}  # kind -> (window start, shown, hidden)
 
     def __repr__(self):
         state = "running" if self.machine is not None else "stopped"
@@ -227,7 +230,24 @@ class Panda:
                 waiter[1] = ev
                 waiter[0].set()
         if ev.type in ("PLUGIN_FAILED", "PROTOCOL_ERROR", "GUEST_ERROR"):
-            self._log(f"{ev.type}: {ev.name or ''} {ev.text or ''}".strip())
+            self._log_limited(
+                ev.type, f"{ev.type}: {ev.name or ''} {ev.text or ''}".strip())
+
+    def _log_limited(self, kind, msg):
+        """Logs at most LOG_BURST lines of one kind a second: any guest
+        process can make GUEST_ERROR events as fast as it likes."""
+        now = time.monotonic()
+        start, shown, hidden = self._log_window.get(kind, (now, 0, 0))
+        if now - start >= 1.0:
+            if hidden:
+                self._log(f"({hidden} more {kind} events not shown)")
+            start, shown, hidden = now, 0, 0
+        if shown < LOG_BURST:
+            shown += 1
+            self._log(msg)
+        else:
+            hidden += 1
+        self._log_window[kind] = (start, shown, hidden)
 
     @property
     def manager(self):

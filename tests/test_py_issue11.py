@@ -224,3 +224,21 @@ def test_protocol_errors_are_counted_and_reported_once():
     assert mgr.stats()["protocol_errors"] >= 4 * 4096
     assert len(events) == 1
     assert hello(daemon, mgr.daemon_channel(), DAEMON) > 0
+
+
+def test_guest_event_logging_is_rate_limited(capsys, monkeypatch):
+    from pandagpm import host
+
+    panda = host.Panda.__new__(host.Panda)
+    panda.verbose = True
+    panda._log_window = {}
+    now = [100.0]
+    monkeypatch.setattr(host.time, "monotonic", lambda: now[0])
+    for i in range(1000):
+        panda._log_limited("GUEST_ERROR", f"GUEST_ERROR: spam {i}")
+    now[0] += 1.5
+    panda._log_limited("GUEST_ERROR", "GUEST_ERROR: later")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == host.LOG_BURST + 2
+    assert f"({1000 - host.LOG_BURST} more GUEST_ERROR events" in lines[-2]
+    assert lines[-1].endswith("GUEST_ERROR: later")
