@@ -111,9 +111,14 @@ class build_py_with_guest(build_py):
         cc = guest_compiler(arch)
         if shutil.which(cc):
             self.announce(f"building the {arch} guest binaries with {cc}", 2)
-            r = subprocess.run(["make", "-C", GUEST, f"GUEST_ARCH={arch}"],
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+            try:
+                r = subprocess.run(["make", "-C", GUEST, f"GUEST_ARCH={arch}"],
+                                   stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+            except OSError as err:
+                raise SystemExit("pandagpm: building the guest binaries "
+                                 "needs make (Debian: apt-get install make): "
+                                 f"{err}") from err
             if r.returncode != 0:
                 raise SystemExit(f"pandagpm: building the {arch} guest "
                                  f"binaries failed:\n{r.stdout}")
