@@ -410,7 +410,12 @@ def read_btf(path: str | Path) -> tuple[_btf.BTF, str | None, str | None]:
     ``path`` may be a compressed kernel (bzImage/vmlinuz), an ELF vmlinux,
     or a raw BTF blob (``/sys/kernel/btf/vmlinux``, which has no banner).
     """
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise KernelInfoError(f"cannot read {path}: {err}") from err
+    if len(data) < 64:
+        raise KernelInfoError(f"{path} is too short to be a kernel")
     if data[:4] == b"\x7fELF":
         vmlinux = data
     elif struct.unpack_from("<H", data, 0)[0] == _btf.BTF_MAGIC or \
