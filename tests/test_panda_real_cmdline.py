@@ -1,7 +1,8 @@
 """End-to-end tests of the C PANDA plugins under a real PANDA build, on a
 ``panda-system-x86_64`` command line booting pandagpm's generic x86_64
 image (issue 10, acceptance items a, c, e, f and g; channel ownership of
-issue 11 under PANDA; linjector's retries with ``proc_name=*``; the
+issue 11 under PANDA; savevm/loadvm; linjector's retries with
+``proc_name=*``; the
 one-line failures without ``-os`` or with a wrong kernelinfo group).
 
 One PANDA process serves the module, started as a user would::
@@ -264,6 +265,11 @@ class Guest:
         self.sh(f"chmod 755 {q}")
 
 
+def _run_ok(argv, what):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode == 0, f"{what} failed:\n{r.stdout}\n{r.stderr}"
+
+
 def _make(args, what):
     r = subprocess.run(["make", "--no-print-directory", "-s", *args],
                        capture_output=True, text=True)
@@ -378,7 +384,12 @@ def booted(built, run, extra_panda):
 @pytest.fixture(scope="module")
 def guest(built, tmp_path_factory):
     run = tmp_path_factory.mktemp("panda_run")
+    # A qcow2 drive to hold the snapshot of test_snapshot_load.
+    disk = run / "snap.qcow2"
+    _run_ok([str(built["tree"] / "build" / "qemu-img"), "create", "-q",
+             "-f", "qcow2", str(disk), "64M"], "qemu-img create")
     with booted(built, run, [
+        "-drive", f"if=none,id=snap,format=qcow2,file={disk}",
         "-panda", f"guest_plugin_manager:plugin_dir={GUEST_BUILD}",
         "-panda", (f"gpm_test_host:out={run / 'results.txt'},hostile=true,"
                    f"number={HELLO_NUMBER},flood={FLOOD_MSGS},"
@@ -540,6 +551,34 @@ def test_intruder_cannot_use_the_daemon_channel(guest):
     stats = guest.monitor.cmd('plugin_cmd "gpm stats"')
     assert "hypercalls" in stats, stats
     assert guest.sh("echo ok") == "ok"
+
+
+# --------------------------------------------------------------------------
+# A snapshot load: both plugins start over, a new daemon serves
+# --------------------------------------------------------------------------
+
+def test_snapshot_load(guest):
+    """savevm/loadvm through the monitor: guest_plugin_manager closes the
+    old state's channels, linjector injects a new daemon, and the host
+    plugin's on_guest_agent_load PPP callback loads etc_count again."""
+    assert guest.results().get("agent_load") == "1"
+    assert guest.monitor.cmd("savevm s1", timeout=LONG).strip() == ""
+    assert guest.monitor.cmd("loadvm s1", timeout=LONG).strip() == ""
+    wait_for(lambda: "snapshot loaded; channels" in guest.log(), SHORT,
+             "guest_plugin_manager to start over")
+
+    def second_daemon():
+        if guest.log().count("guest daemon ready") >= 2:
+            return True
+        guest.sh("true")
+        return False
+    wait_for(second_daemon, LONG, "a new guest daemon")
+    assert guest.wait_result("agent_load") == "2"
+    count = int(guest.wait_result("etc_count_again"))
+    assert count == int(guest.sh("ls -A /etc | wc -l"))
+    assert guest.log().count("linjector: injected through pid") == 2
+    # The daemon restored with the snapshot was replaced, not joined.
+    assert guest.sh("ps | grep -c '[g]uest_daemon'") == "1"
 
 
 # --------------------------------------------------------------------------

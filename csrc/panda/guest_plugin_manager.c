@@ -229,8 +229,12 @@ static bool start_linjector(gpm_arch_t arch, const char *daemon,
     arg = g_strdup_printf("guest_binary=%s", daemon);
     panda_add_arg("linjector", arg);
     g_free(arg);
-    /* linjector detaches the daemon itself: no fork in the daemon. */
-    panda_add_arg("linjector", "args=-n");
+    /*
+     * linjector detaches the daemon itself: no fork in the daemon (-n);
+     * a daemon left over from before a snapshot load or a re-injection is
+     * killed by the new one (-r), as on the other hosts.
+     */
+    panda_add_arg("linjector", "args=-n -r");
     if (proc_name != NULL) {
         arg = g_strdup_printf("proc_name=%s", proc_name);
         panda_add_arg("linjector", arg);

@@ -20,10 +20,16 @@
  *                  queue its two probes, check its attack-phase messages,
  *                  answer with flood=N of size=S and check the flood.
  *
- * Results: api_same, etc_count, hello_1..3, lookup_*, anon_*, and with
- * hostile hostile_pre, hostile_big_ok, hostile_zero_ok, flood_*.
+ * It also registers guest_plugin_manager's PPP callback on_guest_agent_load:
+ * from the second daemon on (after a snapshot load) it loads etc_count
+ * again.
+ *
+ * Results: api_same, etc_count, hello_1..3, lookup_*, anon_*, agent_load,
+ * etc_count_again, and with hostile hostile_pre, hostile_big_ok,
+ * hostile_zero_ok, flood_*.
  */
 #include "panda/plugin.h"
+#include "panda/plugin_plugin.h"
 
 #include <dlfcn.h>
 #include <stdarg.h>
@@ -94,6 +100,32 @@ static void on_hello(ChannelId id, const uint8_t *msg, size_t len)
         api.channel_write(id, le, sizeof(le));
         result("hello_sent=%u error=%d", hello_number, api.last_error());
     }
+}
+
+static void on_etc_again(ChannelId id, const uint8_t *msg, size_t len)
+{
+    (void)id;
+    if (len == 4)
+        result("etc_count_again=%u", (unsigned)msg[0] | (unsigned)msg[1] << 8 |
+                                         (unsigned)msg[2] << 16 |
+                                         (unsigned)msg[3] << 24);
+}
+
+/*
+ * guest_plugin_manager's PPP callback: a daemon said hello. The first
+ * one serves what init_plugin() queued; every later one (after a
+ * snapshot load) gets etc_count again.
+ */
+static void on_agent_load(CPUState *cpu)
+{
+    static unsigned hellos;
+    GuestPlugin again = {"etc_count", NULL, on_etc_again};
+
+    (void)cpu;
+    hellos++;
+    result("agent_load=%u", hellos);
+    if (hellos >= 2)
+        result("etc_count_again_chan=%u", add_guest_plugin(again));
 }
 
 static void on_anon(ChannelId id, const uint8_t *msg, size_t len)
@@ -232,12 +264,17 @@ bool init_plugin(void *self)
     result("anon_write=%d", guest_plugin_manager_last_error());
     if (hostile)
         hostile_setup();
+    PPP_REG_CB("guest_plugin_manager", on_guest_agent_load, on_agent_load);
     return true;
 }
 
 void uninit_plugin(void *self)
 {
     (void)self;
+    /* Not PPP_REMOVE_CB(): it asserts if the manager is already gone. */
+    if (panda_get_plugin_by_name("guest_plugin_manager") != NULL)
+        PPP_REMOVE_CB("guest_plugin_manager", on_guest_agent_load,
+                      on_agent_load);
     result("uninit=1");
     if (out != NULL)
         fclose(out);
