@@ -2,8 +2,8 @@
 ``panda-system-x86_64`` command line booting pandagpm's generic x86_64
 image (issue 10, acceptance items a, c, e, f and g; channel ownership of
 issue 11 under PANDA; savevm/loadvm; linjector's retries with
-``proc_name=*``; the
-one-line failures without ``-os`` or with a wrong kernelinfo group).
+``proc_name=*``; the one-line failures without ``-os`` or with a wrong
+kernelinfo group).
 
 One PANDA process serves the module, started as a user would::
 
