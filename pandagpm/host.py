@@ -45,6 +45,9 @@ PING_TIMEOUT = 5.0
 PING_PERIOD = 1.0
 # Waits are cut into slices this long, to notice a lost emulator quickly.
 WAIT_SLICE = 0.05
+# Guest time: a PING wait is extended by the time the guest is seen
+# stopped (a callback that takes long), by this much at most.
+STOPPED_GRACE = 60.0
 # How long load_guest_plugin waits for the daemon's STARTED or FAILED.
 DEFAULT_START_TIMEOUT = 30.0
 # How often the emulator watcher checks that QEMU still runs.
@@ -326,18 +329,37 @@ class Panda:
             raise _qemu.QemuGone(
                 "QEMU exited; revert_sync() starts a new one")
 
+    def _guest_stopped(self):
+        """Whether the guest is stopped now (e.g. a long callback runs)."""
+        gdb = self.gdb
+        try:
+            st = gdb.stats() if gdb is not None else None
+        except _gpm.Error:
+            return False
+        return bool(st and st.get("connected") and not st.get("running"))
+
     def _wait(self, event, timeout):
-        """Waits for ``event`` up to ``timeout`` s; False on timeout.
+        """Waits for ``event`` up to ``timeout`` s of guest time; False on
+        timeout. Time the guest spends stopped (a long callback) does not
+        count, up to STOPPED_GRACE s, so a daemon is not taken for dead
+        because the host held the CPU.
 
         Raises EmulatorConnectionLost as soon as QEMU is gone.
         """
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        grace = STOPPED_GRACE
         while not event.is_set():
             self._check_emulator()
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
+            t = time.monotonic()
             event.wait(min(left, WAIT_SLICE))
+            if grace > 0 and self._guest_stopped():
+                spent = time.monotonic() - t
+                deadline += spent
+                grace -= spent
         return True
 
     def revert_sync(self, snapshot="root"):
@@ -514,9 +536,16 @@ class Panda:
         t0 = progress = time.monotonic()
         pending = mgr.pending(daemon)
         ping_at = None
+        grace = STOPPED_GRACE
         while not waiter[0].wait(WAIT_SLICE):
             self._check_emulator()
             now = time.monotonic()
+            if grace > 0 and self._guest_stopped():
+                # The host holds the CPU: the daemon cannot answer.
+                grace -= WAIT_SLICE
+                progress += WAIT_SLICE
+                if ping_at is not None:
+                    ping_at += WAIT_SLICE
             if now - t0 > start_timeout:
                 raise Timeout(f"the guest daemon did not start {name!r} "
                               f"within {start_timeout:g} s")

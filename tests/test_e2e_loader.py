@@ -203,6 +203,31 @@ def test_d3_a_stopped_daemon_is_replaced_not_joined(guest, progs):
     assert daemons(guest) == 1
 
 
+@pytest.mark.fault
+def test_d3_a_slow_callback_does_not_replace_the_daemon(guest, progs):
+    """D3. A channel callback that holds the CPU longer than the PING
+    timeout: the guest cannot answer meanwhile, so that time does not
+    count; the load waiting on the daemon succeeds without a new one."""
+    from pandagpm.host import PING_TIMEOUT
+
+    panda = guest.panda
+    pid = panda.ensure_daemon()
+    injection = panda.last_injection
+    slow = threading.Event()
+
+    def on_hello(cid, data):
+        if not slow.is_set():
+            slow.set()
+            time.sleep(PING_TIMEOUT + 3)
+
+    panda.load_guest_plugin("hello", on_hello)
+    assert slow.wait(LONG)
+    assert count_etc(panda) > 0
+    assert panda.ensure_daemon() == pid
+    assert panda.last_injection is injection
+    assert daemons(guest) == 1
+
+
 @pytest.mark.hostile
 def test_d4_forged_frames_have_no_effect(guest, progs):
     """D4. A non-daemon process forges HELLO, STARTED and EXITED frames

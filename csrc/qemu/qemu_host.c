@@ -686,6 +686,10 @@ static int handle_stop(gpm_qemu_host_t *h)
 
     h->running = false;
     h->stop_t0 = now_ns();
+    /* Seen by stats() at once: a long callback shows as a stopped guest. */
+    pthread_mutex_lock(&h->lock);
+    h->st.running = false;
+    pthread_mutex_unlock(&h->lock);
     regs_invalidate(h);
     err = reg_get(h, (unsigned)h->reg_rip, &pc);
     if (err < 0) {
