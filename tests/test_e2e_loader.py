@@ -342,6 +342,38 @@ def test_d6_qemu_gone_fails_every_call_fast(guest, progs, monkeypatch):
 
 
 @pytest.mark.fault
+def test_d6_qemu_gone_during_an_injection(guest, progs):
+    """D6. QEMU SIGKILLed while linjector waits for a process: the
+    injection ends with EmulatorConnectionLost within 1 s, not after its
+    timeout."""
+    panda = guest.panda
+    outcome = []
+
+    def inject():
+        try:
+            panda.ensure_daemon(timeout=300, proc_name="no-such-process",
+                                nudge=False)
+            outcome.append(("returned", time.monotonic()))
+        except Exception as err:  # recorded for the asserts below
+            outcome.append((err, time.monotonic()))
+
+    t = threading.Thread(target=inject, daemon=True)
+    t.start()
+    time.sleep(1)
+    assert not outcome, outcome
+    os.kill(panda.machine.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    t.join(SHORT)
+    err, when = outcome[0]
+    print(f"\nD6: the injection raised after {when - t0:.3f} s")
+    assert isinstance(err, EmulatorConnectionLost), err
+    assert when - t0 < FAIL_FAST
+    panda.revert_sync("root")
+    guest.session.run_dirs.add(panda.machine.run_dir)
+    assert count_etc(panda) > 0
+
+
+@pytest.mark.fault
 def test_d7_blocking_call_in_a_callback_raises_at_once(guest, progs):
     """D7. load_guest_plugin from a channel callback raises
     CalledFromCallback at once (the VM does not freeze);

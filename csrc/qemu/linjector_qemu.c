@@ -22,6 +22,9 @@ struct gpm_qemu_inject {
     int error; /* a host ops failure seen by the callback */
 };
 
+/* How often a wait checks that the host is still connected. */
+#define WAIT_SLICE_US (100 * 1000)
+
 static int read_u64(const gpm_host_ops_t *ops, void *cpu, uint64_t va,
                     uint64_t *out)
 {
@@ -206,10 +209,21 @@ int gpm_qemu_inject_wait(gpm_qemu_inject_t *qi, int timeout_ms)
         return GPM_EINVAL;
     g_mutex_lock(&qi->lock);
     while (!finished(qi->state) && qi->error == 0) {
-        if (timeout_ms < 0)
-            g_cond_wait(&qi->cond, &qi->lock);
-        else if (!g_cond_wait_until(&qi->cond, &qi->lock, deadline))
-            break;
+        /* In slices, to notice at once that QEMU went away meanwhile. */
+        gint64 until = g_get_monotonic_time() + WAIT_SLICE_US;
+        gpm_qemu_host_stats_t st;
+
+        if (timeout_ms >= 0 && until > deadline)
+            until = deadline;
+        if (!g_cond_wait_until(&qi->cond, &qi->lock, until)) {
+            if (timeout_ms >= 0 && g_get_monotonic_time() >= deadline)
+                break;
+            g_mutex_unlock(&qi->lock);
+            gpm_qemu_host_stats(qi->h, &st);
+            g_mutex_lock(&qi->lock);
+            if (!st.connected && qi->error == 0)
+                qi->error = GPM_ECONNRESET;
+        }
     }
     state = qi->state;
     err = qi->error;
