@@ -20,7 +20,7 @@
  * channel or event callback is reported through sys.unraisablehook and
  * counted in stats()["callback_errors"].
  */
-#include "python/pymod.h"
+#include "python/py_manager.h"
 
 #include <structmember.h>
 
@@ -54,24 +54,6 @@ static int py_opt_path_conv(PyObject *obj, void *out)
     return PyUnicode_FSConverter(obj, out);
 }
 
-/* The Python side of one channel; owned by the core channel. */
-typedef struct py_chan {
-    struct py_chan *prev; /* in the Manager's list, guarded by the GIL */
-    struct py_chan *next;
-    PyObject *py_callback;      /* strong, or NULL once cleared */
-    struct py_manager *manager; /* borrowed: outlives every channel */
-} py_chan;
-
-typedef struct py_manager {
-    PyObject ob_base; /* PyObject_HEAD, spelled out for clang-format */
-    gpm_manager_t *mgr;
-    PyObject *py_event_cb;  /* strong, or NULL */
-    PyObject *py_listeners; /* list of callables, strong; NULL until used */
-    PyObject *py_weakrefs;
-    py_chan chans; /* sentinel of the circular context list */
-    uint64_t callback_errors;
-} py_manager;
-
 /*
  * Whether this thread may take the GIL. Once the interpreter is finalizing,
  * PyGILState_Ensure() on another thread never returns (the thread hangs or
@@ -88,7 +70,7 @@ static bool py_can_enter(void)
 }
 
 /* Takes the pending exception, normalized, with its traceback attached. */
-static PyObject *py_exc_take(void)
+PyObject *gpm__py_exc_take(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -108,7 +90,7 @@ static PyObject *py_exc_take(void)
 }
 
 /* Makes @exc (a reference this steals; may be NULL) the pending one. */
-static void py_exc_give(PyObject *exc)
+void gpm__py_exc_give(PyObject *exc)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
@@ -120,18 +102,18 @@ static void py_exc_give(PyObject *exc)
 #endif
 }
 
-static PyObject *py_manager_module(py_manager *self)
+PyObject *gpm__py_manager_module(py_manager *self)
 {
     return PyType_GetModule(Py_TYPE(self));
 }
 
 /* Raises @err for channel @id, naming the channel in the message. */
-static PyObject *py_raise_chan(py_manager *self, int err, gpm_channel_id_t id)
+PyObject *gpm__py_raise_chan(py_manager *self, int err, gpm_channel_id_t id)
 {
     char detail[32];
 
     snprintf(detail, sizeof(detail), "channel %lu", (unsigned long)id);
-    return gpm__py_raise(py_manager_module(self), err, detail);
+    return gpm__py_raise(gpm__py_manager_module(self), err, detail);
 }
 
 /* Calls @py_cb(*@py_args), reporting an exception as unraisable. */
@@ -167,7 +149,7 @@ static void py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
         return;
     gil = PyGILState_Ensure();
     /* Keep an exception a caller on this thread may have pending. */
-    saved = py_exc_take();
+    saved = gpm__py_exc_take();
     py_cb = Py_XNewRef(ch->py_callback);
     if (py_cb != NULL) {
         py_args = Py_BuildValue("(ky#)", (unsigned long)id, (const char *)buf,
@@ -178,7 +160,7 @@ static void py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
         Py_XDECREF(py_args);
         Py_DECREF(py_cb);
     }
-    py_exc_give(saved);
+    gpm__py_exc_give(saved);
     PyGILState_Release(gil);
 }
 
@@ -199,11 +181,11 @@ static void py_chan_release_cb(void *opaque)
     if (!py_can_enter())
         return; /* At exit a small leak beats a hang. */
     gil = PyGILState_Ensure();
-    saved = py_exc_take();
+    saved = gpm__py_exc_take();
     py_chan_unlink(ch);
     Py_CLEAR(ch->py_callback);
     PyMem_RawFree(ch);
-    py_exc_give(saved);
+    gpm__py_exc_give(saved);
     PyGILState_Release(gil);
 }
 
@@ -259,7 +241,7 @@ static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
     if (!py_can_enter())
         return;
     gil = PyGILState_Ensure();
-    saved = py_exc_take();
+    saved = gpm__py_exc_take();
     py_cb = Py_XNewRef(self->py_event_cb);
     /* A copy: a listener may add or remove listeners. */
     py_list = self->py_listeners != NULL && PyList_GET_SIZE(self->py_listeners)
@@ -286,7 +268,7 @@ static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
     Py_XDECREF(py_cb);
     Py_XDECREF(py_list);
 out:
-    py_exc_give(saved);
+    gpm__py_exc_give(saved);
     PyGILState_Release(gil);
 }
 
@@ -295,7 +277,7 @@ out:
  * above 32 bits) becomes GPM_CHANNEL_NONE, which the core answers with
  * GPM_EBADF like any other unknown id.
  */
-static int py_chan_id_conv(PyObject *obj, void *out)
+int gpm__py_chan_id_conv(PyObject *obj, void *out)
 {
     gpm_channel_id_t *id = out;
     int overflow;
@@ -494,7 +476,7 @@ static PyObject *py_manager_allocate_channel(py_manager *self, PyObject *args,
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
-        return gpm__py_raise(py_manager_module(self), err, name);
+        return gpm__py_raise(gpm__py_manager_module(self), err, name);
     }
     return PyLong_FromUnsignedLong(id);
 }
@@ -508,7 +490,7 @@ static PyObject *py_manager_set_callback(py_manager *self, PyObject *args)
     py_chan *ch;
     int err;
 
-    if (!PyArg_ParseTuple(args, "O&O:set_callback", py_chan_id_conv, &id,
+    if (!PyArg_ParseTuple(args, "O&O:set_callback", gpm__py_chan_id_conv, &id,
                           &py_arg))
         return NULL;
     if (py_callback_arg(py_arg, &py_cb, "callback") < 0)
@@ -524,7 +506,7 @@ static PyObject *py_manager_set_callback(py_manager *self, PyObject *args)
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     }
     Py_RETURN_NONE;
 }
@@ -542,7 +524,7 @@ static PyObject *py_manager_lookup(py_manager *self, PyObject *args)
     err = gpm_channel_lookup(self->mgr, name, &id);
     PyEval_RestoreThread(ts);
     if (err < 0)
-        return gpm__py_raise(py_manager_module(self), err, name);
+        return gpm__py_raise(gpm__py_manager_module(self), err, name);
     return PyLong_FromUnsignedLong(id);
 }
 
@@ -553,7 +535,7 @@ static PyObject *py_manager_write(py_manager *self, PyObject *args)
     Py_buffer view;
     int err;
 
-    if (!PyArg_ParseTuple(args, "O&y*:write", py_chan_id_conv, &id, &view))
+    if (!PyArg_ParseTuple(args, "O&y*:write", gpm__py_chan_id_conv, &id, &view))
         return NULL;
     /* The export keeps the buffer's memory still while the GIL is off. */
     ts = PyEval_SaveThread();
@@ -561,7 +543,7 @@ static PyObject *py_manager_write(py_manager *self, PyObject *args)
     PyEval_RestoreThread(ts);
     PyBuffer_Release(&view);
     if (err < 0)
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     Py_RETURN_NONE;
 }
 
@@ -574,7 +556,7 @@ static PyObject *py_manager_read(py_manager *self, PyObject *args)
     size_t queued = 0, got = 0;
     int err;
 
-    if (!PyArg_ParseTuple(args, "O&n:read", py_chan_id_conv, &id, &n))
+    if (!PyArg_ParseTuple(args, "O&n:read", gpm__py_chan_id_conv, &id, &n))
         return NULL;
     if (n < 0) {
         PyErr_SetString(PyExc_ValueError, "read size must be >= 0");
@@ -585,7 +567,7 @@ static PyObject *py_manager_read(py_manager *self, PyObject *args)
     err = gpm_channel_pending(self->mgr, id, &queued, NULL);
     PyEval_RestoreThread(ts);
     if (err < 0)
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     if ((size_t)n > queued)
         n = (Py_ssize_t)queued;
     py_buf = PyBytes_FromStringAndSize(NULL, n);
@@ -597,7 +579,7 @@ static PyObject *py_manager_read(py_manager *self, PyObject *args)
     PyEval_RestoreThread(ts);
     if (err < 0) {
         Py_DECREF(py_buf);
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     }
     if ((Py_ssize_t)got != n && _PyBytes_Resize(&py_buf, (Py_ssize_t)got) < 0)
         return NULL;
@@ -611,13 +593,13 @@ static PyObject *py_manager_pending(py_manager *self, PyObject *args)
     size_t bytes = 0, msgs = 0;
     int err;
 
-    if (!PyArg_ParseTuple(args, "O&:pending", py_chan_id_conv, &id))
+    if (!PyArg_ParseTuple(args, "O&:pending", gpm__py_chan_id_conv, &id))
         return NULL;
     ts = PyEval_SaveThread();
     err = gpm_channel_pending(self->mgr, id, &bytes, &msgs);
     PyEval_RestoreThread(ts);
     if (err < 0)
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     return Py_BuildValue("(nn)", (Py_ssize_t)bytes, (Py_ssize_t)msgs);
 }
 
@@ -627,13 +609,13 @@ static PyObject *py_manager_started(py_manager *self, PyObject *args)
     gpm_channel_id_t id;
     int rc;
 
-    if (!PyArg_ParseTuple(args, "O&:started", py_chan_id_conv, &id))
+    if (!PyArg_ParseTuple(args, "O&:started", gpm__py_chan_id_conv, &id))
         return NULL;
     ts = PyEval_SaveThread();
     rc = gpm_channel_started(self->mgr, id);
     PyEval_RestoreThread(ts);
     if (rc < 0)
-        return py_raise_chan(self, rc, id);
+        return gpm__py_raise_chan(self, rc, id);
     return PyBool_FromLong(rc);
 }
 
@@ -643,14 +625,14 @@ static PyObject *py_manager_set_paused(py_manager *self, PyObject *args)
     gpm_channel_id_t id;
     int paused, rc;
 
-    if (!PyArg_ParseTuple(args, "O&p:set_paused", py_chan_id_conv, &id,
+    if (!PyArg_ParseTuple(args, "O&p:set_paused", gpm__py_chan_id_conv, &id,
                           &paused))
         return NULL;
     ts = PyEval_SaveThread();
     rc = gpm_channel_set_paused(self->mgr, id, paused != 0);
     PyEval_RestoreThread(ts);
     if (rc < 0)
-        return py_raise_chan(self, rc, id);
+        return gpm__py_raise_chan(self, rc, id);
     Py_RETURN_NONE;
 }
 
@@ -665,7 +647,7 @@ static PyObject *py_manager_daemon_channel(py_manager *self,
     rc = gpm_daemon_channel(self->mgr, &id);
     PyEval_RestoreThread(ts);
     if (rc != 0)
-        return gpm__py_raise(py_manager_module(self), rc,
+        return gpm__py_raise(gpm__py_manager_module(self), rc,
                              "the guest_daemon channel");
     return PyLong_FromUnsignedLong(id);
 }
@@ -676,14 +658,14 @@ static PyObject *py_manager_close(py_manager *self, PyObject *args)
     gpm_channel_id_t id;
     int err;
 
-    if (!PyArg_ParseTuple(args, "O&:close", py_chan_id_conv, &id))
+    if (!PyArg_ParseTuple(args, "O&:close", gpm__py_chan_id_conv, &id))
         return NULL;
     /* The release callback takes the GIL back on this thread. */
     ts = PyEval_SaveThread();
     err = gpm_channel_close(self->mgr, id);
     PyEval_RestoreThread(ts);
     if (err < 0)
-        return py_raise_chan(self, err, id);
+        return gpm__py_raise_chan(self, err, id);
     Py_RETURN_NONE;
 }
 
@@ -719,7 +701,7 @@ static PyObject *py_manager_add_guest_plugin(py_manager *self, PyObject *args,
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
-        gpm__py_raise(py_manager_module(self), err, why[0] ? why : name);
+        gpm__py_raise(gpm__py_manager_module(self), err, why[0] ? why : name);
         goto error;
     }
     py_ret = PyLong_FromUnsignedLong(id);
@@ -742,170 +724,11 @@ static PyObject *py_manager_set_event_callback(py_manager *self,
     Py_RETURN_NONE;
 }
 
-static PyObject *py_manager_add_event_listener(py_manager *self,
-                                               PyObject *py_arg)
-{
-    if (!PyCallable_Check(py_arg)) {
-        PyErr_Format(PyExc_TypeError,
-                     "event listener must be callable, "
-                     "not %.100s",
-                     Py_TYPE(py_arg)->tp_name);
-        return NULL;
-    }
-    if (self->py_listeners == NULL) {
-        self->py_listeners = PyList_New(0);
-        if (self->py_listeners == NULL)
-            return NULL;
-    }
-    if (PyList_Append(self->py_listeners, py_arg) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_manager_remove_event_listener(py_manager *self,
-                                                  PyObject *py_arg)
-{
-    Py_ssize_t n = self->py_listeners ? PyList_GET_SIZE(self->py_listeners) : 0;
-
-    /* By identity, the last one added first. */
-    for (Py_ssize_t i = n - 1; i >= 0; i--) {
-        if (PyList_GET_ITEM(self->py_listeners, i) == py_arg) {
-            if (PySequence_DelItem(self->py_listeners, i) < 0)
-                return NULL;
-            Py_RETURN_TRUE;
-        }
-    }
-    Py_RETURN_FALSE;
-}
-
 static PyObject *py_manager_in_callback(py_manager *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
     return PyBool_FromLong(py_cb_depth > 0);
-}
-
-/* O& converter for an owner: a tgid > 0 or a GPM_OWNER_* value. */
-static int py_owner_conv(PyObject *obj, void *out)
-{
-    long long v = PyLong_AsLongLong(obj);
-
-    if (v == -1 && PyErr_Occurred())
-        return 0;
-    *(int64_t *)out = (int64_t)v;
-    return 1;
-}
-
-static PyObject *py_manager_set_owner(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    gpm_channel_id_t id;
-    int64_t owner;
-    int err;
-
-    if (!PyArg_ParseTuple(args, "O&O&:set_owner", py_chan_id_conv, &id,
-                          py_owner_conv, &owner))
-        return NULL;
-    ts = PyEval_SaveThread();
-    err = gpm_channel_set_owner(self->mgr, id, owner);
-    PyEval_RestoreThread(ts);
-    if (err < 0)
-        return py_raise_chan(self, err, id);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_manager_owner(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    gpm_channel_id_t id;
-    int64_t owner = GPM_OWNER_NONE;
-    int err;
-
-    if (!PyArg_ParseTuple(args, "O&:owner", py_chan_id_conv, &id))
-        return NULL;
-    ts = PyEval_SaveThread();
-    err = gpm_channel_owner(self->mgr, id, &owner);
-    PyEval_RestoreThread(ts);
-    if (err < 0)
-        return py_raise_chan(self, err, id);
-    return PyLong_FromLongLong((long long)owner);
-}
-
-static PyObject *py_manager_set_ownership(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    int enforce;
-
-    if (!PyArg_ParseTuple(args, "p:set_ownership", &enforce))
-        return NULL;
-    ts = PyEval_SaveThread();
-    gpm_manager_set_ownership(self->mgr, enforce != 0);
-    PyEval_RestoreThread(ts);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_manager_set_guest_quota(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    unsigned int n;
-    int err;
-
-    if (!PyArg_ParseTuple(args, "I:set_guest_quota", &n))
-        return NULL;
-    ts = PyEval_SaveThread();
-    err = gpm_manager_set_guest_quota(self->mgr, n);
-    PyEval_RestoreThread(ts);
-    if (err < 0)
-        return gpm__py_raise(py_manager_module(self), err, "guest quota");
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_manager_process_gone(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    long long tgid;
-    unsigned n;
-
-    if (!PyArg_ParseTuple(args, "L:process_gone", &tgid))
-        return NULL;
-    /* Release callbacks take the GIL back on this thread. */
-    ts = PyEval_SaveThread();
-    n = gpm_process_gone(self->mgr, (int64_t)tgid);
-    PyEval_RestoreThread(ts);
-    return PyLong_FromUnsignedLong(n);
-}
-
-static PyObject *py_manager_daemon_reset(py_manager *self, PyObject *args)
-{
-    PyThreadState *ts;
-    int64_t owner;
-    int rc;
-
-    if (!PyArg_ParseTuple(args, "O&:daemon_reset", py_owner_conv, &owner))
-        return NULL;
-    /* The PLUGIN_FAILED events take the GIL back on this thread. */
-    ts = PyEval_SaveThread();
-    rc = gpm_daemon_reset(self->mgr, owner);
-    PyEval_RestoreThread(ts);
-    if (rc < 0)
-        return gpm__py_raise(py_manager_module(self), rc, "daemon reset");
-    return PyLong_FromLong(rc);
-}
-
-static PyObject *py_manager_daemon_probe(py_manager *self, PyObject *unused)
-{
-    PyThreadState *ts;
-    int rc;
-
-    (void)unused;
-    ts = PyEval_SaveThread();
-    rc = gpm_daemon_probe(self->mgr);
-    PyEval_RestoreThread(ts);
-    if (rc == GPM_EAGAIN)
-        Py_RETURN_FALSE;
-    if (rc < 0)
-        return gpm__py_raise(py_manager_module(self), rc, "daemon probe");
-    Py_RETURN_TRUE;
 }
 
 static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
@@ -928,276 +751,6 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
         (unsigned long long)self->callback_errors, "refused",
         (unsigned long long)s.refused, "protocol_errors",
         (unsigned long long)s.protocol_errors);
-}
-
-/*
- * The host ops for a CPU implemented in Python: an object with
- * read_reg(n) -> int, write_reg(n, v), read_mem(addr, n) -> bytes and
- * write_mem(addr, data). A method reports a guest condition by raising
- * _gpm.Error (pandagpm.GuestMemoryFault, GuestPageReadOnly, ...) or by
- * returning a negative GPM_E* int; the code goes to the core. Any other
- * exception is a bug of the CPU object: the op fails with GPM_EIO and the
- * exception is re-raised by dispatch() once the core has returned.
- */
-typedef struct py_cpu {
-    PyObject *py_cpu;        /* borrowed; the caller keeps it alive */
-    PyObject *py_error_type; /* borrowed from the module state */
-    PyObject *exc;           /* the first unexpected exception, or NULL */
-} py_cpu;
-
-/* Turns the pending exception into a code; needs the GIL. */
-static int py_cpu_fail(py_cpu *c)
-{
-    PyObject *exc = py_exc_take();
-    int known = exc != NULL ? PyObject_IsInstance(exc, c->py_error_type) : 0;
-
-    if (known < 0)
-        PyErr_Clear();
-    if (known == 1) {
-        PyObject *py_code = PyObject_GetAttrString(exc, "code");
-        long code = 0;
-
-        if (py_code != NULL && PyLong_Check(py_code))
-            code = PyLong_AsLong(py_code);
-        Py_XDECREF(py_code);
-        PyErr_Clear();
-        if (code < 0 && code > INT_MIN) {
-            Py_DECREF(exc);
-            return (int)code;
-        }
-    }
-    if (c->exc == NULL) {
-        c->exc = exc;
-    } else {
-        /* Keep the first; report the others rather than lose them. */
-        py_exc_give(exc);
-        PyErr_WriteUnraisable(c->py_cpu);
-    }
-    return GPM_EIO;
-}
-
-/* A method's int result as a code: negative ints are codes, else 0. */
-static int py_cpu_result_code(PyObject *py_res)
-{
-    long v;
-
-    if (!PyLong_Check(py_res))
-        return 0;
-    v = PyLong_AsLong(py_res);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return GPM_EINVAL;
-    }
-    return (v < 0 && v > INT_MIN) ? (int)v : 0;
-}
-
-static int py_cpu_read_reg(void *cpu, unsigned regno, uint64_t *val)
-{
-    py_cpu *c = cpu;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *py_res;
-    int err = 0;
-
-    py_res = PyObject_CallMethod(c->py_cpu, "read_reg", "I", regno);
-    if (py_res != NULL && !PyLong_Check(py_res)) {
-        PyErr_Format(PyExc_TypeError, "read_reg() must return int, not %.100s",
-                     Py_TYPE(py_res)->tp_name);
-        Py_CLEAR(py_res);
-    }
-    if (py_res != NULL) {
-        /* Registers are unsigned; a negative int is its two's complement. */
-        *val = (uint64_t)PyLong_AsUnsignedLongLongMask(py_res);
-        if (PyErr_Occurred())
-            err = py_cpu_fail(c);
-        Py_DECREF(py_res);
-    } else {
-        err = py_cpu_fail(c);
-    }
-    PyGILState_Release(gil);
-    return err;
-}
-
-static int py_cpu_write_reg(void *cpu, unsigned regno, uint64_t val)
-{
-    py_cpu *c = cpu;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *py_res;
-    int err;
-
-    py_res = PyObject_CallMethod(c->py_cpu, "write_reg", "IK", regno,
-                                 (unsigned long long)val);
-    if (py_res == NULL) {
-        err = py_cpu_fail(c);
-    } else {
-        err = py_cpu_result_code(py_res);
-        Py_DECREF(py_res);
-    }
-    PyGILState_Release(gil);
-    return err;
-}
-
-static int py_cpu_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
-{
-    py_cpu *c = cpu;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *py_res;
-    Py_buffer view;
-    int err = 0;
-
-    py_res = PyObject_CallMethod(c->py_cpu, "read_mem", "Kn",
-                                 (unsigned long long)addr, (Py_ssize_t)len);
-    if (py_res == NULL) {
-        err = py_cpu_fail(c);
-        goto out;
-    }
-    if (PyLong_Check(py_res)) {
-        err = py_cpu_result_code(py_res);
-        if (err == 0) {
-            PyErr_SetString(PyExc_TypeError,
-                            "read_mem() must return bytes or a negative "
-                            "error code");
-            err = py_cpu_fail(c);
-        }
-        goto out;
-    }
-    if (PyObject_GetBuffer(py_res, &view, PyBUF_SIMPLE) < 0) {
-        err = py_cpu_fail(c);
-        goto out;
-    }
-    if ((size_t)view.len != len) {
-        PyErr_Format(PyExc_ValueError,
-                     "read_mem(0x%llx, %zd) returned %zd bytes",
-                     (unsigned long long)addr, (Py_ssize_t)len, view.len);
-        err = py_cpu_fail(c);
-    } else {
-        memcpy(buf, view.buf, len);
-    }
-    PyBuffer_Release(&view);
-out:
-    Py_XDECREF(py_res);
-    PyGILState_Release(gil);
-    return err;
-}
-
-static int py_cpu_write_mem(void *cpu, uint64_t addr, const void *buf,
-                            size_t len)
-{
-    py_cpu *c = cpu;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *py_data;
-    PyObject *py_res = NULL;
-    int err;
-    int gc_was_enabled;
-
-    /*
-     * The core calls this op (a guest READ) without the manager's lock: it
-     * copies the head message, writes it unlocked and consumes it only if
-     * nobody consumed from the channel meanwhile (hypercall.c, op_read).
-     * Cyclic collection stays off anyway, so that no finalizer reads or
-     * closes the channel between the copy and the write, which would turn
-     * the READ into EAGAIN or EBADF for the guest.
-     */
-    gc_was_enabled = PyGC_Disable();
-    py_data = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
-    if (py_data != NULL)
-        py_res = PyObject_CallMethod(c->py_cpu, "write_mem", "KO",
-                                     (unsigned long long)addr, py_data);
-    if (gc_was_enabled)
-        PyGC_Enable();
-    if (py_res == NULL) {
-        err = py_cpu_fail(c);
-    } else {
-        err = py_cpu_result_code(py_res);
-        Py_DECREF(py_res);
-    }
-    Py_XDECREF(py_data);
-    PyGILState_Release(gil);
-    return err;
-}
-
-static const gpm_host_ops_t py_cpu_ops = {
-    .read_reg = py_cpu_read_reg,
-    .write_reg = py_cpu_write_reg,
-    .read_mem = py_cpu_read_mem,
-    .write_mem = py_cpu_write_mem,
-};
-
-/* What dispatch() returns once the core is done with @c. */
-static PyObject *py_dispatch_result(py_manager *self, py_cpu *c, int err,
-                                    bool handled)
-{
-    if (c->exc != NULL) {
-        py_exc_give(c->exc);
-        return NULL;
-    }
-    if (err < 0)
-        return gpm__py_raise(py_manager_module(self), err, NULL);
-    return PyBool_FromLong(handled);
-}
-
-static PyObject *py_manager_dispatch(py_manager *self, PyObject *args,
-                                     PyObject *kwargs)
-{
-    static char *kwlist[] = {"cpu", "tgid", NULL};
-    PyThreadState *ts;
-    gpm__py_state *st = PyModule_GetState(py_manager_module(self));
-    PyObject *py_cpu_obj;
-    long long tgid = GPM_TGID_UNKNOWN;
-    bool handled = false;
-    py_cpu c;
-    int err;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|L:dispatch", kwlist,
-                                     &py_cpu_obj, &tgid))
-        return NULL;
-    c.py_cpu = py_cpu_obj;
-    c.py_error_type = st->error_type;
-    c.exc = NULL;
-    /* Each op takes the GIL back; other Python threads run meanwhile. */
-    ts = PyEval_SaveThread();
-    err = gpm_hypercall_handle_as(self->mgr, &py_cpu_ops, &c, (int64_t)tgid,
-                                  &handled);
-    PyEval_RestoreThread(ts);
-    return py_dispatch_result(self, &c, err, handled);
-}
-
-/* Test support: a hypercall handled on a thread Python never saw. */
-struct py_thread_job {
-    gpm_manager_t *mgr;
-    py_cpu *cpu;
-    bool handled;
-    int err;
-};
-
-static void *py_thread_job_main(void *arg)
-{
-    struct py_thread_job *job = arg;
-
-    job->err =
-        gpm_hypercall_handle(job->mgr, &py_cpu_ops, job->cpu, &job->handled);
-    return NULL;
-}
-
-static PyObject *py_manager_test_dispatch_in_thread(py_manager *self,
-                                                    PyObject *py_cpu_obj)
-{
-    PyThreadState *ts;
-    gpm__py_state *st = PyModule_GetState(py_manager_module(self));
-    py_cpu c = {py_cpu_obj, st->error_type, NULL};
-    struct py_thread_job job = {self->mgr, &c, false, 0};
-    pthread_t thread;
-    int rc;
-
-    ts = PyEval_SaveThread();
-    rc = pthread_create(&thread, NULL, py_thread_job_main, &job);
-    if (rc == 0)
-        pthread_join(thread, NULL);
-    PyEval_RestoreThread(ts);
-    if (rc != 0) {
-        errno = rc;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return py_dispatch_result(self, &c, job.err, job.handled);
 }
 
 static PyObject *py_manager_get_arch(py_manager *self, void *closure)
@@ -1247,50 +800,52 @@ static PyMethodDef py_manager_methods[] = {
      "set_event_callback(cb): cb(event_tuple) for every lifecycle event, "
      "or None. The tuple is (type, channel, name, text, pid, status, err, "
      "stage)."},
-    {"add_event_listener", (PyCFunction)py_manager_add_event_listener, METH_O,
+    {"add_event_listener", (PyCFunction)gpm__py_manager_add_event_listener,
+     METH_O,
      "add_event_listener(cb): also call cb(event_tuple) for every event; "
      "any number of listeners, called in the order added, after the "
      "set_event_callback() one. The Manager keeps a strong reference."},
-    {"remove_event_listener", (PyCFunction)py_manager_remove_event_listener,
-     METH_O,
+    {"remove_event_listener",
+     (PyCFunction)gpm__py_manager_remove_event_listener, METH_O,
      "remove_event_listener(cb) -> bool: forgets one registration of cb "
      "(by identity); False if there was none."},
     {"in_callback", (PyCFunction)py_manager_in_callback, METH_NOARGS,
      "in_callback() -> bool: whether the calling thread runs a channel or "
      "event callback of any Manager (the guest is stopped until it "
      "returns, so waiting for the guest there would never end)."},
-    {"set_owner", (PyCFunction)py_manager_set_owner, METH_VARARGS,
+    {"set_owner", (PyCFunction)gpm__py_manager_set_owner, METH_VARARGS,
      "set_owner(id, owner): only guest process owner (a tgid) may use the "
      "channel; OWNER_ANY, OWNER_PENDING or OWNER_NONE otherwise."},
-    {"owner", (PyCFunction)py_manager_owner, METH_VARARGS,
+    {"owner", (PyCFunction)gpm__py_manager_owner, METH_VARARGS,
      "owner(id) -> int: the channel's owner (tgid or an OWNER_* value)."},
-    {"set_ownership", (PyCFunction)py_manager_set_ownership, METH_VARARGS,
+    {"set_ownership", (PyCFunction)gpm__py_manager_set_ownership, METH_VARARGS,
      "set_ownership(enforce): False is the compatibility mode for guest "
      "binaries built with the original channel library."},
-    {"set_guest_quota", (PyCFunction)py_manager_set_guest_quota, METH_VARARGS,
+    {"set_guest_quota", (PyCFunction)gpm__py_manager_set_guest_quota,
+     METH_VARARGS,
      "set_guest_quota(n): anonymous channels one guest process may hold "
      "(0: the default, 32)."},
-    {"process_gone", (PyCFunction)py_manager_process_gone, METH_VARARGS,
+    {"process_gone", (PyCFunction)gpm__py_manager_process_gone, METH_VARARGS,
      "process_gone(tgid) -> int: guest process tgid ended; frees its "
      "anonymous channels and retires its other ones."},
-    {"daemon_reset", (PyCFunction)py_manager_daemon_reset, METH_VARARGS,
+    {"daemon_reset", (PyCFunction)gpm__py_manager_daemon_reset, METH_VARARGS,
      "daemon_reset(owner) -> int: forget the guest daemon: drop what is "
      "queued for it, fail its pending loads (PLUGIN_FAILED, stage LOST), "
      "and give the channel to owner (the injected daemon's tgid, or "
      "OWNER_PENDING). Returns the number of loads failed."},
-    {"daemon_probe", (PyCFunction)py_manager_daemon_probe, METH_NOARGS,
+    {"daemon_probe", (PyCFunction)gpm__py_manager_daemon_probe, METH_NOARGS,
      "daemon_probe() -> bool: ask the daemon which guest processes holding "
      "anonymous channels have ended (their channels are then freed); False "
      "if one was asked less than a second ago or nobody holds any."},
     {"stats", (PyCFunction)py_manager_stats, METH_NOARGS,
      "stats() -> dict: the core's counters and callback_errors."},
-    {"dispatch", (PyCFunction)(void (*)(void))py_manager_dispatch,
+    {"dispatch", (PyCFunction)(void (*)(void))gpm__py_manager_dispatch,
      METH_VARARGS | METH_KEYWORDS,
      "dispatch(cpu, tgid=-1) -> bool: handles a possible hypercall of a CPU "
      "implemented in Python; True if it was one. tgid is the calling guest "
      "process (-1: unknown, ownership is not checked)."},
     {"_test_dispatch_in_thread",
-     (PyCFunction)py_manager_test_dispatch_in_thread, METH_O,
+     (PyCFunction)gpm__py_manager_test_dispatch_in_thread, METH_O,
      "TEST ONLY: dispatch(cpu) on a new native thread, waiting for it."},
     {NULL, NULL, 0, NULL},
 };
