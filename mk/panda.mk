@@ -142,6 +142,11 @@ panda-plugins-check:
 			if nm -D --defined-only "$$so" | grep -E ' gpm_'; then \
 				echo "$$so exports the core"; exit 1; \
 			fi; \
+			if [ $$p = guest_plugin_manager ] && nm -D --defined-only \
+					"$$so" | grep -E ' (__get_|init_osi_api)'; then \
+				echo "$$so exports OSI's API pointers (linjector" \
+					"would bind to them)"; exit 1; \
+			fi; \
 		done; \
 		echo "[panda-plugins-check] $$t: dlopen(RTLD_NOW) against libpanda-$$arch.so"; \
 		python3 -c 'import ctypes, os, sys; \

@@ -39,8 +39,15 @@
 #include <string.h>
 
 #include "osi/osi_types.h"
-/* This unit is the plugin's main one: it defines OSI's API pointers. */
+/*
+ * This unit is the plugin's main one, so osi_ext.h defines OSI's API
+ * pointers and init_osi_api() here. Hidden: PANDA reopens this plugin
+ * with RTLD_GLOBAL, and linjector, which has its own copy, would
+ * otherwise bind to this one.
+ */
+#pragma GCC visibility push(hidden)
 #include "osi/osi_ext.h"
+#pragma GCC visibility pop
 
 #include "gpm_panda_api.h"
 #include "gpm_panda_host.h"
