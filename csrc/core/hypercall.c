@@ -56,6 +56,8 @@ static gpm__channel_t *get_checked(hc_ctx_t *c, uint64_t v, int64_t *err)
         return NULL;
     }
     *err = gpm__owner_check_locked(c->m, ch, c->tgid);
+    if (*err != 0)
+        c->m->stats.refused++;
     return *err == 0 ? ch : NULL;
 }
 
@@ -312,6 +314,8 @@ static int64_t op_get_channel(hc_ctx_t *c, const hc_args_t *a)
         id = ch->id;
         /* A channel still waiting for its owner is named to everyone. */
         err = gpm__owner_check_locked(c->m, ch, c->tgid);
+        if (err == GPM_HC_EACCES)
+            c->m->stats.refused++;
     }
     g_mutex_unlock(&c->m->lock);
     if (id == GPM_CHANNEL_NONE)

@@ -93,7 +93,10 @@ typedef struct gpm__load {
     char name[GPM_NAME_MAX + 1];
 } gpm__load_t;
 
-/* Whether process @tgid may use @ch; 0 or a GPM_HC_E* result. Lock held. */
+/*
+ * Whether process @tgid may use @ch: 0, GPM_HC_EBUSY (owner pending) or
+ * GPM_HC_EACCES. Counts nothing; lock held.
+ */
 int64_t gpm__owner_check_locked(gpm_manager_t *m, gpm__channel_t *ch,
                                 int64_t tgid);
 

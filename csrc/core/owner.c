@@ -15,17 +15,12 @@ static bool owner_valid(int64_t owner)
 int64_t gpm__owner_check_locked(gpm_manager_t *m, gpm__channel_t *ch,
                                 int64_t tgid)
 {
-    int64_t result;
-
     if (tgid <= 0 || !m->enforce || ch->owner == GPM_OWNER_ANY ||
         ch->owner == tgid)
         return 0;
     if (ch->owner == GPM_OWNER_PENDING && tgid != ch->prev_owner)
-        result = GPM_HC_EBUSY;
-    else
-        result = GPM_HC_EACCES;
-    m->stats.refused++;
-    return result;
+        return GPM_HC_EBUSY;
+    return GPM_HC_EACCES;
 }
 
 int gpm_channel_set_owner(gpm_manager_t *m, gpm_channel_id_t id, int64_t owner)
