@@ -1,7 +1,9 @@
 /*
  * daemon_link.c - the host end of the guest daemon's framed protocol
- * (gpm/daemon_proto.h): LOAD frames out, replies in, replies turned into
- * GPM_EVENT_PLUGIN_* events.
+ * (gpm/daemon_proto.h): LOAD, PING and PROBE frames out, replies in,
+ * replies turned into GPM_EVENT_PLUGIN_* events and channel owners.
+ * Only the process that owns the daemon channel reaches this code (see
+ * owner.c); the parser is bounded and resynchronises all the same.
  */
 #include <errno.h>
 #include <stdio.h>
