@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """The pypanda walkthrough: count the entries of /etc with a guest plugin.
 
-As written this runs under PANDA through pypanda (``pip install pandare``
-plus a PANDA build with libpanda and pandagpm's plugins, see
-docs/panda.md). To run it on pandagpm's stock-QEMU host instead, which
-needs no PANDA, switch the one import line below:
+As written this runs under real PANDA through pypanda, on pandagpm's
+generic x86_64 image (built from Debian packages) with a ``root``
+snapshot that PANDA saved itself: ``make panda`` builds PANDA and
+installs pandare. Three ``Panda`` lines are possible; nothing else
+changes:
 
-    from pandare import Panda          # PANDA (pypanda)
-    from pandagpm.host import Panda    # stock QEMU through its gdbstub
+    from pandagpm.pypanda import Panda  # PANDA (pypanda), pandagpm's image
+    from pandare import Panda           # PANDA with PANDA's own generic
+                                        # image (downloads it on first use)
+    from pandagpm.host import Panda     # stock QEMU through its gdbstub
 
-Nothing else changes. The guest plugin ``etc_count`` sends the number of
-entries of /etc as a little-endian u32 on its channel; the script checks it
-against ``ls -A /etc | wc -l`` run on the serial console.
+The guest plugin ``etc_count`` sends the number of entries of /etc as a
+little-endian u32 on its channel; the script checks it against
+``ls -A /etc | wc -l`` run on the serial console.
 """
 
 import os
@@ -21,7 +24,7 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 
-from pandare import Panda  # noqa: E402  (the one line to switch)
+from pandagpm.pypanda import Panda  # noqa: E402  (the one line to switch)
 
 import pandagpm  # noqa: E402
 from pandagpm import channel_recv  # noqa: E402
@@ -51,7 +54,8 @@ def run_cmd():
     panda.run_serial_cmd("(sleep 1; ls -A /etc >/dev/null) &")
     # Channels made before a revert belong to the old guest state, so the
     # plugin is loaded after it. The stock-QEMU host starts the daemon
-    # before this returns; on PANDA, linjector starts it in the background.
+    # before this returns; on PANDA, the injector starts it in the
+    # background.
     pandagpm.load_guest_plugin(panda, "etc_count", receive_etc_count)
     expected = int(panda.run_serial_cmd("ls -A /etc | wc -l").split()[-1])
     ok = counted.wait(60)

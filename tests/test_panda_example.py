@@ -17,7 +17,7 @@ import pandagpm
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pypanda_etc_count.py"
-PANDA_LINE = ("from pandare import Panda  # noqa: E402  "
+PANDA_LINE = ("from pandagpm.pypanda import Panda  # noqa: E402  "
               "(the one line to switch)")
 QEMU_LINE = ("from pandagpm.host import Panda  # noqa: E402  "
              "(the one line to switch)")

@@ -22,6 +22,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/syscalls.h"
@@ -31,6 +32,10 @@
 #include "python/pymod.h"
 
 #define MAX_FAILED_TGIDS 32
+/* Kernel entries watched after DONE, for the child's execve result. */
+#define TAIL_ENTRIES     256
+/* ... and at most this many blocks, so an idle guest is not slowed. */
+#define TAIL_BLOCKS      (4u << 20)
 
 typedef void *(*osi_get_fn)(void *cpu);
 /* libpanda's panda_enable_callback_helper/panda_disable_callback_helper:
@@ -67,8 +72,9 @@ static struct {
     bool hook_on;
     unsigned rcx_reg;
     /* The injection under way. */
-    bool have_pc;
     uint64_t hijack_pc;
+    uint64_t entry_pc; /* the kernel's SYSCALL entry, learnt at a hijack */
+    unsigned tail_entries, tail_blocks;
     bool armed;
     void *armed_cpu;
     uint64_t armed_rcx;
@@ -163,117 +169,26 @@ static void retry_after_failure(void)
         return;
     gpm_injector_free(pj.inj);
     pj.inj = fresh;
-    pj.have_pc = false;
     pj.armed = false;
     pj.reported = GPM_INJ_WAITING;
     fprintf(stderr, "pandagpm: retrying the injection on another process\n");
 }
 
-typedef struct enter_args {
-    void *cpu;
-    uint64_t pc;
-    const gpm_inj_thread_t *t;
-} enter_args_t;
-
-static int step(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
-                void *opaque)
+static void note_state(void)
 {
-    enter_args_t *a = opaque;
-    gpm_entry_view_t view;
-    gpm_inj_state_t before = gpm_injector_state(pj.inj), after;
-    int rc;
+    gpm_inj_state_t now = gpm_injector_state(pj.inj);
 
-    (void)env;
-    gpm_entry_view_init(&view, ops, view_cpu, pj.sys->retaddr_reg, a->pc,
-                        pj.sys->insn_len, pj.ai->word_bits);
-    rc = gpm_injector_on_syscall(pj.inj, &gpm_entry_view_ops, &view, a->t);
-    after = gpm_injector_state(pj.inj);
-    if (before == GPM_INJ_WAITING && after != GPM_INJ_WAITING) {
-        pj.have_pc = true;
-        pj.hijack_pc = a->pc;
-        pj.attempts++;
+    if (now == pj.reported)
+        return;
+    pj.reported = now;
+    if (now == GPM_INJ_DONE) {
+        gpm_injector_target(pj.inj, &pj.done_tgid, &pj.done_child);
+        /* Watch a little longer: the child's execve may still fail. */
+        pj.tail_entries = TAIL_ENTRIES;
+        pj.tail_blocks = TAIL_BLOCKS;
+    } else if (now == GPM_INJ_FAILED) {
+        retry_after_failure();
     }
-    if (view.written && view.reenter) {
-        pj.armed = true;
-        pj.armed_cpu = a->cpu;
-        pj.armed_rcx = a->pc;
-        hook_enable(true);
-    }
-    if (after != pj.reported) {
-        pj.reported = after;
-        if (after == GPM_INJ_DONE)
-            gpm_injector_target(pj.inj, &pj.done_tgid, &pj.done_child);
-        else if (after == GPM_INJ_FAILED)
-            retry_after_failure();
-    }
-    return rc;
-}
-
-static int read_insn(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
-                     void *opaque)
-{
-    (void)env;
-    return ops->read_mem(view_cpu, *(uint64_t *)opaque, (uint8_t *)opaque + 8,
-                         2);
-}
-
-/* syscalls2's on_all_sys_enter: void (*)(CPUState *, target_ulong pc,
- * target_ulong callno), on x86_64 (target_ulong = uint64_t). */
-static void on_sys_enter(void *cpu, uint64_t pc, uint64_t callno)
-{
-    struct {
-        uint64_t pc;
-        uint8_t insn[8];
-    } probe = {pc, {0}};
-    gpm_inj_thread_t t;
-    enter_args_t a = {cpu, pc, &t};
-    int rc;
-
-    (void)callno;
-    g_mutex_lock(&pj.lock);
-    if (pj.inj == NULL)
-        goto out;
-    if (pj.armed && pj.armed_cpu == cpu) {
-        fprintf(stderr, "pandagpm: kernel entry hook missed; the hijacked "
-                        "thread may be left in an injected call\n");
-        pj.armed = false;
-        hook_enable(false);
-    }
-    if (gpm_injector_state(pj.inj) == GPM_INJ_DONE)
-        goto out;
-    if (gpm_injector_state(pj.inj) != GPM_INJ_WAITING &&
-        (!pj.have_pc || pc != pj.hijack_pc))
-        goto out;
-    /* Only SYSCALL (0f 05) stops: the re-entry trick needs its RCX. */
-    if (gpm__panda_with_cpu(cpu, read_insn, &probe) != 0 ||
-        probe.insn[0] != 0x0f || probe.insn[1] != 0x05)
-        goto out;
-    if (!current_thread(cpu, &t))
-        goto out;
-    if (gpm_injector_state(pj.inj) == GPM_INJ_WAITING && failed_before(t.tgid))
-        goto out;
-    rc = gpm__panda_with_cpu(cpu, step, &a);
-    if (rc != 0)
-        fprintf(stderr, "pandagpm: injector register access failed: %s\n",
-                gpm_strerror(rc));
-out:
-    g_mutex_unlock(&pj.lock);
-}
-
-static int set_rcx_in_kernel(const gpm_host_ops_t *ops, void *view_cpu,
-                             uint8_t *env, void *opaque)
-{
-    uint64_t rip;
-    int rc;
-
-    (void)env;
-    rc = ops->read_reg(view_cpu, GPM_X86_64_RIP, &rip);
-    if (rc != 0)
-        return rc;
-    /* Still in user mode: not the kernel's entry block yet. */
-    if ((rip >> 63) == 0)
-        return 1;
-    return ops->write_reg(view_cpu, pj.rcx_reg, *(uint64_t *)opaque);
 }
 
 static void hook_enable(bool on)
@@ -285,36 +200,184 @@ static void hook_enable(bool on)
     }
 }
 
+typedef struct first_args {
+    uint64_t pc;
+    const gpm_inj_thread_t *t;
+    bool reenter;
+} first_args_t;
+
+/* The hijack itself, at syscalls2's stop before SYSCALL: RCX is virtual. */
+static int first_step(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
+                      void *opaque)
+{
+    first_args_t *a = opaque;
+    gpm_entry_view_t view;
+    int rc;
+
+    (void)env;
+    gpm_entry_view_init(&view, ops, view_cpu, pj.sys->retaddr_reg, a->pc,
+                        pj.sys->insn_len, pj.ai->word_bits);
+    rc = gpm_injector_on_syscall(pj.inj, &gpm_entry_view_ops, &view, a->t);
+    a->reenter = view.written && view.reenter;
+    return rc;
+}
+
+static int read_insn(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
+                     void *opaque)
+{
+    (void)env;
+    return ops->read_mem(view_cpu, *(uint64_t *)opaque, (uint8_t *)opaque + 8,
+                         2);
+}
+
+/*
+ * syscalls2's on_all_sys_enter: void (*)(CPUState *, target_ulong pc,
+ * target_ulong callno), on x86_64 (target_ulong = uint64_t). Used only to
+ * choose the process: everything after the hijack happens at the
+ * kernel's entry (on_block), because syscalls2 misses a SYSCALL that
+ * starts a translation block, which is where every re-entry lands.
+ */
+static void on_sys_enter(void *cpu, uint64_t pc, uint64_t callno)
+{
+    struct {
+        uint64_t pc;
+        uint8_t insn[8];
+    } probe = {pc, {0}};
+    gpm_inj_thread_t t;
+    first_args_t a = {pc, &t, false};
+    int rc;
+
+    (void)callno;
+    g_mutex_lock(&pj.lock);
+    if (pj.inj == NULL || gpm_injector_state(pj.inj) != GPM_INJ_WAITING ||
+        pj.armed)
+        goto out;
+    /* Only SYSCALL (0f 05) stops: the re-entry trick needs its RCX. */
+    if (gpm__panda_with_cpu(cpu, read_insn, &probe) != 0 ||
+        probe.insn[0] != 0x0f || probe.insn[1] != 0x05)
+        goto out;
+    if (!current_thread(cpu, &t) || failed_before(t.tgid))
+        goto out;
+    rc = gpm__panda_with_cpu(cpu, first_step, &a);
+    if (rc != 0) {
+        fprintf(stderr, "pandagpm: injector register access failed: %s\n",
+                gpm_strerror(rc));
+        goto out;
+    }
+    if (gpm_injector_state(pj.inj) != GPM_INJ_WAITING) {
+        pj.attempts++;
+        pj.hijack_pc = pc;
+    }
+    if (a.reenter) {
+        pj.armed = true;
+        pj.armed_cpu = cpu;
+        pj.armed_rcx = pc;
+        hook_enable(true);
+    }
+    note_state();
+out:
+    g_mutex_unlock(&pj.lock);
+}
+
+typedef struct entry_args {
+    void *cpu;
+    bool kernel, entry;
+} entry_args_t;
+
+/* Classifies the block: user, the kernel's SYSCALL entry, other kernel. */
+static int classify(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
+                    void *opaque)
+{
+    entry_args_t *a = opaque;
+    uint64_t rip;
+    int rc;
+
+    (void)env;
+    rc = ops->read_reg(view_cpu, GPM_X86_64_RIP, &rip);
+    if (rc != 0)
+        return rc;
+    a->kernel = (rip >> 63) != 0;
+    if (pj.armed && a->kernel) {
+        /* The first kernel block after the hijacked SYSCALL is the entry. */
+        pj.entry_pc = rip;
+        a->entry = false;
+        return ops->write_reg(view_cpu, pj.rcx_reg, pj.armed_rcx);
+    }
+    a->entry = a->kernel && pj.entry_pc != 0 && rip == pj.entry_pc;
+    return 0;
+}
+
+typedef struct step_args {
+    const gpm_inj_thread_t *t;
+} step_args_t;
+
+/* A later step, at the kernel's entry: the registers are real there, as
+ * at the stock-QEMU host's breakpoint on entry_SYSCALL_64. */
+static int entry_step(const gpm_host_ops_t *ops, void *view_cpu, uint8_t *env,
+                      void *opaque)
+{
+    (void)env;
+    return gpm_injector_on_syscall(pj.inj, ops, view_cpu,
+                                   ((step_args_t *)opaque)->t);
+}
+
 /*
  * PANDA's start_block_exec: void (*)(CPUState *, TranslationBlock *),
- * enabled only while a re-entry is armed. The first kernel-mode block
- * after the SYSCALL instruction is the kernel's entry point (interrupts
- * are masked there): point RCX, which the kernel saves as the user pc,
- * back at the instruction. No struct layout beyond the general registers
- * is needed, so pandare's cffi types (whose later CPUX86State offsets are
- * off: cffi drops FPReg's 16-byte alignment) cannot mislead it.
+ * enabled only while an injection runs (and a few entries after). The
+ * first kernel-mode block after the hijacked SYSCALL is the kernel's
+ * entry point (interrupts are masked there): RCX, which the kernel saves
+ * as the user pc, is pointed back at the instruction, and the entry's
+ * address is learnt. Every later SYSCALL of any thread arrives at that
+ * block with the registers as the kernel sees them; the injector takes
+ * its steps there. No struct layout beyond the general registers is
+ * needed, so pandare's cffi types (whose later CPUX86State offsets are
+ * wrong: cffi drops FPReg's 16-byte alignment) cannot mislead it.
  */
 static void on_block(void *cpu, void *tb)
 {
+    entry_args_t a = {cpu, false, false};
+    gpm_inj_thread_t t;
+    step_args_t sa = {&t};
+    int rc;
+
     (void)tb;
     g_mutex_lock(&pj.lock);
+    if (pj.inj == NULL || !pj.hook_on)
+        goto out;
     pj.hooks_run++;
-    if (pj.armed && pj.armed_cpu == cpu) {
-        uint64_t rcx = pj.armed_rcx;
-        int rc = gpm__panda_with_cpu(cpu, set_rcx_in_kernel, &rcx);
-
-        if (rc <= 0) {
-            if (rc < 0)
-                fprintf(stderr,
-                        "pandagpm: cannot set RCX at the kernel "
-                        "entry: %s\n",
-                        gpm_strerror(rc));
-            else
-                pj.hooks_placed++;
-            pj.armed = false;
-            hook_enable(false);
-        }
+    if (gpm_injector_state(pj.inj) == GPM_INJ_DONE &&
+        (pj.tail_blocks == 0 || --pj.tail_blocks == 0)) {
+        pj.tail_entries = 0;
+        hook_enable(false);
+        goto out;
     }
+    if (gpm__panda_with_cpu(cpu, classify, &a) != 0 || !a.kernel)
+        goto out;
+    if (pj.armed) {
+        pj.armed = false;
+        pj.hooks_placed++;
+        goto out;
+    }
+    if (!a.entry)
+        goto out;
+    if (gpm_injector_state(pj.inj) == GPM_INJ_RUNNING ||
+        (gpm_injector_state(pj.inj) == GPM_INJ_DONE && pj.tail_entries > 0)) {
+        if (gpm_injector_state(pj.inj) == GPM_INJ_DONE)
+            pj.tail_entries--;
+        if (current_thread(cpu, &t)) {
+            rc = gpm__panda_with_cpu(cpu, entry_step, &sa);
+            if (rc != 0)
+                fprintf(stderr,
+                        "pandagpm: injector register access "
+                        "failed: %s\n",
+                        gpm_strerror(rc));
+        }
+        note_state();
+    }
+    if (gpm_injector_state(pj.inj) == GPM_INJ_WAITING ||
+        (gpm_injector_state(pj.inj) == GPM_INJ_DONE && pj.tail_entries == 0))
+        hook_enable(false);
+out:
     g_mutex_unlock(&pj.lock);
 }
 
@@ -329,7 +392,7 @@ static void pj_clear(void)
     pj.proc_name = NULL;
     pj.argv = NULL;
     memset(&pj.cfg, 0, sizeof(pj.cfg));
-    pj.have_pc = pj.armed = false;
+    pj.armed = false;
     pj.attempts = pj.n_failed = 0;
     pj.reported = GPM_INJ_WAITING;
     pj.done_tgid = pj.done_child = -1;
@@ -469,7 +532,7 @@ PyObject *gpm__py_panda_inj_restart(PyObject *module, PyObject *unused)
         if (rc == 0) {
             gpm_injector_free(pj.inj);
             pj.inj = fresh;
-            pj.have_pc = pj.armed = false;
+            pj.armed = false;
             pj.attempts = pj.n_failed = 0;
             pj.reported = GPM_INJ_WAITING;
             pj.done_tgid = pj.done_child = -1;
