@@ -580,8 +580,10 @@ def test_snapshot_load(guest):
     count = int(guest.wait_result("etc_count_again"))
     assert count == int(guest.sh("ls -A /etc | wc -l"))
     assert guest.log().count("linjector: injected through pid") == 2
-    # The daemon restored with the snapshot was replaced, not joined.
-    assert guest.sh("ps | grep -c '[g]uest_daemon'") == "1"
+    # The daemon restored with the snapshot was replaced, not joined (it
+    # may take a moment to be reaped).
+    wait_for(lambda: guest.sh("ps | grep -c '[g]uest_daemon'") == "1",
+             SHORT, "a single guest_daemon")
 
 
 # --------------------------------------------------------------------------
