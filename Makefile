@@ -92,6 +92,12 @@ test: deps build guest
 	@$(MAKE) --no-print-directory ctest-valgrind
 	@$(MAKE) --no-print-directory -C guest check
 	@$(MAKE) --no-print-directory panda-glue-check
+	@if [ -f .panda-path ] || [ -n "$$PANDAGPM_REQUIRE_PANDA" ]; then \
+		$(MAKE) --no-print-directory panda-plugins-check; \
+	else \
+		echo "[panda] PANDA not provisioned (make panda): no panda-plugins-check;" \
+			"the panda_real tests will skip"; \
+	fi
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory pytest-asan

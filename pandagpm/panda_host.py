@@ -62,6 +62,7 @@ from .manager import GuestPluginManager, arch_info, find_plugin
 __all__ = [
     "PandaHost", "PandaCPU", "attach", "load_guest_plugin",
     "start_guest_daemon", "is_pandare", "x86_64_check_user_write",
+    "x86_64_check_user_read",
     "register_map",
 ]
 
@@ -117,13 +118,13 @@ _CR4_LA57 = 1 << 12
 _PAGE = 4096
 
 
-def _check_page(cr3, la57, va, phys_read):
+def _check_page(cr3, la57, va, phys_read, write):
     bits = 57 if la57 else 48
     top = va >> (bits - 1)
     if top not in (0, (1 << (65 - bits)) - 1):
         return _gpm.EFAULT
     table = cr3 & _PTE_ADDR
-    read_only = False
+    read_only = supervisor = False
     for level in range(5 if la57 else 4, 0, -1):
         idx = (va >> (12 + 9 * (level - 1))) & 0x1FF
         raw = phys_read(table + 8 * idx, 8)
@@ -132,23 +133,20 @@ def _check_page(cr3, la57, va, phys_read):
         e = int.from_bytes(raw, "little")
         if not e & _PTE_P:
             return _gpm.EFAULT
-        if not (e & _PTE_RW and e & _PTE_US):
+        if not e & _PTE_RW:
             read_only = True
+        if not e & _PTE_US:
+            supervisor = True
         if level == 1 or (level in (2, 3) and e & _PTE_PS):
             break
         table = e & _PTE_ADDR
-    return _gpm.EROFS if read_only else 0
+    # The kernel's memory is never the guest program's to name.
+    if supervisor:
+        return _gpm.EFAULT
+    return _gpm.EROFS if write and read_only else 0
 
 
-def x86_64_check_user_write(cr3, la57, va, length, phys_read):
-    """May guest user mode write ``[va, va + length)``? (x86_64 paging)
-
-    ``phys_read(paddr, n)`` returns ``n`` bytes of guest physical memory or
-    None. Returns 0, ``_gpm.EFAULT`` (a page not present, a non-canonical
-    address) or ``_gpm.EROFS`` (present but read-only or supervisor-only at
-    some level: the zero page, copy-on-write). The same walk as the C
-    glue's ``gpm_x86_64_check_user_write()``.
-    """
+def _check_range(cr3, la57, va, length, phys_read, write):
     if length == 0:
         return 0
     end = va + length - 1
@@ -156,12 +154,32 @@ def x86_64_check_user_write(cr3, la57, va, length, phys_read):
         return _gpm.EFAULT
     page, last = va & ~(_PAGE - 1), end & ~(_PAGE - 1)
     while True:
-        rc = _check_page(cr3, la57, page, phys_read)
+        rc = _check_page(cr3, la57, page, phys_read, write)
         if rc:
             return rc
         if page == last:
             return 0
         page += _PAGE
+
+
+def x86_64_check_user_write(cr3, la57, va, length, phys_read):
+    """May guest user mode write ``[va, va + length)``? (x86_64 paging)
+
+    ``phys_read(paddr, n)`` returns ``n`` bytes of guest physical memory or
+    None. Returns 0, ``_gpm.EFAULT`` (a page not present, a supervisor
+    page, a non-canonical address) or ``_gpm.EROFS`` (present and user but
+    read-only at some level: the zero page, copy-on-write). The same walk
+    as the C glue's ``gpm_x86_64_check_user_write()``.
+    """
+    return _check_range(cr3, la57, va, length, phys_read, True)
+
+
+def x86_64_check_user_read(cr3, la57, va, length, phys_read):
+    """May guest user mode read ``[va, va + length)``? 0 or ``_gpm.EFAULT``
+    (``gpm_x86_64_check_user_read()``): libpanda translates kernel pages
+    too, so without it a guest program could make the host read kernel
+    memory."""
+    return _check_range(cr3, la57, va, length, phys_read, False)
 
 
 class PandaCPU:
@@ -232,6 +250,12 @@ class PandaCPU:
             return b""
         if not self._in_range(addr, length):
             return _gpm.EFAULT
+        if self._x86_64 and self._env.hflags & _HF_LMA:
+            rc = x86_64_check_user_read(
+                int(self._env.cr[3]), bool(self._env.cr[4] & _CR4_LA57),
+                addr, length, self._phys_read)
+            if rc:
+                return rc
         buf = self._ffi.new("char[]", length)
         if self._lib.panda_virtual_memory_read_external(
                 self.cpu, addr, buf, length) != 0:
@@ -319,7 +343,7 @@ class PandaHost:
         self._new_manager()
         self.cpu = PandaCPU(panda, self.arch)
         self.injector = None
-        fn = self._install_c_hot_path()
+        fn = self._hc_fn = self._install_c_hot_path()
         if fn is not None:
             # No Python per hypercall: PANDA calls the extension's C code.
             panda.register_callback(panda.callback.guest_hypercall, fn,

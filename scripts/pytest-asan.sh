@@ -33,4 +33,4 @@ print("[asan] testing", g.__file__)'
     -o pythonpath= --rootdir=. tests/test_py_errors.py \
     tests/test_py_manager.py tests/test_py_dispatch.py \
     tests/test_py_channels.py tests/test_py_lifetime.py \
-    tests/test_panda_host.py
+    tests/test_panda_host.py tests/test_py_issue11.py

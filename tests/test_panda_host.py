@@ -105,7 +105,7 @@ def tables():
     (0x401000, 1, _gpm.EROFS),
     (0x402000, 1, _gpm.EFAULT),
     (0x403000, 4096, 0),
-    (0x600010, 8, _gpm.EROFS),
+    (0x600010, 8, _gpm.EFAULT),  # supervisor: never the guest's to name
     (0x40000000, 2 << 20, 0),
     (0x401FFFFF, 2, _gpm.EFAULT),
     (0x7F0000000000, 1, _gpm.EFAULT),
@@ -114,6 +114,20 @@ def tables():
 ])
 def test_page_walk(tables, va, n, want):
     assert x86_64_check_user_write(4096 | 5, False, va, n, tables.read) == \
+        want
+
+
+@pytest.mark.parametrize("va,n,want", [
+    (0x400000, 4096, 0),
+    (0x401000, 1, 0),            # read-only is readable
+    (0x402000, 1, _gpm.EFAULT),  # not present
+    (0x600010, 8, _gpm.EFAULT),  # supervisor only: kernel memory
+    (0x5FFFF8, 16, _gpm.EFAULT),  # crosses into it
+    (0x40000000, 2 << 20, 0),
+])
+def test_page_walk_read(tables, va, n, want):
+    from pandagpm.panda_host import x86_64_check_user_read
+    assert x86_64_check_user_read(4096 | 5, False, va, n, tables.read) == \
         want
 
 
@@ -323,6 +337,12 @@ def test_hypercalls_through_pandare_types(tmp_path):
     m.set_pte(3 * 4096, 2, 4 * 4096 | P | RW | US)
     m.set_pte(4 * 4096, 1, 20 * 4096 | P | RW | US)
     m.set_pte(4 * 4096, 2, 21 * 4096 | P | US)  # read-only
+    m.set_pte(4 * 4096, 0, 19 * 4096 | P | RW | US)
+    m.set_pte(4 * 4096, 3, 22 * 4096 | P | RW)  # supervisor: kernel memory
+    # WRITE from a kernel page: the host never reads it for the guest.
+    lib.mem[3 * 4096:3 * 4096 + 6] = b"secret"
+    assert call(4, 0x403000, 6) == (True, -14)  # GPM_HC_EFAULT
+    assert got == [b"hello"]
     chan.write(b"from host")
     assert call(3, 0x401000, 64) == (True, 9)
     assert bytes(lib.mem[4096:4096 + 9]) == b"from host"

@@ -521,6 +521,10 @@ static PyMethodDef py_module_methods[] = {
      "panda_hc_uninstall(): the C hypercall callback serves nothing."},
     {"panda_hc_stats", gpm__py_panda_hc_stats, METH_NOARGS,
      "panda_hc_stats() -> dict: calls, handled, installed."},
+    {"panda_bare_hc_install", gpm__py_panda_bare_hc_install, METH_VARARGS,
+     "panda_bare_hc_install(env_off, rax_off) -> address of a bare "
+     "guest_hypercall callback (answers 0, does nothing else): the "
+     "benchmark's baseline."},
     {"panda_inj_callbacks", gpm__py_panda_inj_callbacks, METH_NOARGS,
      "panda_inj_callbacks() -> dict: the C callbacks on_all_sys_enter "
      "(syscalls2 PPP) and start_block_exec (register it disabled) of the "

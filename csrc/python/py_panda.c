@@ -83,10 +83,44 @@ static int pc_write_reg(void *cpu, unsigned regno, uint64_t val)
     return rc;
 }
 
+static uint64_t env_u64(const panda_cpu_t *c, long off);
+static int phys_adapter(void *opaque, uint64_t paddr, void *buf, size_t len);
+
+/*
+ * In x86_64 long mode, true if the page walk says user mode may not touch
+ * [addr, addr + len): libpanda's virtual reads and writes translate
+ * supervisor pages too, so without this a guest program could make the
+ * host read (or write) kernel memory. Sets *rc to the refusal.
+ */
+static bool refused_by_walk(panda_cpu_t *c, uint64_t addr, size_t len,
+                            bool write, int *rc)
+{
+    const panda_ctx_t *ctx = c->ctx;
+    uint32_t hflags;
+    bool la57;
+
+    if (ctx->pread == NULL || ctx->cr3_off < 0 || ctx->hflags_off < 0)
+        return false;
+    memcpy(&hflags, c->env + ctx->hflags_off, sizeof(hflags));
+    if (!(hflags & HF_LMA_MASK))
+        return false;
+    la57 = (env_u64(c, ctx->cr4_off) & CR4_LA57) != 0;
+    *rc =
+        write
+            ? gpm_x86_64_check_user_write(env_u64(c, ctx->cr3_off), la57, addr,
+                                          len, phys_adapter, (void *)ctx)
+            : gpm_x86_64_check_user_read(env_u64(c, ctx->cr3_off), la57, addr,
+                                         len, phys_adapter, (void *)ctx);
+    return *rc != 0;
+}
+
 static int pc_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
 {
     panda_cpu_t *c = cpu;
+    int rc;
 
+    if (refused_by_walk(c, addr, len, false, &rc))
+        return rc;
     for (size_t done = 0; done < len;) {
         size_t n = len - done < MAX_CHUNK ? len - done : MAX_CHUNK;
 
@@ -118,26 +152,16 @@ static int pc_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
 {
     panda_cpu_t *c = cpu;
     const panda_ctx_t *ctx = c->ctx;
-    uint32_t hflags;
     int rc;
 
     /*
      * In x86_64 long mode, refuse pages the guest could not write itself
-     * (the zero page, copy-on-write pages): the guest then touches its
-     * buffer and retries. Elsewhere libpanda's own failure is the only
-     * signal, reported as "retry" too.
+     * (the zero page, copy-on-write pages, kernel pages): the guest then
+     * touches its buffer and retries. Elsewhere libpanda's own failure is
+     * the only signal, reported as "retry" too.
      */
-    if (ctx->pread != NULL && ctx->cr3_off >= 0 && ctx->hflags_off >= 0) {
-        memcpy(&hflags, c->env + ctx->hflags_off, sizeof(hflags));
-        if (hflags & HF_LMA_MASK) {
-            rc = gpm_x86_64_check_user_write(
-                env_u64(c, ctx->cr3_off),
-                (env_u64(c, ctx->cr4_off) & CR4_LA57) != 0, addr, len,
-                phys_adapter, (void *)ctx);
-            if (rc != 0)
-                return rc;
-        }
-    }
+    if (refused_by_walk(c, addr, len, true, &rc))
+        return rc;
     for (size_t done = 0; done < len;) {
         size_t n = len - done < MAX_CHUNK ? len - done : MAX_CHUNK;
 
@@ -192,6 +216,47 @@ static bool gpm__panda_hypercall_cb(void *cpu)
     }
     g_mutex_unlock(&ctx_lock);
     return handled;
+}
+
+/*
+ * The benchmark's baseline (bench/bench_panda.py): a guest_hypercall
+ * callback that answers a magic hypercall with 0 ("nothing") and does
+ * nothing else, so its round trip is PANDA's own cost of a hypercall.
+ */
+static struct {
+    size_t env_off;
+    long rax_off;
+    uint64_t calls;
+} bare = {0, -1, 0};
+
+static bool gpm__panda_bare_hypercall_cb(void *cpu)
+{
+    uint8_t *env;
+    uint64_t rax;
+
+    if (cpu == NULL || bare.rax_off < 0)
+        return false;
+    memcpy(&env, (uint8_t *)cpu + bare.env_off, sizeof(env));
+    memcpy(&rax, env + bare.rax_off, sizeof(rax));
+    if ((uint32_t)rax != GPM_HC_MAGIC)
+        return false;
+    rax = 0;
+    memcpy(env + bare.rax_off, &rax, sizeof(rax));
+    bare.calls++;
+    return true;
+}
+
+PyObject *gpm__py_panda_bare_hc_install(PyObject *module, PyObject *args)
+{
+    Py_ssize_t env_off, rax_off;
+
+    if (!PyArg_ParseTuple(args, "nn:panda_bare_hc_install", &env_off, &rax_off))
+        return NULL;
+    if (env_off < 0 || rax_off < 0)
+        return gpm__py_raise(module, GPM_EINVAL, "offsets must be >= 0");
+    bare.env_off = (size_t)env_off;
+    bare.rax_off = rax_off;
+    return PyLong_FromVoidPtr((void *)(uintptr_t)gpm__panda_bare_hypercall_cb);
 }
 
 static void ctx_free(panda_ctx_t *ctx)
