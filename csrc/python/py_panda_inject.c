@@ -3,17 +3,21 @@
  * ours compiled into their PANDA.
  *
  * The core's injector (gpm/injector.h) runs from C callbacks that pypanda
- * registers through pandare's ffi: syscalls2's on_all_sys_enter (a PPP
- * callback), and PANDA's start_block_exec, enabled only for the one block
- * that is the kernel's SYSCALL entry. It is the scheme of csrc/panda/
- * plugin_linjector.c (see the long comment there): the injector works
- * through a register view that turns writes of RCX into "re-enter" or
- * "return" requests, and a one-shot hook at the kernel entry sets RCX to
- * the SYSCALL instruction, so the thread comes back to it with the
- * injected call's result. Registers and memory go through the hypercall
- * hot path's CPU view (py_panda.c); thread identity comes from OSI's
- * get_current_thread/get_current_process, whose addresses and struct
- * offsets Python takes from pandare's cffi types.
+ * registers through pandare's ffi. syscalls2's on_all_sys_enter (a PPP
+ * callback) only chooses the process: it hijacks the call through the
+ * register view of csrc/panda/linjector.c, which turns the write of RCX
+ * into a "re-enter" request. From then on PANDA's start_block_exec,
+ * enabled only while an injection runs, does the rest at the kernel's
+ * SYSCALL entry (the first kernel block after the hijacked SYSCALL): it
+ * points RCX back at the instruction there, learns the entry's address,
+ * and runs every later step of the injector at that address with the
+ * registers the kernel sees, exactly as the stock-QEMU host does at its
+ * breakpoint on entry_SYSCALL_64. (syscalls2 does not report a SYSCALL
+ * that starts a translation block, which is where every re-entry lands.)
+ * Registers and memory go through the hypercall hot path's CPU view
+ * (py_panda.c); thread identity comes from OSI's get_current_thread and
+ * get_current_process, whose addresses and struct offsets Python takes
+ * from pandare's cffi types.
  *
  * Every callback runs on PANDA's CPU thread and never takes the GIL. A
  * failed injection is retried on another process, up to max_attempts;
@@ -256,7 +260,9 @@ static void on_sys_enter(void *cpu, uint64_t pc, uint64_t callno)
     if (gpm__panda_with_cpu(cpu, read_insn, &probe) != 0 ||
         probe.insn[0] != 0x0f || probe.insn[1] != 0x05)
         goto out;
-    if (!current_thread(cpu, &t) || failed_before(t.tgid))
+    /* Never a usermode helper the kernel started (a child of kthreadd):
+     * early in boot it may run before /proc exists. */
+    if (!current_thread(cpu, &t) || failed_before(t.tgid) || t.ppid == 2)
         goto out;
     rc = gpm__panda_with_cpu(cpu, first_step, &a);
     if (rc != 0) {
