@@ -27,8 +27,11 @@ inside), else the tree recorded by ``make panda`` in the checkout's
 :func:`find_panda` says which, and raises :class:`PandaNotFound` with what
 to do when there is none.
 
-Command line: ``python -m pandagpm.pypanda info`` and
-``python -m pandagpm.pypanda snapshot [--arch x86_64]``.
+Command line (each with ``--help`` and ``--arch``):
+``python -m pandagpm.pypanda info [--binary]`` (where PANDA is, what the
+image needs), ``python -m pandagpm.pypanda args [--snapshot]`` (the
+``panda-system-*`` arguments for the image, shell-quoted) and
+``python -m pandagpm.pypanda snapshot [--force]``.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from pathlib import Path
 
 from . import image as _image
 
-__all__ = ["Panda", "PandaInstall", "PandaNotFound", "find_panda",
-           "machine_args", "panda_snapshot", "osi_setup"]
+__all__ = ["Panda", "PandaInstall", "PandaNotFound", "command_args",
+           "find_panda", "machine_args", "panda_snapshot", "osi_setup"]
 
 #: The prompt of the image's root shell on the serial console.
 PROMPT = rb"root@pandagpm:[^#]*# "
@@ -346,6 +349,32 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
     return panda
 
 
+def command_args(arch: str = "x86_64", *, install: PandaInstall | None = None,
+                 snapshot: bool = False) -> list[str]:
+    """Arguments for ``panda-system-<arch>`` on pandagpm's image.
+
+    The BIOS directory, machine, kernel, initrd, command line and RAM,
+    the ``-os`` string and osi_linux's kernel profile (two ``-panda-arg``
+    options: one with a comma does not split); with ``snapshot`` also
+    the qcow2 holding PANDA's ``root`` snapshot and ``-loadvm root``.
+    Serial console, monitor and ``-panda`` plugins are the caller's.
+    """
+    inst = install or find_panda(arch)
+    img = _image.get_image(arch, progress=False)
+    os_version, osi = osi_setup(img)
+    qcow = panda_snapshot(arch, install=inst) if snapshot else None
+    args = ["-L", str(inst.bios_dir())] + machine_args(img) + [
+        "-m", _ram_arg(img), "-kernel", str(img.kernel),
+        "-initrd", str(img.initrd), "-append", img.profile["qemu"]["append"],
+        "-os", os_version,
+        "-panda-arg", f"osi_linux:kconf_file={osi['kconf_file']}",
+        "-panda-arg", f"osi_linux:kconf_group={osi['kconf_group']}"]
+    if qcow is not None:
+        args += ["-drive", f"if=none,id=gpmsnap,format=qcow2,file={qcow}",
+                 "-loadvm", "root"]
+    return args
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m pandagpm.pypanda",
@@ -353,6 +382,14 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("info", help="where PANDA is and what the image needs")
     p.add_argument("--arch", default="x86_64")
+    p.add_argument("--binary", action="store_true",
+                   help="print only the panda-system binary's path")
+    p = sub.add_parser(
+        "args", help="print the image's PANDA arguments, shell-quoted")
+    p.add_argument("--arch", default="x86_64")
+    p.add_argument("--snapshot", action="store_true",
+                   help="add the qcow2 with PANDA's root snapshot and "
+                        "-loadvm root")
     p = sub.add_parser("snapshot", help="save (or show) PANDA's root snapshot")
     p.add_argument("--arch", default="x86_64")
     p.add_argument("--force", action="store_true", help="save it again")
@@ -362,6 +399,14 @@ def main(argv=None) -> int:
     except PandaNotFound as err:
         print(f"pandagpm.pypanda: {err}", file=sys.stderr)
         return 1
+    if a.cmd == "info" and a.binary:
+        print(inst.system_binary(a.arch))
+        return 0
+    if a.cmd == "args":
+        import shlex
+        print(" ".join(shlex.quote(x) for x in command_args(
+            a.arch, install=inst, snapshot=a.snapshot)))
+        return 0
     if a.cmd == "info":
         img = _image.get_image(a.arch)
         os_version, osi_args = osi_setup(img)

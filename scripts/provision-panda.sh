@@ -53,6 +53,8 @@ done
 die() { echo "provision-panda: $*" >&2; exit 1; }
 log() { echo "[panda] $*"; }
 
+# The venv is used from other directories below: make it absolute.
+[ -z "$venv" ] || venv=$(realpath -m "$venv")
 [ -n "$src" ] || die "--src PATH is required (a PANDA source tarball or tree; see --help)"
 [ -e "$src" ] || die "$src: no such file or directory"
 src=$(readlink -f "$src")
