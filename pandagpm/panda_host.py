@@ -55,6 +55,7 @@ import shutil
 import tempfile
 import threading
 import warnings
+import weakref
 
 from . import _gpm
 from .manager import GuestPluginManager, arch_info, find_plugin
@@ -639,14 +640,36 @@ def load_guest_plugin(host, name, callback=None, path=None, **kwargs):
     own = getattr(host, "load_guest_plugin", None)
     if callable(own):
         return own(name, callback, path, **kwargs)
+    return _manager_for(host).load_guest_plugin(name, callback, path,
+                                                **kwargs)
+
+
+# One GuestPluginManager per host object that cannot carry an attribute
+# (slots, C types): kept as long as the host lives, so its channels keep
+# getting events and see end of file.
+_MANAGERS = weakref.WeakKeyDictionary()
+_MANAGERS_BY_ID = {}
+
+
+def _manager_for(host):
     gpm = getattr(host, "_pandagpm_gpm", None)
-    if gpm is None:
-        gpm = GuestPluginManager(host)
+    if gpm is not None:
+        return gpm
+    try:
+        gpm = _MANAGERS.get(host)
+    except TypeError:  # not weakly referenceable: keep it by identity
+        gpm = _MANAGERS_BY_ID.get(id(host), (None, None))[1]
+    if gpm is not None:
+        return gpm
+    gpm = GuestPluginManager(host)
+    try:
+        setattr(host, "_pandagpm_gpm", gpm)
+    except AttributeError:
         try:
-            setattr(host, "_pandagpm_gpm", gpm)
-        except AttributeError:
-            pass
-    return gpm.load_guest_plugin(name, callback, path, **kwargs)
+            _MANAGERS[host] = gpm
+        except TypeError:
+            _MANAGERS_BY_ID[id(host)] = (host, gpm)
+    return gpm
 
 
 def start_guest_daemon(panda, path=None, guest_dir="pandagpm_daemon"):

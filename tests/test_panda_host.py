@@ -527,3 +527,22 @@ def test_c_hot_path_serves_hypercalls(tmp_path):
     host.close()
     assert not _gpm.panda_hc_stats()["installed"]
     assert fn(cpu) is False  # uninstalled: nothing is handled
+
+
+def test_one_manager_per_host_without_attributes():
+    """A host that cannot carry an attribute still gets one
+    GuestPluginManager for its life, not a new one per call."""
+    from pandagpm import _gpm
+
+    class SlotHost:
+        __slots__ = ("manager", "__weakref__")
+
+        def __init__(self):
+            self.manager = _gpm.Manager("x86_64", 0, 0, 0, 0)
+
+    h = SlotHost()
+    first = panda_host._manager_for(h)
+    assert panda_host._manager_for(h) is first
+    assert first.host is h
+    other = SlotHost()
+    assert panda_host._manager_for(other) is not first
