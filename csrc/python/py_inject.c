@@ -65,7 +65,7 @@ static int parse_profile(PyObject *profile, gpm_kernel_profile_t *p)
     return 0;
 }
 
-static const char *state_name(gpm_inj_state_t s)
+const char *gpm__py_inj_state_name(gpm_inj_state_t s)
 {
     switch (s) {
     case GPM_INJ_WAITING:
@@ -171,9 +171,10 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
     g_mutex_unlock(&log.lock);
     result = Py_BuildValue(
         "{s:s,s:i,s:s,s:L,s:L,s:K,s:O,s:s}", "state",
-        state_name(gpm_injector_state(inj)), "code", rc, "code_name",
-        gpm_err_name(rc), "tgid", (long long)tgid, "child", (long long)child,
-        "stops", (unsigned long long)stops, "log", lines, "error",
+        gpm__py_inj_state_name(gpm_injector_state(inj)), "code", rc,
+        "code_name", gpm_err_name(rc), "tgid", (long long)tgid, "child",
+        (long long)child, "stops", (unsigned long long)stops, "log", lines,
+        "error",
         gpm_injector_error(inj) != NULL ? gpm_injector_error(inj) : "");
 error:
     Py_XDECREF(lines);

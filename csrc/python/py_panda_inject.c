@@ -560,21 +560,6 @@ PyObject *gpm__py_panda_inj_uninstall(PyObject *module, PyObject *unused)
     Py_END_ALLOW_THREADS Py_RETURN_NONE;
 }
 
-static const char *state_text(gpm_inj_state_t s)
-{
-    switch (s) {
-    case GPM_INJ_WAITING:
-        return "waiting";
-    case GPM_INJ_RUNNING:
-        return "running";
-    case GPM_INJ_DONE:
-        return "done";
-    case GPM_INJ_FAILED:
-        return "failed";
-    }
-    return "unknown";
-}
-
 PyObject *gpm__py_panda_inj_status(PyObject *module, PyObject *unused)
 {
     const char *state = "none";
@@ -587,7 +572,7 @@ PyObject *gpm__py_panda_inj_status(PyObject *module, PyObject *unused)
     (void)unused;
     Py_BEGIN_ALLOW_THREADS g_mutex_lock(&pj.lock);
     if (pj.inj != NULL)
-        state = state_text(gpm_injector_state(pj.inj));
+        state = gpm__py_inj_state_name(gpm_injector_state(pj.inj));
     tgid = pj.done_tgid;
     child = pj.done_child;
     attempts = pj.attempts;

@@ -55,6 +55,9 @@ struct gpm_qemu_host;
 struct gpm_qemu_host *gpm__py_gdbhost_get(PyObject *obj);
 
 /* _gpm.inject(host, elf, profile, ...): see py_inject.c. */
+#include "gpm/injector.h"
+/* "waiting", "running", "done" or "failed"; a static string. */
+const char *gpm__py_inj_state_name(gpm_inj_state_t s);
 PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* The pypanda hot path: see py_panda.c. */
