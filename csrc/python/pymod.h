@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include "gpm/gpm.h"
+#include "gpm/injector.h"
 
 /* Per-module state: the module's exception type and heap types. */
 typedef struct gpm__py_state {
@@ -55,7 +56,6 @@ struct gpm_qemu_host;
 struct gpm_qemu_host *gpm__py_gdbhost_get(PyObject *obj);
 
 /* _gpm.inject(host, elf, profile, ...): see py_inject.c. */
-#include "gpm/injector.h"
 /* "waiting", "running", "done" or "failed"; a static string. */
 const char *gpm__py_inj_state_name(gpm_inj_state_t s);
 PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs);
