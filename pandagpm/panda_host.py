@@ -341,9 +341,11 @@ class PandaHost:
         self.panda = panda
         self.arch = _arch_of(panda)
         self.fast = False
+        self.injector = None
+        #: True when hypercalls carry the caller's tgid (channel ownership).
+        self.ownership = False
         self._new_manager()
         self.cpu = PandaCPU(panda, self.arch)
-        self.injector = None
         fn = self._hc_fn = self._install_c_hot_path()
         if fn is not None:
             # No Python per hypercall: PANDA calls the extension's C code.
@@ -367,6 +369,7 @@ class PandaHost:
         self.manager.daemon_channel()
         if self.fast:
             self._install_c_hot_path()
+            self._enable_ownership()
 
     def _install_c_hot_path(self):
         """Points the extension's C hypercall callback at this manager.
@@ -547,6 +550,23 @@ class PandaHost:
         p.plugins["syscalls2"].ppp_add_cb_on_all_sys_enter(
             self._inj_cbs["sys_enter"])
         self.injector = "extension"
+        self._enable_ownership()
+
+    def _enable_ownership(self):
+        """Tell the C path how to read each hypercall's caller, so channel
+        ownership is enforced (docs/security.md): on pandagpm's images the
+        profile names CPU 0's current task and task_struct.tgid (one
+        vCPU). Only with the extension's injector, which hands the daemon
+        channel to the process it starts; elsewhere callers stay unknown
+        and the original, unchecked behaviour applies."""
+        img = getattr(self.panda, "pandagpm_image", None)
+        if not (self.fast and self.injector == "extension" and img):
+            self.ownership = False
+            return
+        k = img.profile["kernel"]
+        slot = int(k["per_cpu_offset0"], 16) + int(k["symbols"]["current_task"], 16)
+        _gpm.panda_hc_set_task(slot, int(k["offsets"]["task_struct"]["tgid"]))
+        self.ownership = True
 
     def injection_status(self):
         """The C injector's state: a dict with ``state`` ("none",

@@ -29,7 +29,7 @@ to do when there is none.
 
 Command line (each with ``--help`` and ``--arch``):
 ``python -m pandagpm.pypanda info [--binary]`` (where PANDA is, what the
-image needs), ``python -m pandagpm.pypanda args [--snapshot]`` (the
+image needs), ``python -m pandagpm.pypanda args [--snapshot FILE]`` (the
 ``panda-system-*`` arguments for the image, shell-quoted) and
 ``python -m pandagpm.pypanda snapshot [--force]``.
 """
@@ -306,6 +306,16 @@ def osi_setup(img) -> tuple[str, dict[str, str]]:
                            "kconf_group": img.kernelinfo_group}
 
 
+def _private_copy(qcow: Path) -> Path:
+    """A copy of @qcow in a temporary directory removed at exit."""
+    import atexit
+    d = Path(tempfile.mkdtemp(prefix="pandagpm-panda-"))
+    atexit.register(shutil.rmtree, d, True)
+    dst = d / qcow.name
+    shutil.copyfile(qcow, dst)
+    return dst
+
+
 def Panda(generic: str | None = "x86_64", *, osi: bool = True,
           loadvm: bool = True, progress: bool = True, extra_args=None,
           serial_kwargs=None, **kwargs):
@@ -327,6 +337,9 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
     img = _image.get_image(arch, progress=progress)
     qcow = panda_snapshot(arch, install=inst, progress=progress)
     os_version, osi_args = osi_setup(img)
+    # PANDA writes to the qcow2 it loads from: each Panda works on its own
+    # copy, so runs in parallel never share one and the cache stays intact.
+    qcow = _private_copy(qcow)
     args = _boot_args(img, qcow)
     if loadvm:
         args += ["-loadvm", "root"]
@@ -350,7 +363,7 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
 
 
 def command_args(arch: str = "x86_64", *, install: PandaInstall | None = None,
-                 snapshot: bool = False) -> list[str]:
+                 snapshot: str | os.PathLike | None = None) -> list[str]:
     """Arguments for ``panda-system-<arch>`` on pandagpm's image.
 
     The BIOS directory, machine, kernel, initrd, command line and RAM,
@@ -362,7 +375,10 @@ def command_args(arch: str = "x86_64", *, install: PandaInstall | None = None,
     inst = install or find_panda(arch)
     img = _image.get_image(arch, progress=False)
     os_version, osi = osi_setup(img)
-    qcow = panda_snapshot(arch, install=inst) if snapshot else None
+    qcow = None
+    if snapshot:
+        qcow = Path(snapshot)
+        shutil.copyfile(panda_snapshot(arch, install=inst), qcow)
     args = ["-L", str(inst.bios_dir())] + machine_args(img) + [
         "-m", _ram_arg(img), "-kernel", str(img.kernel),
         "-initrd", str(img.initrd), "-append", img.profile["qemu"]["append"],
@@ -387,9 +403,10 @@ def main(argv=None) -> int:
     p = sub.add_parser(
         "args", help="print the image's PANDA arguments, shell-quoted")
     p.add_argument("--arch", default="x86_64")
-    p.add_argument("--snapshot", action="store_true",
-                   help="add the qcow2 with PANDA's root snapshot and "
-                        "-loadvm root")
+    p.add_argument("--snapshot", metavar="FILE",
+                   help="copy the qcow2 holding PANDA's root snapshot to "
+                        "FILE (PANDA writes to what it loads) and add it "
+                        "with -loadvm root")
     p = sub.add_parser("snapshot", help="save (or show) PANDA's root snapshot")
     p.add_argument("--arch", default="x86_64")
     p.add_argument("--force", action="store_true", help="save it again")

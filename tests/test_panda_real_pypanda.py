@@ -87,3 +87,21 @@ def test_pypanda_example(panda_install):
                        text=True, timeout=600, cwd="/")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "entries (the shell says" in r.stdout
+
+
+EACCES = -13  # GPM_HC_EACCES
+
+
+def test_intruder_gets_nothing(panda_install):
+    """Channel ownership on the pypanda path: a process that is neither
+    the daemon nor hello can neither read nor write their channels, and
+    hello's exchange is untouched."""
+    res, _ = run_scenario("intruder")
+    assert res["ownership"] is True, res
+    for target, got in res["snoop"].items():
+        for key in ("snoop_start", "snoop_read", "snoop_write",
+                    "snoop_stop"):
+            assert int(got[key]) == EACCES, (target, key, got)
+    assert res["hello"][-1] == "the number you sent the guest was: 7", res
+    assert not any("forged" in m for m in res["hello"]), res
+    assert res["refused"] >= 8, res

@@ -521,6 +521,10 @@ static PyMethodDef py_module_methods[] = {
      "panda_hc_uninstall(): the C hypercall callback serves nothing."},
     {"panda_hc_stats", gpm__py_panda_hc_stats, METH_NOARGS,
      "panda_hc_stats() -> dict: calls, handled, installed."},
+    {"panda_hc_set_task", gpm__py_panda_hc_set_task, METH_VARARGS,
+     "panda_hc_set_task(current_task_va, tgid_off): read each hypercall's "
+     "caller tgid from the kernel (CPU 0's current_task slot, "
+     "task_struct.tgid), so channel ownership is enforced."},
     {"panda_bare_hc_install", gpm__py_panda_bare_hc_install, METH_VARARGS,
      "panda_bare_hc_install(env_off, rax_off) -> address of a bare "
      "guest_hypercall callback (answers 0, does nothing else): the "

@@ -39,6 +39,11 @@ typedef struct panda_ctx {
     phys_rd_fn pread;      /* NULL: no page walk before writes */
     long cr3_off, cr4_off; /* -1 unless x86_64 */
     long hflags_off;
+    /* The caller's tgid, for channel ownership: the kernel virtual address
+     * of CPU 0's current_task slot and task_struct.tgid's offset; -1 when
+     * unknown (then every hypercall's caller is GPM_TGID_UNKNOWN). */
+    uint64_t current_task_va;
+    long task_tgid_off;
 } panda_ctx_t;
 
 typedef struct panda_cpu {
@@ -197,6 +202,37 @@ int gpm__panda_with_cpu(void *cpu, gpm__panda_cpu_fn fn, void *opaque)
     return rc;
 }
 
+/* The calling process's tgid, read from the kernel's current task. */
+static int64_t caller_tgid(const panda_ctx_t *ctx, void *cpu)
+{
+    uint64_t task = 0;
+    int32_t tgid = 0;
+
+    if (ctx->task_tgid_off < 0 ||
+        ctx->vread(cpu, ctx->current_task_va, (char *)&task, 8) != 0 ||
+        (task >> 63) == 0 ||
+        ctx->vread(cpu, task + (uint64_t)ctx->task_tgid_off, (char *)&tgid,
+                   4) != 0 ||
+        tgid <= 0)
+        return GPM_TGID_UNKNOWN;
+    return tgid;
+}
+
+int gpm__panda_set_daemon_owner(int64_t tgid)
+{
+    gpm_channel_id_t id;
+    int rc = GPM_ENOSYS;
+
+    g_mutex_lock(&ctx_lock);
+    if (active != NULL && active->task_tgid_off >= 0) {
+        rc = gpm_daemon_channel(active->mgr, &id);
+        if (rc == 0)
+            rc = gpm_channel_set_owner(active->mgr, id, tgid);
+    }
+    g_mutex_unlock(&ctx_lock);
+    return rc;
+}
+
 /* PANDA's guest_hypercall callback: bool (*)(CPUState *). */
 static bool gpm__panda_hypercall_cb(void *cpu)
 {
@@ -210,7 +246,8 @@ static bool gpm__panda_hypercall_cb(void *cpu)
         memcpy(&c.env, (uint8_t *)cpu + active->env_off, sizeof(c.env));
         calls++;
         if (c.env != NULL &&
-            gpm_hypercall_handle(active->mgr, &panda_ops, &c, &handled) == 0 &&
+            gpm_hypercall_handle_as(active->mgr, &panda_ops, &c,
+                                    caller_tgid(active, cpu), &handled) == 0 &&
             handled)
             handled_calls++;
     }
@@ -328,6 +365,7 @@ PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
         }
         ctx->reg_off[regno] = off;
     }
+    ctx->task_tgid_off = -1;
     ctx->cr3_off = opt_off(py_cr3);
     ctx->cr4_off = opt_off(py_cr4);
     ctx->hflags_off = opt_off(py_hflags);
@@ -344,6 +382,31 @@ PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
     ctx->pread = (phys_rd_fn)(uintptr_t)pread;
     ctx_swap(ctx);
     return PyLong_FromVoidPtr((void *)(uintptr_t)gpm__panda_hypercall_cb);
+}
+
+PyObject *gpm__py_panda_hc_set_task(PyObject *module, PyObject *args)
+{
+    unsigned long long current_task_va;
+    Py_ssize_t tgid_off;
+    bool ok = false;
+
+    if (!PyArg_ParseTuple(args, "Kn:panda_hc_set_task", &current_task_va,
+                          &tgid_off))
+        return NULL;
+    if (tgid_off < 0 || (current_task_va >> 63) == 0)
+        return gpm__py_raise(module, GPM_EINVAL,
+                             "current_task_va must be a kernel address and "
+                             "tgid_off >= 0");
+    Py_BEGIN_ALLOW_THREADS g_mutex_lock(&ctx_lock);
+    if (active != NULL) {
+        active->current_task_va = current_task_va;
+        active->task_tgid_off = tgid_off;
+        ok = true;
+    }
+    g_mutex_unlock(&ctx_lock);
+    Py_END_ALLOW_THREADS if (!ok) return gpm__py_raise(
+        module, GPM_ENOSYS, "panda_hc_install() first");
+    Py_RETURN_NONE;
 }
 
 PyObject *gpm__py_panda_hc_uninstall(PyObject *module, PyObject *unused)

@@ -27,4 +27,13 @@ typedef int (*gpm__panda_cpu_fn)(const gpm_host_ops_t *ops, void *view,
  */
 int gpm__panda_with_cpu(void *cpu, gpm__panda_cpu_fn fn, void *opaque);
 
+/*
+ * Gives the daemon channel of the installed context's manager to the
+ * guest process @tgid (the injected daemon), when callers' tgids are
+ * known (_gpm.panda_hc_set_task()). Returns 0, GPM_ENOSYS (no context,
+ * or tgids unknown: nothing to do) or the core's error. Any thread;
+ * never with the GIL held.
+ */
+int gpm__panda_set_daemon_owner(int64_t tgid);
+
 #endif /* GPM_PY_PANDA_H */

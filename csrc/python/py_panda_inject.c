@@ -187,6 +187,9 @@ static void note_state(void)
     pj.reported = now;
     if (now == GPM_INJ_DONE) {
         gpm_injector_target(pj.inj, &pj.done_tgid, &pj.done_child);
+        /* Only the injected process may speak for the daemon. */
+        if (pj.done_child > 0)
+            (void)gpm__panda_set_daemon_owner(pj.done_child);
         /* Watch a little longer: the child's execve may still fail. */
         pj.tail_entries = TAIL_ENTRIES;
         pj.tail_blocks = TAIL_BLOCKS;

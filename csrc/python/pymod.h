@@ -66,6 +66,7 @@ PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
 PyObject *gpm__py_panda_hc_uninstall(PyObject *module, PyObject *unused);
 PyObject *gpm__py_panda_hc_stats(PyObject *module, PyObject *unused);
 PyObject *gpm__py_panda_bare_hc_install(PyObject *module, PyObject *args);
+PyObject *gpm__py_panda_hc_set_task(PyObject *module, PyObject *args);
 
 /* linjector for pypanda, driven by syscalls2: see py_panda_inject.c. */
 PyObject *gpm__py_panda_inj_install(PyObject *module, PyObject *args,

@@ -12,7 +12,9 @@ the checks held; the test asserts on the JSON. Scenarios:
 ``etc_count``   etc_count's count against ``ls -A /etc | wc -l``;
 ``hello``       the hello exchange both ways;
 ``revert``      a load, ``revert_sync("root")``, then a second load;
-``stats``       the C hot path served every hypercall.
+``stats``       the C hot path served every hypercall;
+``intruder``    another process snoops on the daemon's and hello's
+                channels (channel ownership).
 """
 
 import argparse
@@ -105,8 +107,55 @@ def scenario_stats(panda, inject, res):
                   if isinstance(v, (int, float, str))}
 
 
+def copy_in(panda, local, guest_path):
+    """Copies a small program in over the serial console (base64)."""
+    import base64
+    import gzip
+    with open(local, "rb") as f:
+        b64 = base64.b64encode(gzip.compress(f.read(), 9, mtime=0)).decode()
+    panda.run_serial_cmd("rm -f /tmp/x.b64")
+    for i in range(0, len(b64), 1000):
+        panda.run_serial_cmd(f"echo '{b64[i:i + 1000]}' >> /tmp/x.b64")
+    panda.run_serial_cmd(f"base64 -d /tmp/x.b64 | gunzip > {guest_path}; "
+                         f"chmod +x {guest_path}")
+
+
+def scenario_intruder(panda, inject, res):
+    """A process that is neither the daemon nor hello snoops on both."""
+    msgs = []
+
+    @pandagpm.channel_recv
+    def on_hello(channel_id, msg: bytes):
+        msgs.append(msg)
+
+    scenario_etc_count(panda, inject, res)
+    host = pandagpm.panda_host.attach(panda)
+    res["ownership"] = host.ownership
+    chan = pandagpm.load_guest_plugin(panda, "hello", on_hello)
+    t0 = time.monotonic()
+    while len(msgs) < 2 and time.monotonic() - t0 < WAIT:
+        time.sleep(0.1)
+    exe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                       "guest", "build", "x86_64", "testprogs", "intruder")
+    copy_in(panda, exe, "/tmp/intruder")
+    out = {}
+    for target in ("guest_daemon", "hello"):
+        text = panda.run_serial_cmd(
+            f"CHAN_ID={chan.id} /tmp/intruder snoop {target}")
+        out[target] = dict(ln.strip().split("=", 1)
+                           for ln in text.splitlines() if "=" in ln)
+    res["snoop"] = out
+    chan.write(struct.pack("<I", 7))
+    t0 = time.monotonic()
+    while len(msgs) < 3 and time.monotonic() - t0 < WAIT:
+        time.sleep(0.1)
+    res["hello"] = [m.decode(errors="replace") for m in msgs]
+    res["refused"] = host.gpm.stats().get("refused")
+
+
 SCENARIOS = {"etc_count": scenario_etc_count, "hello": scenario_hello,
-             "revert": scenario_revert, "stats": scenario_stats}
+             "revert": scenario_revert, "stats": scenario_stats,
+             "intruder": scenario_intruder}
 
 
 def main():
