@@ -395,26 +395,6 @@ def test_linjector_plugin_is_loaded_when_built(tmp_path, monkeypatch):
                              inject="plugin")
 
 
-@pytest.mark.panda
-def test_pypanda_guest_run():
-    """The walkthrough under real PANDA: needs libpanda."""
-    try:
-        from pandare import Panda
-    except ImportError as err:
-        pytest.skip(f"pandare is not installed: {err}")
-    from pandare.utils import find_build_dir
-
-    assert Panda is not None
-    # Not Panda(generic=...): that downloads a guest image before it looks
-    # for libpanda.
-    try:
-        build = find_build_dir("x86_64")
-    except RuntimeError as err:
-        pytest.skip("pandare is installed but has no libpanda (pandare from "
-                    f"PyPI ships none; install PANDA itself): {err}")
-    pytest.skip(f"libpanda found in {build}, but a PANDA guest run is left "
-                "to examples/pypanda_etc_count.py (downloads an image)")
-
 
 @pytest.mark.panda
 def test_attach_from_a_blocking_function(tmp_path):
