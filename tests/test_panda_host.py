@@ -5,8 +5,8 @@ use pandare's cffi type definitions, which load without libpanda: they
 build real ``CPUState``/``CPUArchState`` structs with pandare's layouts,
 derive the register and ``env_ptr`` offsets from them, and run whole
 hypercalls through ``PandaCPU`` with a stand-in for libpanda's memory
-functions. Running the guest under PANDA needs libpanda, which pandare
-from PyPI does not ship: that test is skipped with the reason printed.
+functions. Runs of the guest under real PANDA are in
+tests/test_panda_real_pypanda.py.
 """
 
 import importlib
