@@ -19,35 +19,25 @@ stock-QEMU host object (anything with a ``load_guest_plugin`` method or a
 
 How it works on PANDA
 ---------------------
-:class:`PandaHost` registers a ``PANDA_CB_GUEST_HYPERCALL`` callback through
-pandare's own decorator (``panda.cb_guest_hypercall``). For each CPUID the
-callback hands a :class:`PandaCPU` to ``GuestPluginManager.dispatch()``: the
-C core checks the magic value and does the work, and reads registers and
-memory back through the :class:`PandaCPU`, which uses pandare's cffi view of
-the target's ``CPUArchState`` (``cpu.env_ptr``; register numbers are GDB's,
-mapped per architecture below) and libpanda's
-``panda_virtual_memory_read_external``/``_write_external``.
+:class:`PandaHost` registers the extension's C hypercall handler as PANDA's
+``guest_hypercall`` callback (``_gpm.panda_hc_install()``): a hypercall runs
+no Python. The C code reads registers at offsets into ``CPUArchState``
+taken from pandare's cffi types (register numbers are GDB's, mapped per
+architecture by :func:`register_map`) and reaches memory through libpanda's
+``panda_virtual_memory_read_external``/``_write_external``. In x86_64 long
+mode every access is first checked by a page walk: kernel pages are never
+read or written for the guest, and the zero page and copy-on-write pages
+are never written (the guest then write-touches its buffer and retries).
+Without C functions from libpanda, or with PANDAGPM_PYTHON_HYPERCALLS set,
+a Python callback does the same through :class:`PandaCPU`. Callbacks run
+on PANDA's emulation thread.
 
-Python is therefore on the hypercall path (one cffi callback and a few
-attribute reads per hypercall). The issue's C hot path, with the
-extension's own C handler registered with libpanda, needs an entry point in
-``pandagpm._gpm`` that does not exist yet; it is future work (see
-docs/panda.md). Callbacks and ops run on PANDA's emulation thread.
-
-Writes into guest memory: libpanda cannot tell a read-only page from a
-writable one, and the kernel's zero page and copy-on-write pages must never
-be written (DESIGN.md 4). On x86_64 in long mode :class:`PandaCPU` walks the
-page tables first (:func:`x86_64_check_user_write`) and refuses such pages
-with ``GPM_EROFS`` (the guest then write-touches its buffer and retries); on
-other targets it relies on the guest library touching its buffers before
-every READ, and reports a failed write as ``GPM_EROFS`` so the guest
-touches and retries.
-
-Starting the guest daemon: if pandagpm's ``linjector`` PANDA plugin is
-built into this PANDA (``make panda-plugins``, docs/panda.md), it is loaded
-and injects the daemon into the first process making a system call.
-Otherwise a warning says so, and :func:`start_guest_daemon` starts it from a
-``@panda.queue_blocking`` function through the serial console.
+Starting the guest daemon (``inject=``): by default the extension's own C
+injector (``csrc/python/py_panda_inject.c``, registered through pandare's
+ffi on syscalls2 and PANDA's start_block_exec; no plugin of ours needs to
+be compiled into PANDA); or pandagpm's ``linjector`` PANDA plugin if this
+PANDA has it (``inject="plugin"``); or nothing (``inject="none"``, then
+:func:`start_guest_daemon`). See docs/panda.md.
 """
 
 import os
@@ -323,12 +313,13 @@ class PandaHost:
     its ``_gpm.Manager``, so this object is itself a host for
     GuestPluginManager) and registers the hypercall callback at once.
 
-    ``inject``: "auto" loads pandagpm's ``linjector`` PANDA plugin if this
-    PANDA has it, else warns; "plugin" requires it (``RuntimeError`` if
-    missing); "none" leaves starting the daemon to the caller (see
-    :func:`start_guest_daemon`). ``daemon_path`` overrides the daemon found
-    on the plugin search path; ``proc_name`` and ``require_root`` go to
-    linjector.
+    ``inject``: "auto" uses the extension's C injector when this PANDA has
+    syscalls2, osi and osi_linux (x86_64), else pandagpm's ``linjector``
+    PANDA plugin if it is there, else warns; "extension" and "plugin"
+    require theirs (``RuntimeError`` saying what is missing); "none" leaves
+    starting the daemon to the caller (see :func:`start_guest_daemon`).
+    ``daemon_path`` overrides the daemon found on the plugin search path;
+    ``proc_name`` and ``require_root`` go to the injector.
 
     Use :func:`attach` rather than the constructor: one host per Panda.
     """
