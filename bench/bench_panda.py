@@ -19,8 +19,6 @@ median per call. Needs ``make panda``; without PANDA it says so and exits
 0 without writing figures.
 """
 
-import base64
-import gzip
 import json
 import os
 import subprocess
@@ -33,13 +31,13 @@ N = int(os.environ.get("GPM_BENCH_HC_N", "1000"))
 ROUNDS = int(os.environ.get("GPM_BENCH_PANDA_ROUNDS", "3"))
 
 DRIVER = r'''
-import base64, json, sys
+import json, sys
 sys.path.insert(0, sys.argv[1])
 import pandagpm
 from pandagpm import _gpm
-from pandagpm.pypanda import Panda
+from pandagpm.pypanda import Panda, copy_to_guest
 
-bench_b64, n, rounds = open(sys.argv[2]).read(), int(sys.argv[3]), int(sys.argv[4])
+bench_path, n, rounds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 panda = Panda(generic="x86_64", osi=False)
 out = {"pandagpm": [], "bare": []}
 
@@ -55,10 +53,7 @@ def bench():
 def drive():
     try:
         panda.revert_sync("root")
-        run("rm -f /tmp/b.b64")
-        for i in range(0, len(bench_b64), 1000):
-            run(f"echo '{bench_b64[i:i + 1000]}' >> /tmp/b.b64")
-        run("base64 -d /tmp/b.b64 | gunzip > /tmp/gpm_bench; chmod +x /tmp/gpm_bench")
+        copy_to_guest(panda, bench_path, "/tmp/gpm_bench")
         host = pandagpm.panda_host.attach(panda, inject="none")
         out["fast"] = host.fast
         ffi = panda.ffi
@@ -99,16 +94,11 @@ def main():
     bench = C.build_guest_bench()
     tmp = os.path.join(C.ROOT, "build", "bench_panda")
     os.makedirs(tmp, exist_ok=True)
-    b64 = os.path.join(tmp, "gpm_bench.gz.b64")
-    with open(bench, "rb") as f:
-        payload = base64.b64encode(gzip.compress(f.read(), 9, mtime=0))
-    with open(b64, "wb") as f:
-        f.write(payload)
     driver = os.path.join(tmp, "driver.py")
     with open(driver, "w") as f:
         f.write(DRIVER)
     C.progress(f"PANDA: {ROUNDS} rounds x {N} hypercalls, pandagpm vs bare")
-    r = subprocess.run([sys.executable, driver, C.ROOT, b64, str(N),
+    r = subprocess.run([sys.executable, driver, C.ROOT, bench, str(N),
                         str(ROUNDS)], capture_output=True, text=True,
                        timeout=1800)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]

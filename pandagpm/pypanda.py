@@ -51,7 +51,7 @@ from pathlib import Path
 from . import image as _image
 
 __all__ = ["Panda", "PandaInstall", "PandaNotFound", "command_args",
-           "find_panda", "machine_args", "panda_snapshot", "osi_setup"]
+           "copy_to_guest", "find_panda", "machine_args", "panda_snapshot", "osi_setup"]
 
 #: The prompt of the image's root shell on the serial console.
 PROMPT = rb"root@pandagpm:[^#]*# "
@@ -389,6 +389,45 @@ def command_args(arch: str = "x86_64", *, install: PandaInstall | None = None,
         args += ["-drive", f"if=none,id=gpmsnap,format=qcow2,file={qcow}",
                  "-loadvm", "root"]
     return args
+
+
+def copy_to_guest(panda, local: str | os.PathLike, guest_path: str,
+                  mode: int = 0o755, chunk: int = 768) -> None:
+    """Copy a small host file into the guest through the serial console.
+
+    pandare's own ``copy_to_guest`` needs a CD drive, which pandagpm's
+    image has none of. This sends the file gzipped and base64-encoded in
+    ``chunk``-character ``echo`` lines (each one ``run_serial_cmd``; the
+    whole line stays under the 1,024 characters busybox's line editor
+    keeps, or its end is cut off), then
+    decodes it with busybox's ``base64 -d | gunzip``, applies ``mode`` and
+    checks the guest's MD5 sum (``RuntimeError`` if it differs).
+    Blocking: call it from a ``@panda.queue_blocking`` function. Slow (a
+    few tens of KiB/s): meant for test programs, not data.
+    """
+    import base64
+    import gzip
+    import shlex
+    import hashlib
+    with open(local, "rb") as f:
+        data = f.read()
+    b64 = base64.b64encode(gzip.compress(data, 9, mtime=0)).decode()
+    q = shlex.quote(guest_path)
+    stage = shlex.quote(guest_path + ".b64")
+    if chunk + len(stage) + 16 >= 1024:
+        raise ValueError(f"chunk {chunk} and path {guest_path!r} make "
+                         "console lines of 1,024 characters or more")
+    panda.run_serial_cmd(f"rm -f {stage}")
+    for i in range(0, len(b64), chunk):
+        panda.run_serial_cmd(f"echo '{b64[i:i + chunk]}' >> {stage}")
+    panda.run_serial_cmd(f"base64 -d {stage} | gunzip > {q}; rm -f {stage}; "
+                         f"chmod {mode:o} {q}")
+    got = panda.run_serial_cmd(f"md5sum {q}").split()
+    want = hashlib.md5(data).hexdigest()
+    if want not in got:
+        raise RuntimeError(f"copy_to_guest: {guest_path} in the guest does "
+                           f"not match {local} (md5 {want}; the guest says "
+                           f"{' '.join(got)[:120]!r})")
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 import pandagpm  # noqa: E402
 from pandagpm import _gpm  # noqa: E402
-from pandagpm.pypanda import Panda  # noqa: E402
+from pandagpm.pypanda import Panda, copy_to_guest  # noqa: E402
 
 WAIT = 120  # seconds for any one guest answer (TCG on a loaded machine)
 
@@ -107,19 +107,6 @@ def scenario_stats(panda, inject, res):
                   if isinstance(v, (int, float, str))}
 
 
-def copy_in(panda, local, guest_path):
-    """Copies a small program in over the serial console (base64)."""
-    import base64
-    import gzip
-    with open(local, "rb") as f:
-        b64 = base64.b64encode(gzip.compress(f.read(), 9, mtime=0)).decode()
-    panda.run_serial_cmd("rm -f /tmp/x.b64")
-    for i in range(0, len(b64), 1000):
-        panda.run_serial_cmd(f"echo '{b64[i:i + 1000]}' >> /tmp/x.b64")
-    panda.run_serial_cmd(f"base64 -d /tmp/x.b64 | gunzip > {guest_path}; "
-                         f"chmod +x {guest_path}")
-
-
 def scenario_intruder(panda, inject, res):
     """A process that is neither the daemon nor hello snoops on both."""
     msgs = []
@@ -137,7 +124,7 @@ def scenario_intruder(panda, inject, res):
         time.sleep(0.1)
     exe = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                        "guest", "build", "x86_64", "testprogs", "intruder")
-    copy_in(panda, exe, "/tmp/intruder")
+    copy_to_guest(panda, exe, "/tmp/intruder")
     out = {}
     for target in ("guest_daemon", "hello"):
         text = panda.run_serial_cmd(
