@@ -1,0 +1,124 @@
+/*
+ * arch_ops.h - one backend per guest architecture (internal).
+ *
+ * Everything a host needs to know about an architecture beyond the plain
+ * numbers of gpm/arch.h lives in that architecture's file under
+ * csrc/arch/ and is reached through one gpm__arch_ops_t table row: the
+ * hypercall stub's address and trap instruction, how to tell user mode
+ * from the privilege register, and the page-table walk of its MMU. Hosts
+ * (stock QEMU, PANDA, the Python extension) only ever use the table, so
+ * adding an architecture adds a file and a row and touches no host.
+ *
+ * Threads: the table is static and read-only; the functions work on
+ * caller-owned state only and are thread-safe. A page walk needs the
+ * guest CPU stopped (the tables must not change under it).
+ */
+#ifndef GPM_ARCH_OPS_H
+#define GPM_ARCH_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpm/arch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Reads @len bytes of guest-physical memory at @paddr into @buf. Returns 0
+ * or a negative GPM_E* code (GPM_EFAULT outside RAM).
+ */
+typedef int (*gpm_phys_read_fn)(void *opaque, uint64_t paddr, void *buf,
+                                size_t len);
+
+/* The most MMU registers any walker reads. */
+#define GPM__MMU_NREGS 4
+
+/*
+ * The inputs of a page walk: the values of the registers that
+ * gpm__arch_ops_t.mmu_regs names, in that order (unused slots 0).
+ */
+typedef struct gpm__mmu_state {
+    uint64_t reg[GPM__MMU_NREGS];
+} gpm__mmu_state_t;
+
+/* What a walk found for one virtual address. */
+typedef struct gpm__xlate {
+    uint64_t phys;      /* guest-physical address of the byte */
+    uint64_t page_left; /* bytes from it to the end of its page or block */
+    bool writable;      /* a user-mode write would not fault */
+    bool user;          /* user mode may read it */
+} gpm__xlate_t;
+
+/*
+ * Translates @va as the MMU would for a user-mode access. Returns 0 with
+ * @out filled, or GPM_EFAULT if the address is not mapped (invalid or
+ * not-present entry at any level, an access-flag fault, an address
+ * outside the translated ranges, a table outside RAM). Permission bits
+ * are reported in @out, not as errors: callers decide (see
+ * gpm__mmu_check_user()).
+ */
+typedef int (*gpm__xlate_fn)(const gpm__mmu_state_t *st, uint64_t va,
+                             gpm_phys_read_fn rd, void *opaque,
+                             gpm__xlate_t *out);
+
+typedef struct gpm__arch_ops {
+    gpm_arch_t arch;
+    /*
+     * Guest side: every guest binary of this arch puts its hypercall
+     * stub (the trap below, then a return) at @hc_addr in section
+     * GPM_HC_SECTION. PANDA traps the instruction; the stock-QEMU host
+     * puts a breakpoint on @hc_addr and never lets the trap execute.
+     */
+    uint64_t hc_addr;
+    uint8_t hc_insn[8]; /* the trap instruction's bytes in guest memory */
+    unsigned hc_insn_len;
+    /*
+     * Privilege: the gdbstub name of the register that tells user mode
+     * ("cs" on x86, "cpsr" on ARM) and the test on its value.
+     */
+    const char *mode_reg;
+    bool (*mode_is_user)(uint64_t mode_value);
+    /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
+    const char *mmu_regs[GPM__MMU_NREGS];
+    gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */
+} gpm__arch_ops_t;
+
+/* The backend of @arch, or NULL for an arch without one. */
+const gpm__arch_ops_t *gpm__arch_ops(gpm_arch_t arch);
+
+/**
+ * gpm__mmu_check_user() - may the guest's user mode access this range?
+ * @write: check for a write (else a read).
+ *
+ * Walks every page of [@va, @va+@len). Returns 0 if each is mapped,
+ * user-accessible and (for a write) writable; GPM_EFAULT if a page is
+ * unmapped or kernel-only (never "touch and retry": that would make the
+ * program touch kernel memory), or the range wraps; GPM_EROFS if a page
+ * is a user page that a write would fault on (the zero page,
+ * copy-on-write, clean pages whose dirty state the MMU tracks), the
+ * case where the guest write-touches the page and retries. @len 0 is
+ * always allowed. GPM_EINVAL if @ops has no walker.
+ */
+int gpm__mmu_check_user(const gpm__arch_ops_t *ops, const gpm__mmu_state_t *st,
+                        uint64_t va, size_t len, bool write,
+                        gpm_phys_read_fn rd, void *opaque);
+
+/* The walkers, one per MMU (csrc/arch/mmu_*.c). */
+int gpm__mmu_x86_64_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                          gpm_phys_read_fn rd, void *opaque,
+                          gpm__xlate_t *out);
+int gpm__mmu_aarch64_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                           gpm_phys_read_fn rd, void *opaque,
+                           gpm__xlate_t *out);
+int gpm__mmu_armv7_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                         gpm_phys_read_fn rd, void *opaque,
+                         gpm__xlate_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPM_ARCH_OPS_H */
