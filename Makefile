@@ -12,7 +12,7 @@ VPY := $(VENV)/bin/python
 CC_SAN ?= clang-14
 GLIB_CFLAGS = $(shell pkg-config --cflags glib-2.0)
 GLIB_LIBS = $(shell pkg-config --libs glib-2.0)
-CORE_SRCS := $(sort $(wildcard csrc/core/*.c))
+CORE_SRCS := $(sort $(wildcard csrc/core/*.c) $(wildcard csrc/arch/*.c))
 CTEST_SRCS := $(sort $(wildcard tests/c/test_*.c))
 CTEST_BINS := $(patsubst tests/c/%.c,tests/c/build/%,$(CTEST_SRCS))
 CWARN := -std=gnu11 -Wall -Wextra -Werror
@@ -55,12 +55,39 @@ guest:
 image: build
 	$(VPY) -m pandagpm.image build
 
-# C unit tests of the core, under ASan and UBSan.
-tests/c/build/%: tests/c/%.c $(CORE_SRCS) $(wildcard csrc/include/gpm/*.h) \
-		$(wildcard csrc/core/*.h) $(wildcard tests/c/*.h)
+# The core (csrc/core, csrc/arch) and the stock-QEMU host (csrc/qemu)
+# as one static library per flavour, built once and linked by the C
+# tests (san: ASan+UBSan; vg: plain, for valgrind) and the fuzzers (fuzz).
+# setup.py builds the same sources into the extension's libgpmcore.
+LIB_SRCS := $(CORE_SRCS) $(sort $(wildcard csrc/qemu/*.c))
+LIB_HDRS := $(wildcard csrc/include/gpm/*.h) $(wildcard csrc/core/*.h) \
+	$(wildcard csrc/arch/*.h) $(wildcard csrc/qemu/*.h)
+LIB_INC := -Icsrc/include -Icsrc $(GLIB_CFLAGS)
+LIB_san := build/san/libgpmcore.a
+LIB_vg := build/vg/libgpmcore.a
+LIB_fuzz := build/fuzz/libgpmcore.a
+
+build/san/obj/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(@D)
-	$(CC_SAN) $(CWARN) $(SANFLAGS) -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
-		-o $@ $< $(CORE_SRCS) $(GLIB_LIBS) -lcmocka
+	$(CC_SAN) $(CWARN) $(SANFLAGS) $(LIB_INC) -c -o $@ $<
+build/vg/obj/%.o: %.c $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CWARN) -g -O1 $(LIB_INC) -c -o $@ $<
+build/fuzz/obj/%.o: %.c $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CC_SAN) $(FUZZ_LIB_CFLAGS) -c -o $@ $<
+build/%/libgpmcore.a:
+	@rm -f $@
+	ar rcs $@ $^
+$(LIB_san): $(patsubst %.c,build/san/obj/%.o,$(LIB_SRCS))
+$(LIB_vg): $(patsubst %.c,build/vg/obj/%.o,$(LIB_SRCS))
+$(LIB_fuzz): $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRCS))
+
+# C unit tests of the core, under ASan and UBSan.
+tests/c/build/%: tests/c/%.c $(LIB_san) $(LIB_HDRS) $(wildcard tests/c/*.h)
+	@mkdir -p $(@D)
+	$(CC_SAN) $(CWARN) $(SANFLAGS) $(LIB_INC) \
+		-o $@ $< $(LIB_san) $(GLIB_LIBS) -lcmocka -lpthread
 
 ctest: $(CTEST_BINS)
 	@set -e; for t in $(CTEST_BINS); do \
@@ -69,12 +96,12 @@ ctest: $(CTEST_BINS)
 	done
 
 # The same C tests without sanitizers, under valgrind.
-ctest-valgrind:
+ctest-valgrind: $(LIB_vg)
 	@mkdir -p tests/c/build/vg
 	@set -e; for t in $(CTEST_SRCS); do \
 		b=tests/c/build/vg/$$(basename $$t .c); \
-		$(CC) $(CWARN) -g -O1 -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
-			-o $$b $$t $(CORE_SRCS) $(GLIB_LIBS) -lcmocka; \
+		$(CC) $(CWARN) -g -O1 $(LIB_INC) \
+			-o $$b $$t $(LIB_vg) $(GLIB_LIBS) -lcmocka -lpthread; \
 		echo "[valgrind] $$b"; \
 		valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 			--error-exitcode=3 $$b >/dev/null; \
@@ -136,24 +163,20 @@ format-check:
 		xargs -r clang-format-14 --dry-run --Werror
 
 clean:
-	rm -rf build tests/c/build pandagpm/*.so
+	rm -rf build tests/c/build fuzz/build pandagpm/*.so
 	-@$(MAKE) -C guest clean
 
 # Fuzzing with libFuzzer (clang-14), ASan and UBSan. fuzz-smoke runs each
 # target for FUZZ_SECONDS on a copy of its seed corpus and fails on any
 # crash; the executions are printed.
 FUZZ_SECONDS ?= 45
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
-	-Icsrc/include -Icsrc $(GLIB_CFLAGS)
+FUZZ_LIB_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+	$(LIB_INC)
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $(LIB_INC)
 
-fuzz/build/fuzz_hypercall: fuzz/fuzz_hypercall.c $(CORE_SRCS) tests/c/fake_cpu.h
+fuzz/build/fuzz_%: fuzz/fuzz_%.c $(LIB_fuzz) tests/c/fake_cpu.h
 	@mkdir -p $(@D)
-	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRCS) $(GLIB_LIBS)
-
-fuzz/build/fuzz_rsp: fuzz/fuzz_rsp.c csrc/qemu/gdb_remote.c $(CORE_SRCS)
-	@mkdir -p $(@D)
-	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< csrc/qemu/gdb_remote.c $(CORE_SRCS) \
-		$(GLIB_LIBS)
+	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< $(LIB_fuzz) $(GLIB_LIBS) -lpthread
 
 fuzz-smoke: deps fuzz/build/fuzz_hypercall fuzz/build/fuzz_rsp
 	@bash scripts/fuzz-smoke.sh $(FUZZ_SECONDS) hypercall rsp

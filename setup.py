@@ -20,6 +20,7 @@ import shutil
 import subprocess
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,11 +39,19 @@ def pkg_config(flag, package="glib-2.0"):
     return shlex.split(out)
 
 
-def sources():
-    """Every C file of the core and of the two glue layers built here."""
+def core_sources():
+    """The host-independent core and the stock-QEMU host: the static
+    library libgpmcore that the extension links (the C tests and the
+    fuzzers link the same sources, built by the Makefile)."""
     found = []
-    for part in ("core", "qemu", "python"):
+    for part in ("core", "arch", "qemu"):
         found += sorted(glob.glob(os.path.join("csrc", part, "*.c")))
+    return found
+
+
+def glue_sources():
+    """The CPython glue, the extension's own sources."""
+    found = sorted(glob.glob(os.path.join("csrc", "python", "*.c")))
     # The x86_64 page-walk check that the pypanda hot path shares with the
     # PANDA plugins; it needs no PANDA headers.
     found.append(os.path.join("csrc", "panda", "gpm_panda_mem.c"))
@@ -156,9 +165,33 @@ class build_py_with_guest(build_py):
 extra_cflags = ["-std=gnu11", "-Wall", "-Wextra", "-fvisibility=hidden"]
 extra_cflags += shlex.split(os.environ.get("GPM_EXTRA_CFLAGS", ""))
 
+class build_ext_with_core(build_ext):
+    """Builds libgpmcore first, also for a lone ``build_ext --inplace``,
+    in build_ext's own temporary directory, so that builds with other
+    flags (scripts/pytest-asan.sh's --build-temp) never share objects."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        clib = self.get_finalized_command("build_clib")
+        clib.build_temp = os.path.join(self.build_temp, "clib")
+        clib.build_clib = os.path.join(self.build_temp, "clib")
+        self.library_dirs.insert(0, clib.build_clib)
+
+    def run(self):
+        self.run_command("build_clib")
+        super().run()
+
+
+core_lib = ("gpmcore", {
+    "sources": core_sources(),
+    "include_dirs": ["csrc/include", "csrc"],
+    "cflags": pkg_config("--cflags") + extra_cflags,
+})
+
 ext = Extension(
     "pandagpm._gpm",
-    sources=sources(),
+    sources=glue_sources(),
+    libraries=["gpmcore"],
     include_dirs=["csrc/include", "csrc"],
     extra_compile_args=pkg_config("--cflags") + extra_cflags,
     extra_link_args=pkg_config("--libs")
@@ -166,4 +199,6 @@ ext = Extension(
     define_macros=[("GPM_HOST_PYTHON", "1")],
 )
 
-setup(ext_modules=[ext], cmdclass={"build_py": build_py_with_guest})
+setup(libraries=[core_lib], ext_modules=[ext],
+      cmdclass={"build_py": build_py_with_guest,
+                "build_ext": build_ext_with_core})

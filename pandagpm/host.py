@@ -89,6 +89,8 @@ def _kernel_profile(profile):
     return {
         "entry_syscall": int(sym["entry_SYSCALL_64"], 16),
         "current_task": int(sym["current_task"], 16),
+        # In user mode the kernel's per-CPU base is in k_gs_base.
+        "task_base_reg": "k_gs_base",
         "task_pid": task["pid"],
         "task_tgid": task["tgid"],
         "task_comm": task["comm"],
@@ -207,7 +209,8 @@ class Panda:
                 self.gdb.enable_doorbell(doorbell)
             # Which guest process makes each hypercall (channel ownership).
             k = _kernel_profile(self.image.profile)
-            self.gdb.set_task_profile(k["current_task"], k["task_tgid"])
+            self.gdb.set_task_profile(k["task_base_reg"], k["current_task"],
+                                      k["task_tgid"])
         self._daemon_ready.clear()
         self._daemon_pid = None
         self._injected = False

@@ -81,6 +81,19 @@ typedef struct gpm__arch_ops {
      */
     const char *mode_reg;
     bool (*mode_is_user)(uint64_t mode_value);
+    /*
+     * The gdbstub: the architecture named in qSupported's xmlRegisters=,
+     * the name of the program counter in target.xml, and the "kind" of a
+     * software breakpoint (Z0) on the stub: the trap's length.
+     */
+    const char *gdb_xml_arch;
+    const char *pc_reg;
+    unsigned bp_kind;
+    /*
+     * User addresses are below this (the split the arch's Linux uses);
+     * hosts without a page walk refuse guest pointers above it.
+     */
+    uint64_t user_top;
     /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
     const char *mmu_regs[GPM__MMU_NREGS];
     gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */
@@ -108,14 +121,12 @@ int gpm__mmu_check_user(const gpm__arch_ops_t *ops, const gpm__mmu_state_t *st,
 
 /* The walkers, one per MMU (csrc/arch/mmu_*.c). */
 int gpm__mmu_x86_64_xlate(const gpm__mmu_state_t *st, uint64_t va,
-                          gpm_phys_read_fn rd, void *opaque,
-                          gpm__xlate_t *out);
+                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 int gpm__mmu_aarch64_xlate(const gpm__mmu_state_t *st, uint64_t va,
                            gpm_phys_read_fn rd, void *opaque,
                            gpm__xlate_t *out);
 int gpm__mmu_armv7_xlate(const gpm__mmu_state_t *st, uint64_t va,
-                         gpm_phys_read_fn rd, void *opaque,
-                         gpm__xlate_t *out);
+                         gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 
 #ifdef __cplusplus
 }

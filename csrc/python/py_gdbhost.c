@@ -112,9 +112,9 @@ static PyObject *py_gdbhost_new(PyTypeObject *type, PyObject *args,
     err = gpm_qemu_host_new(&cfg, &self->host);
     if (err < 0) {
         gpm__py_raise(module, err,
-                      cfg.arch != GPM_ARCH_X86_64
-                          ? "only x86_64 guests are supported by GdbHost"
-                          : NULL);
+                      err == GPM_EINVAL ? "GdbHost has no backend for this "
+                                          "arch, or bad arguments"
+                                        : NULL);
         goto error;
     }
     if (py_manager != Py_None) {
@@ -228,16 +228,18 @@ static PyObject *py_gdbhost_enable_doorbell(py_gdbhost *self, PyObject *arg)
 
 static PyObject *py_gdbhost_set_task_profile(py_gdbhost *self, PyObject *args)
 {
+    const char *base_reg;
     unsigned long long current_task;
     unsigned int task_tgid;
     int err;
 
-    if (!PyArg_ParseTuple(args, "KI:set_task_profile", &current_task,
-                          &task_tgid))
+    if (!PyArg_ParseTuple(args, "sKI:set_task_profile", &base_reg,
+                          &current_task, &task_tgid))
         return NULL;
     if (py_gdbhost_check(self) < 0)
         return NULL;
-    err = gpm_qemu_host_set_task_profile(self->host, current_task, task_tgid);
+    err = gpm_qemu_host_set_task_profile(self->host, base_reg, current_task,
+                                         task_tgid);
     if (err < 0)
         return py_gdbhost_raise(self, err, "task profile");
     Py_RETURN_NONE;
@@ -578,9 +580,11 @@ static PyMethodDef py_gdbhost_methods[] = {
     {"remove_breakpoint", (PyCFunction)py_gdbhost_remove_breakpoint, METH_O,
      "remove_breakpoint(addr)."},
     {"set_task_profile", (PyCFunction)py_gdbhost_set_task_profile, METH_VARARGS,
-     "set_task_profile(current_task, task_tgid): tell each hypercall's "
-     "guest process (for channel ownership) from the kernel's per-CPU "
-     "current_task and task_struct.tgid offsets; (0, 0) turns it off."},
+     "set_task_profile(base_reg, current_task, task_tgid): tell each "
+     "hypercall's guest process (for channel ownership): base_reg holds the "
+     "kernel's per-CPU base in user mode, current_task is the per-CPU "
+     "offset of the running task's pointer, task_tgid the offset of tgid "
+     "in task_struct; current_task 0 turns it off."},
     {"enable_doorbell", (PyCFunction)py_gdbhost_enable_doorbell, METH_O,
      "enable_doorbell(phys): offer the guest the doorbell page at that "
      "guest-physical address; host writes then ring it without a stop."},

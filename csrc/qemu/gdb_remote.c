@@ -15,13 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-enum {
-    RSP_IDLE = 0,
-    RSP_DATA,
-    RSP_CSUM1,
-    RSP_CSUM2,
-};
-
 static int hexval(uint8_t ch)
 {
     if (ch >= '0' && ch <= '9') {
@@ -41,12 +34,12 @@ void gpm__rsp_parser_init(gpm__rsp_parser_t *p, uint8_t *buf, size_t cap)
     memset(p, 0, sizeof(*p));
     p->buf = buf;
     p->cap = cap;
-    p->state = RSP_IDLE;
+    p->state = GPM__RSP_IDLE;
 }
 
 static void rsp_start(gpm__rsp_parser_t *p, bool notification)
 {
-    p->state = RSP_DATA;
+    p->state = GPM__RSP_DATA;
     p->notification = notification;
     p->overflow = false;
     p->sum = 0;
@@ -64,7 +57,7 @@ size_t gpm__rsp_parse(gpm__rsp_parser_t *p, const uint8_t *in, size_t n,
         int v;
 
         switch (p->state) {
-        case RSP_IDLE:
+        case GPM__RSP_IDLE:
             if (ch == '$' || ch == '%') {
                 rsp_start(p, ch == '%');
             } else if (ch == '+') {
@@ -78,9 +71,9 @@ size_t gpm__rsp_parse(gpm__rsp_parser_t *p, const uint8_t *in, size_t n,
             }
             /* Anything else between packets is noise and is skipped. */
             break;
-        case RSP_DATA:
+        case GPM__RSP_DATA:
             if (ch == '#') {
-                p->state = RSP_CSUM1;
+                p->state = GPM__RSP_CSUM1;
             } else if (ch == '$') {
                 /* An unescaped '$' cannot be payload: resynchronise. */
                 rsp_start(p, false);
@@ -93,20 +86,20 @@ size_t gpm__rsp_parse(gpm__rsp_parser_t *p, const uint8_t *in, size_t n,
                 }
             }
             break;
-        case RSP_CSUM1:
+        case GPM__RSP_CSUM1:
             v = hexval(ch);
             if (v < 0) {
-                p->state = RSP_IDLE;
+                p->state = GPM__RSP_IDLE;
                 *kind = GPM__RSP_BAD_CHECKSUM;
                 return i + 1;
             }
             p->csum_hi = (uint8_t)v;
-            p->state = RSP_CSUM2;
+            p->state = GPM__RSP_CSUM2;
             break;
-        case RSP_CSUM2:
+        case GPM__RSP_CSUM2:
         default:
             v = hexval(ch);
-            p->state = RSP_IDLE;
+            p->state = GPM__RSP_IDLE;
             if (v < 0 || (uint8_t)(p->csum_hi * 16 + v) != p->sum) {
                 *kind = GPM__RSP_BAD_CHECKSUM;
             } else if (p->overflow) {

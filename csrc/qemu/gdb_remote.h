@@ -40,6 +40,14 @@ typedef enum gpm__rsp_kind {
     GPM__RSP_NOTIFICATION, /* a '%' notification packet (valid checksum) */
 } gpm__rsp_kind_t;
 
+/* Where a parser is in the byte stream (gpm__rsp_parser_t.state). */
+enum gpm__rsp_state {
+    GPM__RSP_IDLE = 0, /* between packets */
+    GPM__RSP_DATA,     /* inside $...# */
+    GPM__RSP_CSUM1,    /* at the first checksum digit */
+    GPM__RSP_CSUM2,    /* at the second */
+};
+
 /* Parser state; initialise with gpm__rsp_parser_init(). */
 typedef struct gpm__rsp_parser {
     int state;

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/arch_ops.h"
 #include "gpm/error.h"
 
 /* A view of guest RAM. */
@@ -34,14 +35,6 @@ typedef struct gpm__ram {
     uint64_t below_4g; /* bytes mapped at guest-physical 0; the rest at 4G */
     int fd;            /* -1 for a caller-supplied buffer */
 } gpm__ram_t;
-
-/* What the walk found for one virtual address. */
-typedef struct gpm__xlate {
-    uint64_t phys;      /* guest-physical address of the byte */
-    uint64_t page_left; /* bytes from it to the end of its page */
-    bool writable;      /* R/W set at every level */
-    bool user;          /* U/S set at every level */
-} gpm__xlate_t;
 
 /* Access checks for gpm__ram_read_virt()/gpm__ram_write_virt(). */
 #define GPM__RAM_USER 1u /* require U/S at every level */

@@ -16,7 +16,9 @@
  * Every wait is bounded; when QEMU goes away (W/X reply, EOF) every
  * waiter and every later call gets GPM_ECONNRESET.
  *
- * Only x86_64 guests are supported for now.
+ * The arch comes from the config; everything arch-specific (the stub's
+ * address and trap length, the user-mode test, the page walk's registers)
+ * from its backend in csrc/arch/.
  *
  * Threads: every function may be called from any thread. Stop and call
  * callbacks run on the I/O thread with the CPU stopped; a request made
@@ -46,7 +48,7 @@ typedef struct gpm_qemu_host_config {
     const char *ram_path;        /* the memory-backend-file, or NULL */
     uint64_t ram_size;           /* guest RAM bytes (-m); needed with RAM */
     uint64_t ram_below_4g;       /* RAM bytes below the PCI hole; 0: all */
-    gpm_arch_t arch;             /* GPM_ARCH_X86_64 */
+    gpm_arch_t arch;             /* an arch with a backend (csrc/arch) */
     gpm_manager_t *manager;      /* hypercall dispatcher, or NULL */
     int timeout_ms;              /* per protocol exchange; 0: 5000 */
 } gpm_qemu_host_config_t;
@@ -99,7 +101,7 @@ typedef struct gpm_qemu_host_stats {
  * @cfg: copied (the strings too). @cfg->manager must outlive the host.
  * @out: receives the host; free it with gpm_qemu_host_free().
  *
- * Returns 0, GPM_EINVAL (no socket path, an arch other than x86_64, RAM
+ * Returns 0, GPM_EINVAL (no socket path, an arch without a backend, RAM
  * path without size) or GPM_ENOMEM.
  */
 int gpm_qemu_host_new(const gpm_qemu_host_config_t *cfg, gpm_qemu_host_t **out);
@@ -247,15 +249,20 @@ int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys);
 /**
  * gpm_qemu_host_set_task_profile() - let the host tell which guest process
  * makes each hypercall, for channel ownership (gpm_hypercall_handle_as()).
- * @current_task: the per-CPU offset of the kernel's current_task (from
- *                the image profile); 0 turns the lookup off, and every
- *                hypercall's caller is then unknown.
+ * @base_reg:     the gdbstub name of the register that holds the kernel's
+ *                per-CPU base while the CPU is in user mode ("k_gs_base"
+ *                on x86_64, "TPIDR_EL1" on arm64); copied.
+ * @current_task: the per-CPU offset of the variable that points at the
+ *                running task (x86_64: current_task; arm64:
+ *                __entry_task), from the image profile; 0 turns the lookup
+ *                off, and every hypercall's caller is then unknown.
  * @task_tgid:    the offset of tgid in task_struct (from BTF).
  *
- * Any thread; takes effect at the next hypercall. Returns 0 or GPM_EINVAL.
+ * Any thread, after a successful start; takes effect at the next
+ * hypercall. Returns 0, GPM_EINVAL, or GPM_ENOENT (no such register).
  */
-int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, uint64_t current_task,
-                                   uint32_t task_tgid);
+int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, const char *base_reg,
+                                   uint64_t current_task, uint32_t task_tgid);
 
 /**
  * gpm_qemu_host_close() - stop serving the guest and join the I/O thread.

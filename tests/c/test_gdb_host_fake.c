@@ -18,10 +18,16 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-#include "../../csrc/qemu/gdb_remote.c"
-#include "../../csrc/qemu/guest_ram.c"
-#include "../../csrc/qemu/qemu_host.c"
+#include "qemu/gdb_remote.h"
+#include "qemu/guest_ram.h"
+#include "qemu/qh_internal.h"
 
 #define NREGS   33
 #define REG_RIP 16
@@ -356,14 +362,14 @@ static void *fake_main(void *arg)
             if (f->silent) {
                 continue;
             }
-            if (p.state == RSP_IDLE && buf[i] == 0x03) {
+            if (p.state == GPM__RSP_IDLE && buf[i] == 0x03) {
                 f->n_interrupts++;
                 if (f->running) {
                     fake_stop(f, 2);
                 }
                 continue;
             }
-            if (f->running && p.state == RSP_IDLE && buf[i] != '+') {
+            if (f->running && p.state == GPM__RSP_IDLE && buf[i] != '+') {
                 f->violations++;
             }
             gpm__rsp_parse(&p, buf + i, 1, &k);

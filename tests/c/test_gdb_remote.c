@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <stdio.h>
 
-#include "../../csrc/qemu/gdb_remote.c"
+#include "qemu/gdb_remote.h"
 
 static uint8_t pbuf[256];
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "../../csrc/qemu/guest_ram.c"
+#include "qemu/guest_ram.h"
 
 #define RAM_SIZE (8u << 20) /* 8 MiB */
 #define P        1ull

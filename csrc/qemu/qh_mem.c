@@ -1,0 +1,112 @@
+/*
+ * qh_mem.c - guest memory for the stock-QEMU host: the RAM file through
+ * the arch's page walk, or 'm' packets without one (I/O thread).
+ */
+#define _GNU_SOURCE
+#include "qemu/qh_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len)
+{
+    size_t chunk = h->conn.packet_size / 2 - 16;
+    uint8_t *dst = buf;
+
+    if (chunk > 2048) {
+        chunk = 2048;
+    }
+    while (len) {
+        size_t n = len < chunk ? len : chunk, rlen = 0;
+        char cmd[64];
+        int err;
+
+        snprintf(cmd, sizeof(cmd), "m%" PRIx64 ",%zx", va, n);
+        err = gpm__qh_command(h, cmd, &rlen);
+        if (err == GPM_EIO) {
+            return GPM_EFAULT;
+        }
+        if (err < 0) {
+            return err;
+        }
+        if (rlen == 0 || rlen % 2 || rlen / 2 > n ||
+            gpm__hex_decode(h->reply, rlen, dst) < 0) {
+            return rlen == 0 ? GPM_EFAULT : GPM_EPROTO;
+        }
+        dst += rlen / 2;
+        va += rlen / 2;
+        len -= rlen / 2;
+    }
+    return 0;
+}
+
+int gpm__qh_mem_read(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len,
+                     unsigned flags)
+{
+    uint64_t cr3;
+    int err;
+
+    if (!h->have_ram) {
+        uint64_t top = h->aops->user_top;
+
+        if ((flags & GPM__RAM_USER) && (va >= top || len > top - va)) {
+            return GPM_EFAULT;
+        }
+        return gpm__qh_gdb_read_mem(h, va, buf, len);
+    }
+    err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[0], &cr3);
+    if (err < 0) {
+        return err;
+    }
+    return gpm__ram_read_virt(&h->ram, cr3, va, buf, len, flags);
+}
+
+int gpm__qh_mem_write(gpm_qemu_host_t *h, uint64_t va, const void *buf,
+                      size_t len)
+{
+    uint64_t cr3;
+    int err;
+
+    if (!h->have_ram) {
+        return GPM_ENOSYS;
+    }
+    err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[0], &cr3);
+    if (err < 0) {
+        return err;
+    }
+    return gpm__ram_write_virt(&h->ram, cr3, va, buf, len);
+}
+
+/* Ops for hypercalls: guest pointers must be user memory. */
+static int hc_read_reg(void *cpu, unsigned regno, uint64_t *val)
+{
+    return gpm__qh_reg_get(cpu, regno, val);
+}
+
+static int hc_write_reg(void *cpu, unsigned regno, uint64_t val)
+{
+    return gpm__qh_reg_set(cpu, regno, val);
+}
+
+static int hc_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
+{
+    return gpm__qh_mem_read(cpu, addr, buf, len, GPM__RAM_USER);
+}
+
+static int hc_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
+{
+    int err = gpm__qh_mem_write(cpu, addr, buf, len);
+
+    return err == GPM_ENOSYS ? GPM_EROFS : err;
+}
+
+/* Ops for host code (breakpoint and call callbacks): kernel reads too. */
+static int full_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
+{
+    return gpm__qh_mem_read(cpu, addr, buf, len, 0);
+}
+
+const gpm_host_ops_t gpm__qh_hc_ops = {hc_read_reg, hc_write_reg, hc_read_mem,
+                                       hc_write_mem};
+const gpm_host_ops_t gpm__qh_full_ops = {hc_read_reg, hc_write_reg,
+                                         full_read_mem, hc_write_mem};
