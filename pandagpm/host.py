@@ -81,16 +81,28 @@ class PluginStartFailed(GpmError):
         self.stage = stage
 
 
-def _kernel_profile(profile):
-    """The fields linjector needs, from an image profile."""
+def _kernel_profile(profile, arch="x86_64"):
+    """The fields linjector and the task lookup need, from an image profile.
+
+    Which kernel symbols to use is the arch backend's fact
+    (``_gpm.arch_info(arch)``); their addresses and the struct offsets
+    come from the image's profile.
+    """
+    info = _gpm.arch_info(arch)
     k = profile["kernel"]
     sym = k["symbols"]
     task = k["offsets"]["task_struct"]
+
+    def symbol(name):
+        if name not in sym:
+            raise GpmError(f"the {arch} image profile has no address for "
+                           f"{name!r} (rebuild the image?)", _gpm.ENOENT)
+        return int(sym[name], 16)
+
     return {
-        "entry_syscall": int(sym["entry_SYSCALL_64"], 16),
-        "current_task": int(sym["current_task"], 16),
-        # In user mode the kernel's per-CPU base is in k_gs_base.
-        "task_base_reg": "k_gs_base",
+        "entry_syscall": symbol(info["syscall_entry_symbol"]),
+        "current_task": symbol(info["current_task_symbol"]),
+        "task_base_reg": info["user_percpu_reg"],
         "task_pid": task["pid"],
         "task_tgid": task["tgid"],
         "task_comm": task["comm"],
@@ -201,14 +213,16 @@ class Panda:
             self.gdb = _gpm.GdbHost(self.gpm.manager,
                                     self.machine.gdb_socket_path,
                                     self.machine.ram_path,
-                                    self.machine.ram_size, self.arch_name)
+                                    self.machine.ram_size, self.arch_name,
+                                    ram_base=getattr(self.machine, "ram_base",
+                                                     0))
             self.gdb.start()
             # Lets waiting guest code sleep without hypercalls.
             doorbell = self.image.profile["guest"].get("doorbell_phys", 0)
             if doorbell and self.doorbell:
                 self.gdb.enable_doorbell(doorbell)
             # Which guest process makes each hypercall (channel ownership).
-            k = _kernel_profile(self.image.profile)
+            k = _kernel_profile(self.image.profile, self.arch_name)
             self.gdb.set_task_profile(k["task_base_reg"], k["current_task"],
                                       k["task_tgid"])
         self._daemon_ready.clear()
@@ -446,7 +460,8 @@ class Panda:
             try:
                 with wrap():
                     res = _gpm.inject(self.gdb, elf,
-                                      _kernel_profile(self.image.profile),
+                                      _kernel_profile(self.image.profile,
+                                                      self.arch_name),
                                       proc_name=proc_name,
                                       require_root=require_root,
                                       argv=["-n", "-r"], timeout=timeout)

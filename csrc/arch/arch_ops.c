@@ -22,6 +22,9 @@ static const gpm__arch_ops_t x86_64_ops = {
     .pc_reg = "rip",
     .bp_kind = 1,
     .user_top = 0x0000800000000000ull,
+    .syscall_entry_symbol = "entry_SYSCALL_64",
+    .current_task_symbol = "current_task",
+    .user_percpu_reg = "k_gs_base",
     .mmu_regs = {"cr3", "cr4", NULL, NULL},
     .xlate = NULL,
 };

@@ -94,6 +94,15 @@ typedef struct gpm__arch_ops {
      * hosts without a page walk refuse guest pointers above it.
      */
     uint64_t user_top;
+    /*
+     * Linux facts the hosts need beyond the image profile's offsets: the
+     * symbol the syscall-entry breakpoint goes on, the per-CPU variable
+     * that points at the running task, and the register that holds the
+     * per-CPU base while the CPU is in user mode.
+     */
+    const char *syscall_entry_symbol;
+    const char *current_task_symbol;
+    const char *user_percpu_reg;
     /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
     const char *mmu_regs[GPM__MMU_NREGS];
     gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch/arch_ops.h"
+
 /* Room for the explanations the inventory functions write. */
 #define PY_WHY_LEN 2048
 
@@ -277,11 +279,48 @@ static int py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out)
     return 0;
 }
 
+/* Adds the arch backend's facts (csrc/arch) to @d; 0 or -1. */
+static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
+{
+    PyObject *mmu = PyList_New(0);
+    PyObject *extra;
+    int rc;
+
+    if (mmu == NULL)
+        return -1;
+    for (unsigned i = 0; i < GPM__MMU_NREGS && ops->mmu_regs[i]; i++) {
+        PyObject *s = PyUnicode_FromString(ops->mmu_regs[i]);
+
+        if (s == NULL || PyList_Append(mmu, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(mmu);
+            return -1;
+        }
+        Py_DECREF(s);
+    }
+    extra = Py_BuildValue(
+        "{s:K,s:y#,s:z,s:z,s:z,s:I,s:K,s:z,s:z,s:z,s:N,s:O}", "hc_addr",
+        (unsigned long long)ops->hc_addr, "hc_insn", (const char *)ops->hc_insn,
+        (Py_ssize_t)ops->hc_insn_len, "mode_reg", ops->mode_reg, "pc_name",
+        ops->pc_reg, "gdb_xml_arch", ops->gdb_xml_arch, "bp_kind", ops->bp_kind,
+        "user_top", (unsigned long long)ops->user_top, "syscall_entry_symbol",
+        ops->syscall_entry_symbol, "current_task_symbol",
+        ops->current_task_symbol, "user_percpu_reg", ops->user_percpu_reg,
+        "mmu_regs", mmu, "page_walk", ops->xlate ? Py_True : Py_False);
+    if (extra == NULL)
+        return -1;
+    rc = PyDict_Update(d, extra);
+    Py_DECREF(extra);
+    return rc;
+}
+
 static PyObject *py_arch_info(PyObject *module, PyObject *args)
 {
     const gpm_arch_info_t *info;
+    const gpm__arch_ops_t *ops;
     const char *name;
     gpm_arch_t arch;
+    PyObject *d;
 
     if (!PyArg_ParseTuple(args, "s:arch_info", &name))
         return NULL;
@@ -290,13 +329,18 @@ static PyObject *py_arch_info(PyObject *module, PyObject *args)
     info = gpm_arch_info(arch);
     if (info == NULL)
         return gpm__py_raise(module, GPM_EINVAL, name);
-    return Py_BuildValue(
-        "{s:s,s:i,s:I,s:O,s:I,s:I,s:(IIIII),s:I,s:I}", "name", info->name, "id",
-        (int)arch, "word_bits", info->word_bits, "big_endian",
+    d = Py_BuildValue(
+        "{s:s,s:i,s:I,s:O,s:I,s:I,s:(IIIII),s:I,s:I,s:O}", "name", info->name,
+        "id", (int)arch, "word_bits", info->word_bits, "big_endian",
         info->big_endian ? Py_True : Py_False, "elf_machine", info->elf_machine,
         "elf_class", info->elf_class, "hc_regs", info->hc_regs[0],
         info->hc_regs[1], info->hc_regs[2], info->hc_regs[3], info->hc_regs[4],
-        "ret_reg", info->ret_reg, "pc_reg", info->pc_reg);
+        "ret_reg", info->ret_reg, "pc_reg", info->pc_reg, "backend",
+        gpm__arch_ops(arch) ? Py_True : Py_False);
+    ops = gpm__arch_ops(arch);
+    if (d != NULL && ops != NULL && py_arch_backend(d, ops) < 0)
+        Py_CLEAR(d);
+    return d;
 }
 
 /* A plugin description as a plain dict. */

@@ -61,21 +61,21 @@ static PyObject *py_gdbhost_new(PyTypeObject *type, PyObject *args,
 {
     static char *kwlist[] = {
         "manager", "gdb_socket_path", "ram_path", "ram_size",
-        "arch",    "timeout_ms",      NULL};
+        "arch",    "timeout_ms",      "ram_base", NULL};
     PyObject *module = PyType_GetModule(type);
     PyObject *py_manager = NULL, *py_ram_path = Py_None;
     PyObject *py_sock = NULL, *py_ram_bytes = NULL;
-    unsigned long long ram_size = 0;
+    unsigned long long ram_size = 0, ram_base = 0;
     const char *arch = "x86_64";
     int timeout_ms = 5000;
     gpm_qemu_host_config_t cfg;
     py_gdbhost *self = NULL;
     int err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|OKsi:GdbHost", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&|OKsiK:GdbHost", kwlist,
                                      &py_manager, PyUnicode_FSConverter,
                                      &py_sock, &py_ram_path, &ram_size, &arch,
-                                     &timeout_ms))
+                                     &timeout_ms, &ram_base))
         return NULL;
     memset(&cfg, 0, sizeof(cfg));
     if (py_manager != Py_None) {
@@ -104,6 +104,7 @@ static PyObject *py_gdbhost_new(PyTypeObject *type, PyObject *args,
     }
     cfg.gdb_socket_path = PyBytes_AS_STRING(py_sock);
     cfg.ram_size = ram_size;
+    cfg.ram_base = ram_base;
     cfg.timeout_ms = timeout_ms;
 
     self = (py_gdbhost *)type->tp_alloc(type, 0);
@@ -610,11 +611,12 @@ static PyGetSetDef py_gdbhost_getset[] = {
 static PyType_Slot py_gdbhost_slots[] = {
     {Py_tp_doc,
      "GdbHost(manager, gdb_socket_path, ram_path=None, ram_size=0, "
-     "arch='x86_64', timeout_ms=5000)\n\n"
+     "arch='x86_64', timeout_ms=5000, ram_base=0)\n\n"
      "A guest CPU in stock QEMU reached through its gdbstub (a unix "
      "socket), with guest RAM mapped from the memory-backend-file at "
-     "ram_path. Hypercalls at 0x10000000 go to manager (a Manager, or "
-     "None)."},
+     "ram_path (its first byte at guest-physical ram_base). Hypercalls at "
+     "the arch's stub address (arch_info(arch)['hc_addr']) go to manager "
+     "(a Manager, or None)."},
     {Py_tp_new, py_gdbhost_new},
     {Py_tp_dealloc, py_gdbhost_dealloc},
     {Py_tp_traverse, py_gdbhost_traverse},

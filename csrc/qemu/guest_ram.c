@@ -75,9 +75,10 @@ uint8_t *gpm__ram_phys(const gpm__ram_t *ram, uint64_t pa, uint64_t len)
 {
     uint64_t off;
 
-    if (!ram->base) {
+    if (!ram->base || pa < ram->base_pa) {
         return NULL;
     }
+    pa -= ram->base_pa; /* the file's first byte is at base_pa */
     if (pa < ram->below_4g) {
         if (len > ram->below_4g - pa) {
             return NULL;

@@ -32,7 +32,9 @@
 typedef struct gpm__ram {
     uint8_t *base;     /* the mapping, or a test buffer */
     uint64_t size;     /* bytes of RAM at @base */
-    uint64_t below_4g; /* bytes mapped at guest-physical 0; the rest at 4G */
+    uint64_t below_4g; /* bytes mapped at base_pa; the rest at base_pa+4G */
+    uint64_t base_pa;  /* guest-physical address of the first byte (0 on
+                        * x86 pc/q35, 0x40000000 on ARM virt) */
     int fd;            /* -1 for a caller-supplied buffer */
 } gpm__ram_t;
 

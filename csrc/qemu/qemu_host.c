@@ -160,6 +160,7 @@ int gpm_qemu_host_start(gpm_qemu_host_t *h)
         if (err < 0) {
             goto fail;
         }
+        h->ram.base_pa = h->cfg.ram_base;
         pthread_mutex_lock(&h->lock);
         h->have_ram = true;
         pthread_mutex_unlock(&h->lock);

@@ -48,6 +48,8 @@ typedef struct gpm_qemu_host_config {
     const char *ram_path;        /* the memory-backend-file, or NULL */
     uint64_t ram_size;           /* guest RAM bytes (-m); needed with RAM */
     uint64_t ram_below_4g;       /* RAM bytes below the PCI hole; 0: all */
+    uint64_t ram_base;           /* guest-physical address of RAM's first
+                                  * byte: 0 on x86, 0x40000000 on ARM virt */
     gpm_arch_t arch;             /* an arch with a backend (csrc/arch) */
     gpm_manager_t *manager;      /* hypercall dispatcher, or NULL */
     int timeout_ms;              /* per protocol exchange; 0: 5000 */
