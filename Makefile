@@ -13,6 +13,8 @@ CC_SAN ?= clang-14
 GLIB_CFLAGS = $(shell pkg-config --cflags glib-2.0)
 GLIB_LIBS = $(shell pkg-config --libs glib-2.0)
 CORE_SRCS := $(sort $(wildcard csrc/core/*.c))
+# The arch backends (csrc/arch/): the C tests link them with the core.
+ARCH_SRCS := $(sort $(wildcard csrc/arch/*.c))
 CTEST_SRCS := $(sort $(wildcard tests/c/test_*.c))
 CTEST_BINS := $(patsubst tests/c/%.c,tests/c/build/%,$(CTEST_SRCS))
 CWARN := -std=gnu11 -Wall -Wextra -Werror
@@ -56,11 +58,12 @@ image: build
 	$(VPY) -m pandagpm.image build
 
 # C unit tests of the core, under ASan and UBSan.
-tests/c/build/%: tests/c/%.c $(CORE_SRCS) $(wildcard csrc/include/gpm/*.h) \
-		$(wildcard csrc/core/*.h) $(wildcard tests/c/*.h)
+tests/c/build/%: tests/c/%.c $(CORE_SRCS) $(ARCH_SRCS) \
+		$(wildcard csrc/include/gpm/*.h) $(wildcard csrc/core/*.h) \
+		$(wildcard csrc/arch/*.h) $(wildcard tests/c/*.h)
 	@mkdir -p $(@D)
 	$(CC_SAN) $(CWARN) $(SANFLAGS) -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
-		-o $@ $< $(CORE_SRCS) $(GLIB_LIBS) -lcmocka
+		-o $@ $< $(CORE_SRCS) $(ARCH_SRCS) $(GLIB_LIBS) -lcmocka
 
 ctest: $(CTEST_BINS)
 	@set -e; for t in $(CTEST_BINS); do \
@@ -74,7 +77,7 @@ ctest-valgrind:
 	@set -e; for t in $(CTEST_SRCS); do \
 		b=tests/c/build/vg/$$(basename $$t .c); \
 		$(CC) $(CWARN) -g -O1 -Icsrc/include -Icsrc $(GLIB_CFLAGS) \
-			-o $$b $$t $(CORE_SRCS) $(GLIB_LIBS) -lcmocka; \
+			-o $$b $$t $(CORE_SRCS) $(ARCH_SRCS) $(GLIB_LIBS) -lcmocka; \
 		echo "[valgrind] $$b"; \
 		valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 			--error-exitcode=3 $$b >/dev/null; \
