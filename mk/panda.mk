@@ -34,7 +34,7 @@ GPM_PANDA_CXX ?= clang++-14
 GPM_PANDA_GCC ?= gcc
 GPM_PANDA_GLIB = $(shell pkg-config --cflags glib-2.0)
 GPM_PANDA_WARN := -Wall -Wextra -Werror
-GPM_PANDA_INC := -Icsrc/panda -Icsrc/include -Icsrc/core
+GPM_PANDA_INC := -Icsrc/panda -Icsrc/include -Icsrc/core -Icsrc
 # The glue that builds without PANDA (linked into tests/c/test_panda_api).
 GPM_PANDA_FREE := csrc/panda/gpm_panda_api.c csrc/panda/gpm_panda_mem.c
 # The glue that needs PANDA's headers, and the targets to check it for.
@@ -180,14 +180,18 @@ panda-plugins:
 	for p in $(GPM_PANDA_PLUGINS); do \
 		d="$(PANDA_PATH)/panda/plugins/$$p"; \
 		rm -rf "$$d"; \
-		mkdir -p "$$d/gpm_core" "$$d/gpm_include/gpm"; \
+		mkdir -p "$$d/gpm_core" "$$d/gpm_include/gpm" "$$d/gpm_include/arch"; \
 		touch "$$d/$(GPM_PANDA_MARK)"; \
 		for f in $(abspath $(wildcard csrc/panda/*.c csrc/panda/*.h)) \
 				$(abspath csrc/panda/Makefile); do \
 			$$put "$$f" "$$d/"; \
 		done; \
-		for f in $(abspath $(wildcard csrc/core/*.c csrc/core/*.h)); do \
+		for f in $(abspath $(wildcard csrc/core/*.c csrc/core/*.h \
+				csrc/arch/*.c)); do \
 			$$put "$$f" "$$d/gpm_core/"; \
+		done; \
+		for f in $(abspath $(wildcard csrc/arch/*.h)); do \
+			$$put "$$f" "$$d/gpm_include/arch/"; \
 		done; \
 		for f in $(abspath $(wildcard csrc/include/gpm/*.h)); do \
 			$$put "$$f" "$$d/gpm_include/gpm/"; \

@@ -101,56 +101,9 @@ def register_map(arch):
     return regs
 
 
-# x86_64 page-table bits and CPU state bits (QEMU's HF_LMA_MASK, CR4.LA57).
-_PTE_P, _PTE_RW, _PTE_US, _PTE_PS = 0x1, 0x2, 0x4, 0x80
-_PTE_ADDR = 0x000FFFFFFFFFF000
+# QEMU's HF_LMA_MASK (long mode) and CR4.LA57 (5-level paging).
 _HF_LMA = 1 << 14
 _CR4_LA57 = 1 << 12
-_PAGE = 4096
-
-
-def _check_page(cr3, la57, va, phys_read, write):
-    bits = 57 if la57 else 48
-    top = va >> (bits - 1)
-    if top not in (0, (1 << (65 - bits)) - 1):
-        return _gpm.EFAULT
-    table = cr3 & _PTE_ADDR
-    read_only = supervisor = False
-    for level in range(5 if la57 else 4, 0, -1):
-        idx = (va >> (12 + 9 * (level - 1))) & 0x1FF
-        raw = phys_read(table + 8 * idx, 8)
-        if raw is None:
-            return _gpm.EFAULT
-        e = int.from_bytes(raw, "little")
-        if not e & _PTE_P:
-            return _gpm.EFAULT
-        if not e & _PTE_RW:
-            read_only = True
-        if not e & _PTE_US:
-            supervisor = True
-        if level == 1 or (level in (2, 3) and e & _PTE_PS):
-            break
-        table = e & _PTE_ADDR
-    # The kernel's memory is never the guest program's to name.
-    if supervisor:
-        return _gpm.EFAULT
-    return _gpm.EROFS if write and read_only else 0
-
-
-def _check_range(cr3, la57, va, length, phys_read, write):
-    if length == 0:
-        return 0
-    end = va + length - 1
-    if end >= 1 << 64:
-        return _gpm.EFAULT
-    page, last = va & ~(_PAGE - 1), end & ~(_PAGE - 1)
-    while True:
-        rc = _check_page(cr3, la57, page, phys_read, write)
-        if rc:
-            return rc
-        if page == last:
-            return 0
-        page += _PAGE
 
 
 def x86_64_check_user_write(cr3, la57, va, length, phys_read):
@@ -159,10 +112,11 @@ def x86_64_check_user_write(cr3, la57, va, length, phys_read):
     ``phys_read(paddr, n)`` returns ``n`` bytes of guest physical memory or
     None. Returns 0, ``_gpm.EFAULT`` (a page not present, a supervisor
     page, a non-canonical address) or ``_gpm.EROFS`` (present and user but
-    read-only at some level: the zero page, copy-on-write). The same walk
-    as the C glue's ``gpm_x86_64_check_user_write()``.
+    read-only at some level: the zero page, copy-on-write). The one
+    x86_64 walker of csrc/arch, through ``_gpm.mmu_check_user()``.
     """
-    return _check_range(cr3, la57, va, length, phys_read, True)
+    return _gpm.mmu_check_user("x86_64", (cr3, _CR4_LA57 if la57 else 0),
+                               va, length, True, phys_read)
 
 
 def x86_64_check_user_read(cr3, la57, va, length, phys_read):
@@ -170,7 +124,8 @@ def x86_64_check_user_read(cr3, la57, va, length, phys_read):
     (``gpm_x86_64_check_user_read()``): libpanda translates kernel pages
     too, so without it a guest program could make the host read kernel
     memory."""
-    return _check_range(cr3, la57, va, length, phys_read, False)
+    return _gpm.mmu_check_user("x86_64", (cr3, _CR4_LA57 if la57 else 0),
+                               va, length, False, phys_read)
 
 
 class PandaCPU:

@@ -1,35 +1,99 @@
 /*
- * arch_ops.c - TEMPORARY x86_64-only table until the per-arch backends
- * land (branch mmu). Replaced at merge.
+ * arch_ops.c - the per-architecture backend table. See arch_ops.h.
+ *
+ * Sources of the facts: the register names are those of QEMU 10's
+ * gdbstub target descriptions (checked with qXfer:features:read on
+ * qemu-system-x86_64, qemu-system-aarch64 -M virt -cpu max and
+ * qemu-system-arm -M virt); the trap encodings are PANDA's hypercall
+ * instructions as the assemblers emit them.
  */
 #include "arch/arch_ops.h"
 
 #include "gpm/abi.h"
 
-static bool x86_user(uint64_t cs)
+/* CS's low two bits are the current privilege level; 3 is user. */
+static bool x86_64_is_user(uint64_t cs)
 {
     return (cs & 3) == 3;
 }
 
-static const gpm__arch_ops_t x86_64_ops = {
-    .arch = GPM_ARCH_X86_64,
-    .hc_addr = GPM_HC_X86_ADDR,
-    .hc_insn = {0x0f, 0xa2},
-    .hc_insn_len = 2,
-    .mode_reg = "cs",
-    .mode_is_user = x86_user,
-    .gdb_xml_arch = "i386",
-    .pc_reg = "rip",
-    .bp_kind = 1,
-    .user_top = 0x0000800000000000ull,
-    .syscall_entry_symbol = "entry_SYSCALL_64",
-    .current_task_symbol = "current_task",
-    .user_percpu_reg = "k_gs_base",
-    .mmu_regs = {"cr3", "cr4", NULL, NULL},
-    .xlate = NULL,
+/*
+ * PSTATE as QEMU's "cpsr" shows it: EL in bits 3:2, nRW in bit 4 (1: the
+ * CPU runs AArch32). Only AArch64 EL0 counts as user mode here.
+ */
+static bool aarch64_is_user(uint64_t cpsr)
+{
+    return ((cpsr >> 2) & 3) == 0 && !(cpsr & 0x10);
+}
+
+/* CPSR.M (bits 4:0) is 0x10 in User mode. */
+static bool arm_is_user(uint64_t cpsr)
+{
+    return (cpsr & 0x1f) == 0x10;
+}
+
+static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
+    [GPM_ARCH_X86_64] =
+        {
+            .arch = GPM_ARCH_X86_64,
+            .hc_addr = GPM_HC_X86_ADDR,
+            .hc_insn = {0x0f, 0xa2}, /* cpuid */
+            .hc_insn_len = 2,
+            .mode_reg = "cs",
+            .mode_is_user = x86_64_is_user,
+            .gdb_xml_arch = "i386",
+            .pc_reg = "rip",
+            .bp_kind = 1,
+            .user_top = 0x0000800000000000ull,
+            .syscall_entry_symbol = "entry_SYSCALL_64",
+            .current_task_symbol = "current_task",
+            .user_percpu_reg = "k_gs_base",
+            .mmu_regs = {"cr3", "cr4"},
+            .xlate = gpm__mmu_x86_64_xlate,
+        },
+    [GPM_ARCH_AARCH64] =
+        {
+            .arch = GPM_ARCH_AARCH64,
+            /* A placeholder until abi.h has a per-arch address. */
+            .hc_addr = GPM_HC_X86_ADDR,
+            /* msr S0_0_c5_c0_0, xzr = 0xd500501f, little-endian. */
+            .hc_insn = {0x1f, 0x50, 0x00, 0xd5},
+            .hc_insn_len = 4,
+            .mode_reg = "cpsr",
+            .mode_is_user = aarch64_is_user,
+            .gdb_xml_arch = "aarch64",
+            .pc_reg = "pc",
+            .bp_kind = 4,
+            .user_top = 0x0001000000000000ull,
+            .mmu_regs = {"TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "SCTLR"},
+            .xlate = gpm__mmu_aarch64_xlate,
+        },
+    [GPM_ARCH_ARM] =
+        {
+            .arch = GPM_ARCH_ARM,
+            /* A placeholder until abi.h has a per-arch address. */
+            .hc_addr = GPM_HC_X86_ADDR,
+            /*
+             * ARM state: mcr p7, 0, r0, c0, c0, 0 = 0xee000710. ARMv7
+             * instructions are little-endian in memory even on BE8.
+             */
+            .hc_insn = {0x10, 0x07, 0x00, 0xee},
+            .hc_insn_len = 4,
+            .mode_reg = "cpsr",
+            .mode_is_user = arm_is_user,
+            .gdb_xml_arch = "arm",
+            .pc_reg = "pc",
+            .bp_kind = 4,
+            .user_top = 0xc0000000ull,
+            .mmu_regs = {"TTBR0", "TTBR1", "TTBCR", "SCTLR"},
+            .xlate = gpm__mmu_armv7_xlate,
+        },
 };
 
 const gpm__arch_ops_t *gpm__arch_ops(gpm_arch_t arch)
 {
-    return arch == GPM_ARCH_X86_64 ? &x86_64_ops : NULL;
+    if ((unsigned)arch >= GPM_ARCH_COUNT || !ops_table[arch].mode_reg) {
+        return NULL;
+    }
+    return &ops_table[arch];
 }

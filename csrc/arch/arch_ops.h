@@ -48,7 +48,7 @@ typedef struct gpm__mmu_state {
 typedef struct gpm__xlate {
     uint64_t phys;      /* guest-physical address of the byte */
     uint64_t page_left; /* bytes from it to the end of its page or block */
-    bool writable;      /* a user-mode write would not fault */
+    bool writable;      /* a user-mode write would not fault (so user) */
     bool user;          /* user mode may read it */
 } gpm__xlate_t;
 
@@ -56,9 +56,13 @@ typedef struct gpm__xlate {
  * Translates @va as the MMU would for a user-mode access. Returns 0 with
  * @out filled, or GPM_EFAULT if the address is not mapped (invalid or
  * not-present entry at any level, an access-flag fault, an address
- * outside the translated ranges, a table outside RAM). Permission bits
- * are reported in @out, not as errors: callers decide (see
- * gpm__mmu_check_user()).
+ * outside the translated ranges, a table outside RAM: any failure of @rd
+ * is reported as GPM_EFAULT). Permission bits are reported in @out, not
+ * as errors: callers decide (see gpm__mmu_check_user()). A walk reads a
+ * bounded number of descriptors (one per level), all through @rd, so
+ * hostile tables (loops, pointers anywhere) cannot make it hang or read
+ * outside what @rd allows. Descriptors are read in the byte order the
+ * MMU would use (SCTLR.EE on ARM).
  */
 typedef int (*gpm__xlate_fn)(const gpm__mmu_state_t *st, uint64_t va,
                              gpm_phys_read_fn rd, void *opaque,
@@ -121,14 +125,21 @@ const gpm__arch_ops_t *gpm__arch_ops(gpm_arch_t arch);
  * program touch kernel memory), or the range wraps; GPM_EROFS if a page
  * is a user page that a write would fault on (the zero page,
  * copy-on-write, clean pages whose dirty state the MMU tracks), the
- * case where the guest write-touches the page and retries. @len 0 is
- * always allowed. GPM_EINVAL if @ops has no walker.
+ * case where the guest write-touches the page and retries. GPM_EFAULT
+ * wins: the walk goes on after a read-only page, so the guest is told to
+ * retry only a range that can pass once touched. @len 0 is always
+ * allowed and reads nothing. GPM_EINVAL if @ops has no walker (or @st or
+ * @rd is NULL). Cost: one walk per page or block of the range; callers
+ * bound @len (hypercalls: GPM_HC_MAX_TRANSFER).
  */
 int gpm__mmu_check_user(const gpm__arch_ops_t *ops, const gpm__mmu_state_t *st,
                         uint64_t va, size_t len, bool write,
                         gpm_phys_read_fn rd, void *opaque);
 
-/* The walkers, one per MMU (csrc/arch/mmu_*.c). */
+/*
+ * The walkers, one per MMU (csrc/arch/mmu_*.c); each file's header says
+ * which registers st->reg[] holds and what is modelled.
+ */
 int gpm__mmu_x86_64_xlate(const gpm__mmu_state_t *st, uint64_t va,
                           gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 int gpm__mmu_aarch64_xlate(const gpm__mmu_state_t *st, uint64_t va,

@@ -16,18 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/arch_ops.h"
 #include "gpm/host.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/*
- * Reads @len bytes of guest physical memory at @paddr into @buf. Returns 0
- * or a negative GPM_E* code.
- */
-typedef int (*gpm_phys_read_fn)(void *opaque, uint64_t paddr, void *buf,
-                                size_t len);
+/* gpm_phys_read_fn: arch/arch_ops.h. */
 
 /**
  * gpm_x86_64_check_user_write() - may the guest's user mode write here?

@@ -535,6 +535,11 @@ static PyMethodDef py_module_methods[] = {
      "'GPM_ENOENT'."},
     {"arch_info", py_arch_info, METH_VARARGS,
      "arch_info(name) -> dict: the core's table entry for an architecture."},
+    {"mmu_check_user", gpm__py_mmu_check_user, METH_VARARGS,
+     "mmu_check_user(arch, regs, va, length, write, phys_read) -> int: may "
+     "the guest's user mode read (write) [va, va+length)? regs: the values "
+     "of arch_info(arch)['mmu_regs']; phys_read(paddr, n) returns n bytes "
+     "of guest-physical memory or None. 0, EFAULT or EROFS."},
     {"inspect_plugin", py_inspect_plugin, METH_VARARGS,
      "inspect_plugin(path) -> dict: a guest binary's ELF header and "
      "descriptor."},

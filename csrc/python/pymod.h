@@ -60,6 +60,9 @@ struct gpm_qemu_host *gpm__py_gdbhost_get(PyObject *obj);
 const char *gpm__py_inj_state_name(gpm_inj_state_t s);
 PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs);
 
+/* py_arch.c */
+PyObject *gpm__py_mmu_check_user(PyObject *module, PyObject *args);
+
 /* The pypanda hot path: see py_panda.c. */
 PyObject *gpm__py_panda_hc_install(PyObject *module, PyObject *args,
                                    PyObject *kwargs);

@@ -1,5 +1,6 @@
 /*
- * guest_ram.c - guest RAM mapping and the x86_64 page walk. See
+ * guest_ram.c - guest RAM mapping, and guest virtual memory through the
+ * arch's page walk (csrc/arch). See
  * guest_ram.h.
  */
 #include "qemu/guest_ram.h"
@@ -11,19 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PTE_P        (1ull << 0)
-#define PTE_RW       (1ull << 1)
-#define PTE_US       (1ull << 2)
-#define PTE_PS       (1ull << 7)
-#define ADDR_MASK    0x000ffffffffff000ull
-#define ADDR_MASK_1G 0x000fffffc0000000ull
-#define ADDR_MASK_2M 0x000fffffffe00000ull
-#define FOUR_G       0x100000000ull
+#define FOUR_G 0x100000000ull
 
 void gpm__ram_init_buffer(gpm__ram_t *ram, void *buf, uint64_t size,
                           uint64_t below_4g)
 {
     ram->base = buf;
+    ram->base_pa = 0;
     ram->size = size;
     ram->below_4g = below_4g == 0 || below_4g > size ? size : below_4g;
     ram->fd = -1;
@@ -111,71 +106,27 @@ int gpm__ram_read_phys(const gpm__ram_t *ram, uint64_t pa, void *buf,
     return 0;
 }
 
-/* Reads the 8-byte table entry at guest-physical @pa (little-endian). */
-static int read_entry(const gpm__ram_t *ram, uint64_t pa, uint64_t *e)
+/* The walkers' access to guest-physical memory: the RAM file only. */
+static int ram_phys_read(void *opaque, uint64_t pa, void *buf, size_t len)
 {
-    const uint8_t *p = gpm__ram_phys(ram, pa, 8);
-    uint64_t v = 0;
-    int i;
-
-    if (!p) {
-        return GPM_EFAULT;
-    }
-    for (i = 7; i >= 0; i--) {
-        v = (v << 8) | p[i];
-    }
-    *e = v;
-    return 0;
+    return gpm__ram_read_phys(opaque, pa, buf, len);
 }
 
-int gpm__ram_xlate(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
+int gpm__ram_xlate(const gpm__ram_t *ram, const gpm__ram_walk_t *w, uint64_t va,
                    gpm__xlate_t *out)
 {
-    static const unsigned shifts[4] = {39, 30, 21, 12};
-    uint64_t table = cr3 & ADDR_MASK;
-    bool rw = true, us = true;
-    int level;
-
-    /* Bits 63..47 must all equal bit 47. */
-    if (((int64_t)(va << 16) >> 16) != (int64_t)va) {
-        return GPM_EFAULT;
+    if (!w->ops || !w->ops->xlate) {
+        return GPM_EINVAL;
     }
-    for (level = 0; level < 4; level++) {
-        uint64_t idx = (va >> shifts[level]) & 511;
-        uint64_t e;
-
-        if (read_entry(ram, table + idx * 8, &e) < 0 || !(e & PTE_P)) {
-            return GPM_EFAULT;
-        }
-        rw = rw && (e & PTE_RW);
-        us = us && (e & PTE_US);
-        if (level == 1 && (e & PTE_PS)) {
-            out->phys = (e & ADDR_MASK_1G) | (va & 0x3fffffffull);
-            out->page_left = (1ull << 30) - (va & 0x3fffffffull);
-            break;
-        }
-        if (level == 2 && (e & PTE_PS)) {
-            out->phys = (e & ADDR_MASK_2M) | (va & 0x1fffffull);
-            out->page_left = (1ull << 21) - (va & 0x1fffffull);
-            break;
-        }
-        if (level == 3) {
-            out->phys = (e & ADDR_MASK) | (va & 0xfffull);
-            out->page_left = 4096 - (va & 0xfffull);
-            break;
-        }
-        table = e & ADDR_MASK;
-    }
-    out->writable = rw;
-    out->user = us;
-    return 0;
+    /* The walker only reads; the cast drops const for the callback. */
+    return w->ops->xlate(&w->st, va, ram_phys_read, (void *)ram, out);
 }
 
 /* The host pointer and length of the first piece of [va, va+len). */
-static int piece(const gpm__ram_t *ram, uint64_t cr3, uint64_t va, size_t len,
-                 gpm__xlate_t *x, uint8_t **host, size_t *n)
+static int piece(const gpm__ram_t *ram, const gpm__ram_walk_t *w, uint64_t va,
+                 size_t len, gpm__xlate_t *x, uint8_t **host, size_t *n)
 {
-    int err = gpm__ram_xlate(ram, cr3, va, x);
+    int err = gpm__ram_xlate(ram, w, va, x);
 
     if (err < 0) {
         return err;
@@ -185,8 +136,8 @@ static int piece(const gpm__ram_t *ram, uint64_t cr3, uint64_t va, size_t len,
     return *host ? 0 : GPM_EFAULT;
 }
 
-int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
-                       void *buf, size_t len, unsigned flags)
+int gpm__ram_read_virt(const gpm__ram_t *ram, const gpm__ram_walk_t *w,
+                       uint64_t va, void *buf, size_t len, unsigned flags)
 {
     uint8_t *dst = buf;
 
@@ -197,7 +148,7 @@ int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
         gpm__xlate_t x;
         uint8_t *host;
         size_t n;
-        int err = piece(ram, cr3, va, len, &x, &host, &n);
+        int err = piece(ram, w, va, len, &x, &host, &n);
 
         if (err < 0) {
             return err;
@@ -213,8 +164,8 @@ int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
     return 0;
 }
 
-int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
-                        const void *buf, size_t len)
+int gpm__ram_write_virt(const gpm__ram_t *ram, const gpm__ram_walk_t *w,
+                        uint64_t va, const void *buf, size_t len)
 {
     const uint8_t *src = buf;
     uint64_t v = va;
@@ -228,7 +179,7 @@ int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
         gpm__xlate_t x;
         uint8_t *host;
         size_t n;
-        int err = piece(ram, cr3, v, left, &x, &host, &n);
+        int err = piece(ram, w, v, left, &x, &host, &n);
 
         if (err < 0) {
             return err;
@@ -252,7 +203,7 @@ int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
         gpm__xlate_t x;
         uint8_t *host;
         size_t n;
-        int err = piece(ram, cr3, va, len, &x, &host, &n);
+        int err = piece(ram, w, va, len, &x, &host, &n);
 
         if (err < 0) {
             return err;

@@ -1,5 +1,6 @@
 /*
- * guest_ram.h - direct access to guest RAM and the x86_64 page walk
+ * guest_ram.h - direct access to guest RAM, and guest virtual memory
+ * through the arch's page walk
  * (internal).
  *
  * QEMU started with
@@ -77,16 +78,20 @@ uint8_t *gpm__ram_phys(const gpm__ram_t *ram, uint64_t pa, uint64_t len);
 int gpm__ram_read_phys(const gpm__ram_t *ram, uint64_t pa, void *buf,
                        size_t len);
 
+/* Which page walk, and its inputs (the MMU registers of the stopped CPU). */
+typedef struct gpm__ram_walk {
+    const gpm__arch_ops_t *ops;
+    gpm__mmu_state_t st;
+} gpm__ram_walk_t;
+
 /**
- * gpm__ram_xlate() - walk the x86_64 4-level page tables from @cr3.
+ * gpm__ram_xlate() - translate @va with @w's walker over the RAM file.
  *
- * PCID and flag bits of @cr3, NX and other software bits of entries are
- * ignored; 1 GiB and 2 MiB pages are handled. 5-level paging is not.
- * Returns 0; GPM_EFAULT if @va is not canonical, an entry is not present,
- * or a table lies outside RAM. The final physical address may still lie
+ * Returns 0, GPM_EFAULT (not mapped, a table outside RAM) or GPM_EINVAL
+ * (no walker for the arch). The final physical address may still lie
  * outside RAM (MMIO); callers check it with gpm__ram_phys().
  */
-int gpm__ram_xlate(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
+int gpm__ram_xlate(const gpm__ram_t *ram, const gpm__ram_walk_t *w, uint64_t va,
                    gpm__xlate_t *out);
 
 /**
@@ -99,8 +104,8 @@ int gpm__ram_xlate(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
  * page with GPM__RAM_USER, or the range wraps); @buf is then partly
  * written.
  */
-int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
-                       void *buf, size_t len, unsigned flags);
+int gpm__ram_read_virt(const gpm__ram_t *ram, const gpm__ram_walk_t *w,
+                       uint64_t va, void *buf, size_t len, unsigned flags);
 
 /**
  * gpm__ram_write_virt() - copy into guest virtual memory page by page.
@@ -112,7 +117,7 @@ int gpm__ram_read_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
  * Returns 0, GPM_EFAULT (not mapped, not in RAM, wraps, or a supervisor
  * page) or GPM_EROFS (a user page that is present but read-only).
  */
-int gpm__ram_write_virt(const gpm__ram_t *ram, uint64_t cr3, uint64_t va,
-                        const void *buf, size_t len);
+int gpm__ram_write_virt(const gpm__ram_t *ram, const gpm__ram_walk_t *w,
+                        uint64_t va, const void *buf, size_t len);
 
 #endif /* GPM_QEMU_GUEST_RAM_H */

@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len)
 {
@@ -40,10 +41,30 @@ int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len)
     return 0;
 }
 
+/*
+ * The page walk's inputs: the MMU registers the arch's backend names, from
+ * the register cache (one 'g', or one 'p' each, per stop).
+ */
+static int walk_state(gpm_qemu_host_t *h, gpm__ram_walk_t *w)
+{
+    unsigned i;
+
+    memset(w, 0, sizeof(*w));
+    w->ops = h->aops;
+    for (i = 0; i < GPM__MMU_NREGS && h->reg_mmu[i] >= 0; i++) {
+        int err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[i], &w->st.reg[i]);
+
+        if (err < 0) {
+            return err;
+        }
+    }
+    return 0;
+}
+
 int gpm__qh_mem_read(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len,
                      unsigned flags)
 {
-    uint64_t cr3;
+    gpm__ram_walk_t w;
     int err;
 
     if (!h->have_ram) {
@@ -54,27 +75,27 @@ int gpm__qh_mem_read(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len,
         }
         return gpm__qh_gdb_read_mem(h, va, buf, len);
     }
-    err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[0], &cr3);
+    err = walk_state(h, &w);
     if (err < 0) {
         return err;
     }
-    return gpm__ram_read_virt(&h->ram, cr3, va, buf, len, flags);
+    return gpm__ram_read_virt(&h->ram, &w, va, buf, len, flags);
 }
 
 int gpm__qh_mem_write(gpm_qemu_host_t *h, uint64_t va, const void *buf,
                       size_t len)
 {
-    uint64_t cr3;
+    gpm__ram_walk_t w;
     int err;
 
     if (!h->have_ram) {
         return GPM_ENOSYS;
     }
-    err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[0], &cr3);
+    err = walk_state(h, &w);
     if (err < 0) {
         return err;
     }
-    return gpm__ram_write_virt(&h->ram, cr3, va, buf, len);
+    return gpm__ram_write_virt(&h->ram, &w, va, buf, len);
 }
 
 /* Ops for hypercalls: guest pointers must be user memory. */

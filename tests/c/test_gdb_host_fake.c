@@ -790,7 +790,10 @@ static void test_bad_config(void **state)
     memset(&cfg, 0, sizeof(cfg));
     assert_int_equal(gpm_qemu_host_new(&cfg, &h), GPM_EINVAL);
     cfg.gdb_socket_path = "/nonexistent";
-    cfg.arch = GPM_ARCH_ARM;
+    /* An arch without a backend (csrc/arch) is refused. */
+    cfg.arch = GPM_ARCH_PPC;
+    assert_int_equal(gpm_qemu_host_new(&cfg, &h), GPM_EINVAL);
+    cfg.arch = (gpm_arch_t)GPM_ARCH_COUNT;
     assert_int_equal(gpm_qemu_host_new(&cfg, &h), GPM_EINVAL);
     cfg.arch = GPM_ARCH_X86_64;
     cfg.ram_path = "/nonexistent";

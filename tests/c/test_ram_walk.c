@@ -13,6 +13,17 @@
 
 #include "qemu/guest_ram.h"
 
+/* An x86_64 walk (4-level: CR4 0) from @cr3, for the calls below. */
+static const gpm__ram_walk_t *walk(uint64_t cr3)
+{
+    static gpm__ram_walk_t w;
+
+    w.ops = gpm__arch_ops(GPM_ARCH_X86_64);
+    w.st.reg[0] = cr3;
+    w.st.reg[1] = 0;
+    return &w;
+}
+
 #define RAM_SIZE (8u << 20) /* 8 MiB */
 #define P        1ull
 #define RW       2ull
@@ -96,18 +107,20 @@ static void test_xlate_4k(void **state)
     fixture_t *f = *state;
     gpm__xlate_t x;
 
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x400123, &x), 0);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x400123, &x), 0);
     assert_int_equal(x.phys, 0x100123);
     assert_int_equal(x.page_left, 0x1000 - 0x123);
     assert_true(x.writable);
     assert_true(x.user);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x401000, &x), 0);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x401000, &x), 0);
     assert_false(x.writable);
     assert_true(x.user);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x403000, &x), 0);
-    assert_true(x.writable);
+    /* A kernel page: "writable" means by user mode, so it is not. */
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x403000, &x), 0);
+    assert_false(x.writable);
     assert_false(x.user);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x402000, &x), GPM_EFAULT);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x402000, &x),
+                     GPM_EFAULT);
 }
 
 static void test_xlate_huge(void **state)
@@ -115,15 +128,17 @@ static void test_xlate_huge(void **state)
     fixture_t *f = *state;
     gpm__xlate_t x;
 
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x601234, &x), 0);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x601234, &x), 0);
     assert_int_equal(x.phys, 0x201234);
     assert_int_equal(x.page_left, 0x200000 - 0x1234);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x40000000 + 0x5000, &x), 0);
+    assert_int_equal(
+        gpm__ram_xlate(&f->ram, walk(CR3), 0x40000000 + 0x5000, &x), 0);
     assert_int_equal(x.phys, 0x5000);
     assert_int_equal(x.page_left, (1ull << 30) - 0x5000);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x80000000, &x), GPM_EFAULT);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0xffff800000000010ull, &x),
-                     0);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 0x80000000, &x),
+                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_xlate(&f->ram, walk(CR3), 0xffff800000000010ull, &x), 0);
     assert_int_equal(x.phys, 0x400010);
     assert_false(x.user);
 }
@@ -134,14 +149,17 @@ static void test_xlate_bad(void **state)
     gpm__xlate_t x;
 
     /* Not canonical. */
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 0x0000800000000000ull, &x),
-                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_xlate(&f->ram, walk(CR3), 0x0000800000000000ull, &x),
+        GPM_EFAULT);
     /* A PML4 outside RAM. */
-    assert_int_equal(gpm__ram_xlate(&f->ram, 0x7fff0000000ull, 0x400000, &x),
-                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_xlate(&f->ram, walk(0x7fff0000000ull), 0x400000, &x),
+        GPM_EFAULT);
     /* A table pointer outside RAM. */
     set_entry(f, PML4, 1, 0x123456789000ull | P | RW | US);
-    assert_int_equal(gpm__ram_xlate(&f->ram, CR3, 1ull << 39, &x), GPM_EFAULT);
+    assert_int_equal(gpm__ram_xlate(&f->ram, walk(CR3), 1ull << 39, &x),
+                     GPM_EFAULT);
 }
 
 static void test_read_virt(void **state)
@@ -150,38 +168,45 @@ static void test_read_virt(void **state)
     char buf[32];
 
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x400000, buf, 12, GPM__RAM_USER), 0);
+    assert_int_equal(gpm__ram_read_virt(&f->ram, walk(CR3), 0x400000, buf, 12,
+                                        GPM__RAM_USER),
+                     0);
     assert_string_equal(buf, "user-rw page");
     /* Read-only user pages can be read. */
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x401000, buf, 4, GPM__RAM_USER), 0);
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x401000, buf, 4, GPM__RAM_USER),
+        0);
     /* Supervisor pages only without GPM__RAM_USER. */
-    assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x403000, buf, 11, GPM__RAM_USER),
-        GPM_EFAULT);
+    assert_int_equal(gpm__ram_read_virt(&f->ram, walk(CR3), 0x403000, buf, 11,
+                                        GPM__RAM_USER),
+                     GPM_EFAULT);
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(gpm__ram_read_virt(&f->ram, CR3, 0x403000, buf, 11, 0), 0);
+    assert_int_equal(
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x403000, buf, 11, 0), 0);
     assert_string_equal(buf, "kernel data");
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0xffff800000000010ull, buf, 9, 0), 0);
+    assert_int_equal(gpm__ram_read_virt(&f->ram, walk(CR3),
+                                        0xffff800000000010ull, buf, 9, 0),
+                     0);
     assert_string_equal(buf, "kernel 2M");
     memset(buf, 0, sizeof(buf));
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x601234, buf, 7, GPM__RAM_USER), 0);
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x601234, buf, 7, GPM__RAM_USER),
+        0);
     assert_string_equal(buf, "huge 2M");
     /* Not present, beyond RAM, wrapping. */
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x402000, buf, 1, GPM__RAM_USER),
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x402000, buf, 1, GPM__RAM_USER),
         GPM_EFAULT);
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x405000, buf, 1, GPM__RAM_USER),
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x405000, buf, 1, GPM__RAM_USER),
         GPM_EFAULT);
-    assert_int_equal(gpm__ram_read_virt(&f->ram, CR3, ~0ull - 2, buf, 8, 0),
-                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_read_virt(&f->ram, walk(CR3), ~0ull - 2, buf, 8, 0),
+        GPM_EFAULT);
     /* Zero length touches nothing. */
-    assert_int_equal(gpm__ram_read_virt(&f->ram, CR3, 0x402000, buf, 0, 0), 0);
+    assert_int_equal(
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x402000, buf, 0, 0), 0);
 }
 
 static void test_read_cross_page(void **state)
@@ -191,15 +216,17 @@ static void test_read_cross_page(void **state)
 
     /* 0x403ffc..0x404004: supervisor page then user page. */
     memcpy(f->mem + 0x103ffc, "ABCD", 4);
-    assert_int_equal(gpm__ram_read_virt(&f->ram, CR3, 0x403ffc, buf, 8, 0), 0);
+    assert_int_equal(
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x403ffc, buf, 8, 0), 0);
     assert_memory_equal(buf, "ABCDnext", 8);
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x403ffc, buf, 8, GPM__RAM_USER),
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x403ffc, buf, 8, GPM__RAM_USER),
         GPM_EFAULT);
     /* 0x400ffe..0x401002: rw page then ro page: readable. */
     memcpy(f->mem + 0x100ffe, "xy", 2);
     assert_int_equal(
-        gpm__ram_read_virt(&f->ram, CR3, 0x400ffe, buf, 4, GPM__RAM_USER), 0);
+        gpm__ram_read_virt(&f->ram, walk(CR3), 0x400ffe, buf, 4, GPM__RAM_USER),
+        0);
     assert_memory_equal(buf, "xy\0\0", 4);
 }
 
@@ -207,30 +234,33 @@ static void test_write_virt(void **state)
 {
     fixture_t *f = *state;
 
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x400004, "RW!", 3), 0);
+    assert_int_equal(
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x400004, "RW!", 3), 0);
     assert_memory_equal(f->mem + 0x100004, "RW!", 3);
     /* The zero-page-like read-only page is never written. */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x401000, "X", 1),
+    assert_int_equal(gpm__ram_write_virt(&f->ram, walk(CR3), 0x401000, "X", 1),
                      GPM_EROFS);
     assert_memory_equal(f->mem + 0x101000, "\0", 1);
     /* Supervisor pages are refused too, as not the program's memory. */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x403000, "X", 1),
+    assert_int_equal(gpm__ram_write_virt(&f->ram, walk(CR3), 0x403000, "X", 1),
                      GPM_EFAULT);
     assert_int_equal(f->mem[0x103000], 'k');
     /* Not present; beyond RAM. */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x402000, "X", 1),
+    assert_int_equal(gpm__ram_write_virt(&f->ram, walk(CR3), 0x402000, "X", 1),
                      GPM_EFAULT);
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x405000, "X", 1),
+    assert_int_equal(gpm__ram_write_virt(&f->ram, walk(CR3), 0x405000, "X", 1),
                      GPM_EFAULT);
     /* Huge pages. */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x600010, "big", 3), 0);
+    assert_int_equal(
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x600010, "big", 3), 0);
     assert_memory_equal(f->mem + 0x200010, "big", 3);
     assert_int_equal(
-        gpm__ram_write_virt(&f->ram, CR3, 0x40000000 + 0x7ff000, "1G", 2), 0);
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x40000000 + 0x7ff000, "1G", 2),
+        0);
     assert_memory_equal(f->mem + 0x7ff000, "1G", 2);
     /* 1G page maps beyond the end of RAM. */
     assert_int_equal(
-        gpm__ram_write_virt(&f->ram, CR3, 0x40000000 + RAM_SIZE, "X", 1),
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x40000000 + RAM_SIZE, "X", 1),
         GPM_EFAULT);
 }
 
@@ -240,16 +270,19 @@ static void test_write_cross_page_all_or_nothing(void **state)
 
     /* rw then ro: nothing may be written, not even the rw prefix. */
     memset(f->mem + 0x100ff0, '.', 16);
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x400ffc, "abcdefgh", 8),
-                     GPM_EROFS);
+    assert_int_equal(
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x400ffc, "abcdefgh", 8),
+        GPM_EROFS);
     assert_memory_equal(f->mem + 0x100ffc, "....", 4);
     assert_memory_equal(f->mem + 0x101000, "\0\0\0\0", 4);
     /* rw then rw (PT entries 4 and 5: 5 is outside RAM). */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x404ffe, "abcd", 4),
-                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x404ffe, "abcd", 4),
+        GPM_EFAULT);
     /* Across the 2M page into the next PD entry (not present). */
-    assert_int_equal(gpm__ram_write_virt(&f->ram, CR3, 0x7ffffe, "abcd", 4),
-                     GPM_EFAULT);
+    assert_int_equal(
+        gpm__ram_write_virt(&f->ram, walk(CR3), 0x7ffffe, "abcd", 4),
+        GPM_EFAULT);
     assert_int_equal(f->mem[0x3ffffe], 0);
 }
 
