@@ -67,29 +67,26 @@ _OSI_PLUGINS = ("syscalls2", "osi", "osi_linux")
 
 _HOST_ATTR = "_pandagpm_host"
 
-# QEMU's env->regs[] order for x86: R_EAX R_ECX R_EDX R_EBX R_ESP R_EBP
-# R_ESI R_EDI, then r8-r15. GDB numbers x86_64 rax rbx rcx rdx rsi rdi rbp
-# rsp r8-r15, rip 16; i386 eax ecx edx ebx esp ebp esi edi, eip 8.
-_X86_64_GDB_TO_QEMU = (0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15)
-
-
 def register_map(arch):
     """GDB register number -> (field path, index) in ``CPUArchState``.
 
     ``index`` is None for a scalar field. Covers the general-purpose
-    registers and the program counter: what the core uses.
+    registers and the program counter: what the core uses. The layout is
+    the arch backend's (``_gpm.arch_info(arch)``, csrc/arch); arches
+    without a backend yet keep their map here.
     """
-    if arch == "x86_64":
-        regs = {n: (("regs",), q) for n, q in enumerate(_X86_64_GDB_TO_QEMU)}
-        regs[16] = (("eip",), None)
+    try:
+        info = _gpm.arch_info(arch)
+    except (_gpm.Error, ValueError):
+        info = {}
+    if info.get("backend") and info.get("env_gpr_field"):
+        field = (info["env_gpr_field"],)
+        regs = {n: (field, q) for n, q in enumerate(info["env_gpr_index"])}
+        if info["env_pc_field"]:
+            regs[info["pc_reg"]] = ((info["env_pc_field"],), None)
     elif arch == "i386":
         regs = {n: (("regs",), n) for n in range(8)}
         regs[8] = (("eip",), None)
-    elif arch == "arm":
-        regs = {n: (("regs",), n) for n in range(16)}
-    elif arch == "aarch64":
-        regs = {n: (("xregs",), n) for n in range(32)}
-        regs[32] = (("pc",), None)
     elif arch in ("mips", "mipsel", "mips64"):
         regs = {n: (("active_tc", "gpr"), n) for n in range(32)}
         regs[37] = (("active_tc", "PC"), None)

@@ -32,6 +32,18 @@ static bool arm_is_user(uint64_t cpsr)
     return (cpsr & 0x1f) == 0x10;
 }
 
+/*
+ * GDB's x86_64 order is rax rbx rcx rdx rsi rdi rbp rsp r8-r15; QEMU's
+ * env->regs[] is the hardware order R_EAX R_ECX R_EDX R_EBX R_ESP R_EBP
+ * R_ESI R_EDI, then r8-r15.
+ */
+static const uint8_t x86_64_env_gpr[16] = {0, 3, 1,  2,  6,  7,  5,  4,
+                                           8, 9, 10, 11, 12, 13, 14, 15};
+/* ARM r0-r15 and AArch64 x0-x30 plus sp (31) are in GDB's order. */
+static const uint8_t identity_env_gpr[32] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+
 static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
     [GPM_ARCH_X86_64] =
         {
@@ -48,6 +60,10 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .syscall_entry_symbol = "entry_SYSCALL_64",
             .current_task_symbol = "current_task",
             .user_percpu_reg = "k_gs_base",
+            .env_gpr_field = "regs",
+            .env_gpr_index = x86_64_env_gpr,
+            .env_ngpr = 16,
+            .env_pc_field = "eip",
             .mmu_regs = {"cr3", "cr4"},
             .xlate = gpm__mmu_x86_64_xlate,
         },
@@ -65,6 +81,10 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .pc_reg = "pc",
             .bp_kind = 4,
             .user_top = 0x0001000000000000ull,
+            .env_gpr_field = "xregs",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 32,
+            .env_pc_field = "pc",
             .mmu_regs = {"TTBR0_EL1", "TTBR1_EL1", "TCR_EL1", "SCTLR"},
             .xlate = gpm__mmu_aarch64_xlate,
         },
@@ -85,6 +105,10 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .pc_reg = "pc",
             .bp_kind = 4,
             .user_top = 0xc0000000ull,
+            .env_gpr_field = "regs",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 16,
+            .env_pc_field = NULL, /* pc is r15 */
             .mmu_regs = {"TTBR0", "TTBR1", "TTBCR", "SCTLR"},
             .xlate = gpm__mmu_armv7_xlate,
         },

@@ -107,6 +107,16 @@ typedef struct gpm__arch_ops {
     const char *syscall_entry_symbol;
     const char *current_task_symbol;
     const char *user_percpu_reg;
+    /*
+     * QEMU's CPUArchState, for the PANDA glue (C and pypanda): GDB
+     * registers 0..env_ngpr-1 live in the array @env_gpr_field at the
+     * indices @env_gpr_index; the program counter (GDB pc_reg of
+     * gpm/arch.h) is the field @env_pc_field unless it is one of those.
+     */
+    const char *env_gpr_field;
+    const uint8_t *env_gpr_index;
+    unsigned env_ngpr;
+    const char *env_pc_field;
     /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
     const char *mmu_regs[GPM__MMU_NREGS];
     gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */

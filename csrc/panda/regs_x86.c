@@ -9,14 +9,14 @@
  */
 #include "gpm_panda_host.h"
 
+#include "arch/arch_ops.h"
+
 #if defined(TARGET_I386)
 
 #if defined(TARGET_X86_64)
-static const int gdb_to_qemu[16] = {
-    R_EAX, R_EBX, R_ECX, R_EDX, R_ESI, R_EDI, R_EBP, R_ESP,
-    8,     9,     10,    11,    12,    13,    14,    15,
-};
-#define GPM_X86_NGPR 16u
+/* The GDB -> env->regs[] map is the x86_64 backend's (csrc/arch). */
+#define gdb_to_qemu  (gpm__arch_ops(GPM_ARCH_X86_64)->env_gpr_index)
+#define GPM_X86_NGPR (gpm__arch_ops(GPM_ARCH_X86_64)->env_ngpr)
 #define GPM_X86_PC   16u
 #else
 static const int gdb_to_qemu[8] = {
