@@ -26,7 +26,6 @@ prints what the guest wrote on each channel.
 
 import argparse
 import os
-import re
 import shutil
 import socket
 import struct
@@ -39,8 +38,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ptrace_host  # noqa: E402  (the channel logic)
 
-ABI_H = Path(__file__).resolve().parents[2] / "csrc/include/gpm/abi.h"
-
 # Per arch: qemu-user binary, word size, GDB numbers of the hypercall
 # registers (magic, op, chan, a1, a2) and of the PC, the trap's length.
 ARCHES = {
@@ -50,15 +47,7 @@ ARCHES = {
             "pc": 15, "insn_len": 4},
 }
 EFAULT = -14
-
-
-def hc_addr(arch):
-    """GPM_HC_ADDR_<ARCH> from gpm/abi.h (its only home)."""
-    m = re.search(rf"#define\s+GPM_HC_ADDR_{arch.upper()}\s+(0x[0-9a-fA-F]+)",
-                  ABI_H.read_text())
-    if not m:
-        raise LookupError(f"{ABI_H} has no GPM_HC_ADDR_{arch.upper()}")
-    return int(m.group(1), 16)
+hc_addr = ptrace_host.hc_addr
 
 
 def qemu_user(arch):
