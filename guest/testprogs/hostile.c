@@ -39,7 +39,7 @@ GPM_PLUGIN_DESCRIPTOR(
     "hostile", GPM_GUEST_VERSION,
     "Issues bad hypercalls, then floods its channel (a test)");
 
-#define PAGE      4096u
+#define PAGE 4096u
 #if defined(__x86_64__)
 #define KPTR     0xffffffff81000000ull /* kernel text, nokaslr */
 #define NONCANON 0x0000800000000000ull /* first non-canonical address */
