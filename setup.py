@@ -58,16 +58,21 @@ def glue_sources():
     return found
 
 
-# guest/Makefile's compilers: musl-gcc for x86_64, Debian's cross gcc for
-# the rest (GUEST_CC overrides both, as in the Makefile).
-GUEST_CROSS = {
-    "i386": "i686-linux-gnu-",
-    "arm": "arm-linux-gnueabi-",
-    "aarch64": "aarch64-linux-gnu-",
-    "mips": "mips-linux-gnu-",
-    "mipsel": "mipsel-linux-gnu-",
-    "mips64": "mips64-linux-gnuabi64-",
-}
+def _guest_cross():
+    """The cross-compiler prefixes of guest/toolchain.mk (their only home):
+    its ``GUEST_CROSS_<arch> := <triple>-`` lines."""
+    import re
+    try:
+        with open(os.path.join(GUEST, "toolchain.mk")) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    return dict(re.findall(r"^GUEST_CROSS_(\w+) := (\S+)$", text, re.M))
+
+
+# The guest compilers: musl-gcc for x86_64, Debian's cross gcc for the
+# rest (GUEST_CC overrides both, as in guest/toolchain.mk).
+GUEST_CROSS = _guest_cross()
 
 
 def guest_compiler(arch):

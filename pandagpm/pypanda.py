@@ -23,7 +23,8 @@ handed to pandare unchanged (PANDA's own images, where a network exists).
 
 Where PANDA is: ``$PANDA_PATH`` (a PANDA source tree with ``build/``
 inside), else the tree recorded by ``make panda`` in the checkout's
-``.panda-path``, else the tree the installed pandare belongs to.
+``.panda-path`` (or, for another target, one of the trees listed in
+``.panda-paths``), else the tree the installed pandare belongs to.
 :func:`find_panda` says which, and raises :class:`PandaNotFound` with what
 to do when there is none.
 
@@ -111,6 +112,13 @@ def _candidates():
     rec = _ROOT / ".panda-path"
     if rec.is_file():
         yield Path(rec.read_text().strip()), str(rec)
+    # Every tree ``make panda`` used, one per line: targets built at
+    # different times live in different trees (scripts/provision-panda.sh).
+    recs = _ROOT / ".panda-paths"
+    if recs.is_file():
+        for line in recs.read_text().splitlines():
+            if line.strip():
+                yield Path(line.strip()), str(recs)
     try:
         import importlib.util
         spec = importlib.util.find_spec("pandare")
@@ -350,9 +358,14 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
     skw = {"unansi": False}
     skw.update(serial_kwargs or {})
     from pandare import Panda as _Panda
+    # pandare would look for the BIOS files and PANDA_DIR (where libpanda
+    # finds plugins that other plugins require) in the tree it was
+    # installed from, which need not hold this arch's build: name ours.
+    os.environ["PANDA_DIR"] = f"{inst.build}/"
     panda = _Panda(arch=arch, mem=_ram_arg(img), expect_prompt=PROMPT,
                    serial_kwargs=skw, os_version=os_version,
                    extra_args=args, libpanda_path=str(inst.libpanda(arch)),
+                   biospath=str(inst.bios_dir()),
                    plugin_path=str(inst.plugin_dir(arch)), **kwargs)
     panda.pandagpm_image = img
     if osi:

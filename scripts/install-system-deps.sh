@@ -8,6 +8,11 @@ HOST_PKGS="build-essential pkg-config libglib2.0-dev libcmocka-dev clang-14 \
 clang-format-14 libclang-rt-14-dev valgrind file cpio xz-utils"
 # Guest build (static x86_64 executables).
 GUEST_PKGS="musl-tools"
+# Guest builds for aarch64 and arm (armhf), static against the cross
+# glibc, and qemu-user to run their tests (make -C guest check-arch,
+# tests/test_guest_cross.py).
+GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user"
 # Real host: QEMU 10 from bookworm-backports.
 QEMU_PKGS="qemu-system-x86 qemu-utils"
 # Fuzzing.
@@ -30,7 +35,7 @@ SRC
 fi
 
 missing=""
-for p in $HOST_PKGS $GUEST_PKGS $FUZZ_PKGS; do
+for p in $HOST_PKGS $GUEST_PKGS $GUEST_CROSS_PKGS $FUZZ_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
 need_qemu=0

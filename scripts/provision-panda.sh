@@ -6,15 +6,23 @@
 #   scripts/provision-panda.sh --src PANDA_SRC [--targets LIST] [--venv DIR]
 #
 # PANDA_SRC is a .tar.xz/.tar.gz of the tree (one top folder) or a PANDA
-# source directory. The build lands in
+# source directory. A build lands in
 #   ${XDG_CACHE_HOME:-~/.cache}/pandagpm/panda/<commit12>-<arch+arch...>/
 # (src/ with build/ inside it, where pypanda looks), keyed by the commit
-# and the target list, so a second run finds it and takes seconds. The
-# path of the tree is written to .panda-path in the checkout; the test
-# suite and `make test-panda` read it.
+# and the targets built there. Each requested target is looked up on its
+# own: one already built for the same commit, in any cached tree, is
+# reused as it is (never reconfigured or rebuilt), and only the missing
+# targets are built, together, into a new tree keyed by them. So
+# `--targets x86_64,aarch64,arm` after an x86_64 build builds
+# <commit12>-aarch64+arm and leaves <commit12>-x86_64 alone. The tree of
+# the first requested target is written to .panda-path in the checkout
+# (the test suite and `make test-panda` read it), and every tree used, one
+# per line, to .panda-paths (pandagpm.pypanda.find_panda looks there for
+# each arch).
 #
-# Every run copies pandagpm's current plugin sources into the cached tree
-# and rebuilds them (PANDA's make rebuilds only what changed).
+# Every run copies pandagpm's current plugin sources into each tree used
+# and rebuilds them for its requested targets (PANDA's make rebuilds only
+# what changed).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +34,7 @@ gpm_plugins=1
 cache_root=${PANDAGPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pandagpm}/panda
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "options:"
     echo "  --src PATH       PANDA source tarball or tree (required)"
@@ -91,7 +99,40 @@ fi
 
 # No "-softmmu" in the key: pandare strips "<arch>-softmmu" from paths it
 # is given, which would break a cache path that contains it.
-key="${commit:0:12}-$(echo "$targets" | sed 's/-softmmu//g; s/,/+/g')"
+key_of() { echo "${commit:0:12}-$(echo "$1" | sed 's/-softmmu//g; s/,/+/g')"; }
+
+# A finished tree of this commit that has target $1 built, or nothing.
+cached_tree_for() {
+    local d arch=${1%-softmmu}
+    for d in "$cache_root/${commit:0:12}"-*/; do
+        d=${d%/}
+        [ -f "$d/.built" ] || continue
+        case "+${d##*/${commit:0:12}-}+" in *"+$arch+"*) ;; *) continue ;; esac
+        [ -f "$d/src/build/$1/libpanda-$arch.so" ] || continue
+        echo "$d"
+        return 0
+    done
+    return 0
+}
+
+# Which requested targets are cached already (tree_of_<arch>=dir), and
+# which ones to build.
+missing_targets=""
+for t in ${targets//,/ }; do
+    d=$(cached_tree_for "$t")
+    if [ -n "$d" ]; then
+        eval "tree_of_${t%-softmmu}=\$d"
+        log "$t: cached in $d"
+    else
+        missing_targets="$missing_targets,$t"
+    fi
+done
+missing_targets=${missing_targets#,}
+if [ -n "$missing_targets" ]; then
+    key=$(key_of "$missing_targets")
+else
+    key=$(key_of "$targets")
+fi
 dir="$cache_root/$key"
 tree="$dir/src"
 stamp="$dir/.built"
@@ -115,8 +156,8 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
-if [ ! -f "$stamp" ]; then
-    log "building PANDA ${commit:0:12} for $targets in $dir"
+if [ -n "$missing_targets" ] && [ ! -f "$stamp" ]; then
+    log "building PANDA ${commit:0:12} for $missing_targets in $dir"
     log "(a cold build takes about 4 minutes per target on 2 cores)"
     rm -rf "$dir"
     mkdir -p "$tree"
@@ -135,7 +176,7 @@ if [ ! -f "$stamp" ]; then
     sed -i -E '/^(cosi|cosi_strace|gdb|rust_skeleton|snake_hook|wintrospection|network)$/d' "$cfg"
     mkdir -p "$tree/build"
     log "configure"
-    (cd "$tree/build" && "$tree/configure" --target-list="$targets" \
+    (cd "$tree/build" && "$tree/configure" --target-list="$missing_targets" \
         --prefix="$dir/install" --disable-numa \
         --extra-cflags=-Wno-error --extra-cxxflags=-Wno-error) >"$dir/configure.log" 2>&1 ||
         die "configure failed; see $dir/configure.log"
@@ -145,41 +186,70 @@ if [ ! -f "$stamp" ]; then
         { tail -30 "$dir/make.log" >&2; die "PANDA's build failed; see $dir/make.log"; }
     log "built in $(($(date +%s) - start)) s"
     touch "$stamp"
-else
-    log "cached: $dir"
 fi
+if [ -n "$missing_targets" ]; then
+    for t in ${missing_targets//,/ }; do
+        eval "tree_of_${t%-softmmu}=\$dir"
+    done
+fi
+
+# The trees in use, each with the requested targets it holds.
+trees=""
+for t in ${targets//,/ }; do
+    eval "d=\$tree_of_${t%-softmmu}"
+    case " $trees " in *" $d "*) ;; *) trees="$trees $d" ;; esac
+done
+targets_in() {
+    local t d out=""
+    for t in ${targets//,/ }; do
+        eval "d=\$tree_of_${t%-softmmu}"
+        [ "$d" = "$1" ] && out="$out $t"
+    done
+    echo $out
+}
 
 # pandagpm's plugins: copy the checkout's current sources into the tree
 # and build them with PANDA's own plugin rules (panda.mak), the way its
 # "plugin-NAME" rule does. They stay out of config.panda, so changing them
 # never makes PANDA regenerate its pandalog headers and rebuild.
-if [ "$gpm_plugins" = 1 ]; then
-log "building pandagpm's plugins in the tree"
-make -s -C "$here" --no-print-directory -f mk/panda.mk panda-plugins \
-    PANDA_PATH="$tree" GPM_PANDA_NO_CONFIG=1 >/dev/null
-: >"$dir/make-plugins.log"
-for t in ${targets//,/ }; do
-    for p in guest_plugin_manager linjector; do
-        mkdir -p "$tree/build/$t/panda/plugins/$p"
-        make -C "$tree/build/$t" --no-print-directory -j"$jobs" \
-            -f "$tree/panda/plugins/panda.mak" \
-            -f "$tree/panda/plugins/$p/Makefile" \
-            PLUGIN_SRC_ROOT="$tree/panda/plugins" BUILD_DIR="$tree/build" \
-            PLUGIN_NAME="$p" all >>"$dir/make-plugins.log" 2>&1 ||
-            { tail -30 "$dir/make-plugins.log" >&2; die "building panda_$p.so for $t failed; see $dir/make-plugins.log"; }
+for d in $trees; do
+    tree="$d/src"
+    if [ "$gpm_plugins" = 1 ]; then
+        log "building pandagpm's plugins in $tree for $(targets_in "$d")"
+        make -s -C "$here" --no-print-directory -f mk/panda.mk panda-plugins \
+            PANDA_PATH="$tree" GPM_PANDA_NO_CONFIG=1 >/dev/null
+        : >"$d/make-plugins.log"
+        for t in $(targets_in "$d"); do
+            for p in guest_plugin_manager linjector; do
+                mkdir -p "$tree/build/$t/panda/plugins/$p"
+                make -C "$tree/build/$t" --no-print-directory -j"$jobs" \
+                    -f "$tree/panda/plugins/panda.mak" \
+                    -f "$tree/panda/plugins/$p/Makefile" \
+                    PLUGIN_SRC_ROOT="$tree/panda/plugins" BUILD_DIR="$tree/build" \
+                    PLUGIN_NAME="$p" all >>"$d/make-plugins.log" 2>&1 ||
+                    { tail -30 "$d/make-plugins.log" >&2; die "building panda_$p.so for $t failed; see $d/make-plugins.log"; }
+            done
+        done
+    fi
+    for t in $(targets_in "$d"); do
+        arch=${t%-softmmu}
+        want="syscalls2 osi osi_linux"
+        [ "$gpm_plugins" = 0 ] || want="guest_plugin_manager linjector $want"
+        for p in $want; do
+            f="$tree/build/$t/panda/plugins/panda_$p.so"
+            [ -f "$f" ] || die "missing after the build: $f"
+        done
+        [ -f "$tree/build/$t/libpanda-$arch.so" ] || die "missing after the build: libpanda-$arch.so"
     done
 done
-fi
-for t in ${targets//,/ }; do
-    arch=${t%-softmmu}
-    want="syscalls2 osi osi_linux"
-    [ "$gpm_plugins" = 0 ] || want="guest_plugin_manager linjector $want"
-    for p in $want; do
-        f="$tree/build/$t/panda/plugins/panda_$p.so"
-        [ -f "$f" ] || die "missing after the build: $f"
-    done
-    [ -f "$tree/build/$t/libpanda-$arch.so" ] || die "missing after the build: libpanda-$arch.so"
-done
+
+# pypanda (pandare) is the same Python code for every target (its
+# datatypes cover all arches): install it from the first requested
+# target's tree; find_panda() hands it each arch's libpanda and plugins.
+first=${targets%%,*}
+eval "dir=\$tree_of_${first%-softmmu}"
+tree="$dir/src"
+stamp="$dir/.built"
 
 if [ -n "$venv" ]; then
     if [ ! -x "$venv/bin/python" ]; then
@@ -203,4 +273,9 @@ if [ -n "$venv" ]; then
 fi
 
 echo "$tree" >"$here/.panda-path"
+for d in $trees; do echo "$d/src"; done >"$here/.panda-paths"
+for t in ${targets//,/ }; do
+    eval "d=\$tree_of_${t%-softmmu}"
+    log "ready: $t in $d/src"
+done
 log "ready: PANDA_PATH=$tree"

@@ -16,6 +16,7 @@ Four layers:
 """
 
 import os
+import re
 import shutil
 import signal
 import struct
@@ -32,7 +33,10 @@ ARCH_BUILD = GUEST / "build" / "x86_64"
 MOCK = GUEST / "build" / "native" / "mock"
 BINARIES = ["guest_daemon", "etc_count", "hello", "guest_shell"]
 
-HC_ADDR = 0x10000000
+# The stub's address: GPM_HC_ADDR_X86_64 of gpm/abi.h, its only home.
+HC_ADDR = int(re.search(
+    r"#define\s+GPM_HC_ADDR_X86_64\s+(0x[0-9a-fA-F]+)",
+    (ROOT / "csrc" / "include" / "gpm" / "abi.h").read_text()).group(1), 16)
 EM_X86_64 = 62
 PT_INTERP = 3
 PT_LOAD = 1

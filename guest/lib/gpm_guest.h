@@ -16,8 +16,8 @@
  * an unspecified interleaving.
  *
  * Binaries that use this library must be linked static and non-PIE with the
- * hypercall section at its fixed address, see guest/Makefile
- * (-Wl,--section-start=.gpmhc=0x10000000 on x86).
+ * hypercall section at its fixed address, GPM_HC_ADDR_<ARCH> of gpm/abi.h
+ * (guest/toolchain.mk passes -Wl,--section-start=.gpmhc=ADDR).
  */
 #ifndef GPM_GUEST_H
 #define GPM_GUEST_H
@@ -53,7 +53,8 @@ typedef uint32_t gpm_chan_t;
  * register, zero-extended to 64 bits; on a 32-bit guest an error result
  * has only its low 32 bits set, so use gpm_hc_err() to test it.
  *
- * Without a host (a plain CPU) the result is meaningless CPUID data.
+ * Without a host (a plain CPU) the result is meaningless CPUID data on
+ * x86; on ARM the trap is an undefined instruction (SIGILL).
  */
 uint64_t gpm_hc(uint64_t op, uint64_t chan, uint64_t a1, uint64_t a2);
 

@@ -21,8 +21,10 @@
  *     0-7 are the sequence number (little-endian u64, from 0), byte j >= 8
  *     is (seq + j) & 0xff. Prints flood_done=N, stops the channel, exits 0.
  *
- * The kernel address used is the x86_64 kernel text with nokaslr; the
- * program is x86_64-only.
+ * KPTR is a kernel address of the guest's arch and NONCANON the first
+ * address above its user address space (see below); on 32-bit arches
+ * every argument is truncated to 32 bits by the hypercall registers, so
+ * the 2^32 and 2^63 cases there test truncation, not the host's bounds.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -37,9 +39,21 @@ GPM_PLUGIN_DESCRIPTOR(
     "hostile", GPM_GUEST_VERSION,
     "Issues bad hypercalls, then floods its channel (a test)");
 
-#define PAGE      4096u
-#define KPTR      0xffffffff81000000ull /* kernel text, nokaslr */
-#define NONCANON  0x0000800000000000ull /* first non-canonical address */
+#define PAGE 4096u
+#if defined(__x86_64__)
+#define KPTR     0xffffffff81000000ull /* kernel text, nokaslr */
+#define NONCANON 0x0000800000000000ull /* first non-canonical address */
+#elif defined(__aarch64__)
+/* Kernel image (48-bit VA, nokaslr); above TTBR0's 48-bit range. */
+#define KPTR     0xffff800008000000ull
+#define NONCANON 0x0001000000000000ull
+#elif defined(__arm__)
+/* PAGE_OFFSET of the 3G/1G split; 2^32 truncates to a NULL pointer. */
+#define KPTR     0xc0008000ull
+#define NONCANON 0x100000000ull
+#else
+#error "hostile.c: no kernel address for this architecture"
+#endif
 #define E2_32     (1ull << 32)
 #define E2_63     (1ull << 63)
 #define BIG       (2u << 20)

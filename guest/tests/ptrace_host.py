@@ -1,7 +1,8 @@
 """A stand-in host that catches the real x86_64 hypercalls with ptrace.
 
 It runs an unmodified guest binary (the musl build in guest/build/x86_64)
-as a native process, plants an int3 over the CPUID stub at 0x10000000 and,
+as a native process, plants an int3 over the CPUID stub at
+GPM_HC_ADDR_X86_64 (0x10000000, read from gpm/abi.h) and,
 at every stop there, does what the stock-QEMU host does: reads RAX (magic),
 RBX (op), RCX (channel), RDX (arg1), RDI (arg2), serves the op from
 in-memory channels, writes the result to RAX and resumes at 0x10000002,
@@ -24,13 +25,27 @@ prints what the guest wrote on each channel.
 
 import ctypes
 import os
+import re
 import signal
 import struct
 import sys
 import time
 from collections import defaultdict, deque
+from pathlib import Path
 
-HC_ADDR = 0x10000000
+ABI_H = Path(__file__).resolve().parents[2] / "csrc/include/gpm/abi.h"
+
+
+def hc_addr(arch):
+    """GPM_HC_ADDR_<ARCH> from gpm/abi.h (the address's only home)."""
+    m = re.search(rf"#define\s+GPM_HC_ADDR_{arch.upper()}\s+(0x[0-9a-fA-F]+)",
+                  ABI_H.read_text())
+    if not m:
+        raise LookupError(f"{ABI_H} has no GPM_HC_ADDR_{arch.upper()}")
+    return int(m.group(1), 16)
+
+
+HC_ADDR = hc_addr("x86_64")
 MAGIC = 0x1337C0D3
 PAGE = 4096
 MASK64 = (1 << 64) - 1

@@ -22,13 +22,29 @@
 #define GPM_HC_MAGIC 0x1337c0d3u
 
 /*
- * On the stock-QEMU host every guest binary places its hypercall
- * instruction (a CPUID followed by a return) at this fixed virtual address,
- * in a section of its own named ".gpmhc", so one breakpoint catches all of
- * them. PANDA catches the CPUID itself and ignores the address.
+ * Every guest binary places its hypercall stub (the arch's trap
+ * instruction followed by a return) at a fixed virtual address, in a
+ * section of its own named ".gpmhc", so the stock-QEMU host catches all of
+ * them with one breakpoint and never lets the trap execute. PANDA traps
+ * the instruction itself (CPUID on x86, a coprocessor 7 write on ARM,
+ * "msr S0_0_c5_c0_0, xzr" on AArch64) and ignores the address.
+ *
+ * This is the only place the addresses are written down: guest/Makefile
+ * reads GPM_HC_ADDR_<ARCH> (GUEST_ARCH in upper case) from this header to
+ * place the section, and the hosts' per-arch tables use the same macros.
+ * A new architecture adds its line here. Each value must be a plain
+ * hexadecimal constant with an optional "u" suffix, page-aligned, below
+ * the arch's user-space limit and away from where its linker puts text,
+ * data and the heap of a static non-PIE executable.
  */
-#define GPM_HC_X86_ADDR 0x10000000u
-#define GPM_HC_SECTION  ".gpmhc"
+#define GPM_HC_ADDR_X86_64  0x10000000u
+#define GPM_HC_ADDR_I386    0x10000000u
+#define GPM_HC_ADDR_AARCH64 0x10000000u
+#define GPM_HC_ADDR_ARM     0x10000000u
+#define GPM_HC_SECTION      ".gpmhc"
+
+/* The name the x86 hosts used before there was more than one arch. */
+#define GPM_HC_X86_ADDR GPM_HC_ADDR_X86_64
 
 /* Hypercall operations (the second register). */
 enum gpm_hc_op {

@@ -2,7 +2,7 @@
  * x86_64.c - the hypercall of x86_64 guests.
  *
  * The CPUID instruction lives in its own section ".gpmhc", which the
- * guest Makefile places at GPM_HC_X86_ADDR (0x10000000). The stock-QEMU
+ * guest Makefile places at GPM_HC_ADDR_X86_64 (gpm/abi.h). The stock-QEMU
  * host sets one breakpoint there; when it hits, the host writes the result
  * into RAX and advances RIP by 2 (the length of CPUID), so the following
  * "ret" returns to gpm_hc(). Under PANDA the CPUID itself is caught and

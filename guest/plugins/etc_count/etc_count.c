@@ -26,11 +26,18 @@ static long count_entries(const char *path)
     d = opendir(path);
     if (!d)
         return -errno;
-    while ((de = readdir(d)) != NULL) {
+    for (;;) {
+        /* readdir() says end and error apart only through errno. */
+        errno = 0;
+        de = readdir(d);
+        if (de == NULL)
+            break;
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         n++;
     }
+    if (errno != 0)
+        n = -errno;
     closedir(d);
     return n;
 }
@@ -48,7 +55,7 @@ int main(void)
         return 2;
     n = count_entries("/etc");
     if (n < 0) {
-        snprintf(msg, sizeof(msg), "etc_count: opendir /etc: %s",
+        snprintf(msg, sizeof(msg), "etc_count: reading /etc: %s",
                  strerror((int)-n));
         gpm_report_error(chan, msg);
         return 1;
