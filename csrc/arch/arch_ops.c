@@ -48,7 +48,7 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
     [GPM_ARCH_X86_64] =
         {
             .arch = GPM_ARCH_X86_64,
-            .hc_addr = GPM_HC_X86_ADDR,
+            .hc_addr = GPM_HC_ADDR_X86_64,
             .hc_insn = {0x0f, 0xa2}, /* cpuid */
             .hc_insn_len = 2,
             .mode_reg = "cs",
@@ -70,8 +70,7 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
     [GPM_ARCH_AARCH64] =
         {
             .arch = GPM_ARCH_AARCH64,
-            /* A placeholder until abi.h has a per-arch address. */
-            .hc_addr = GPM_HC_X86_ADDR,
+            .hc_addr = GPM_HC_ADDR_AARCH64,
             /* msr S0_0_c5_c0_0, xzr = 0xd500501f, little-endian. */
             .hc_insn = {0x1f, 0x50, 0x00, 0xd5},
             .hc_insn_len = 4,
@@ -91,8 +90,7 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
     [GPM_ARCH_ARM] =
         {
             .arch = GPM_ARCH_ARM,
-            /* A placeholder until abi.h has a per-arch address. */
-            .hc_addr = GPM_HC_X86_ADDR,
+            .hc_addr = GPM_HC_ADDR_ARM,
             /*
              * ARM state: mcr p7, 0, r0, c0, c0, 0 = 0xee000710. ARMv7
              * instructions are little-endian in memory even on BE8.
