@@ -191,12 +191,18 @@ core_lib = ("gpmcore", {
     "sources": core_sources(),
     "include_dirs": ["csrc/include", "csrc"],
     "cflags": pkg_config("--cflags") + extra_cflags,
+    # Every object depends on every header: a changed header rebuilds all.
+    "obj_deps": {"": sorted(glob.glob("csrc/*/*.h")
+                            + glob.glob("csrc/include/gpm/*.h"))},
 })
+# The extension is relinked whenever the library's inputs change.
+CORE_DEPENDS = core_lib[1]["sources"] + core_lib[1]["obj_deps"][""]
 
 ext = Extension(
     "pandagpm._gpm",
     sources=glue_sources(),
     libraries=["gpmcore"],
+    depends=CORE_DEPENDS,
     include_dirs=["csrc/include", "csrc"],
     extra_compile_args=pkg_config("--cflags") + extra_cflags,
     extra_link_args=pkg_config("--libs")

@@ -140,7 +140,7 @@ typedef struct gpm__tdesc_reg {
     int g_offset;     /* byte offset in a 'g' reply, -1 if not in it */
 } gpm__tdesc_reg_t;
 
-#define GPM__TDESC_MAX_REGS 256u
+#define GPM__TDESC_MAX_REGS 4096u
 #define GPM__TDESC_MAX_DOCS 16u
 
 /* The registers of a target, indexed by GDB number. */

@@ -33,7 +33,7 @@
 #include "qemu/qemu_host.h"
 
 #define MAX_BPS            64
-#define MAX_G_BYTES        8192
+#define MAX_G_BYTES        32768
 #define MAX_XML            (1u << 20)
 #define MAX_STEPS          16
 #define DEFAULT_TIMEOUT_MS 5000
