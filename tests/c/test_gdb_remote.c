@@ -384,7 +384,7 @@ static void test_tdesc_malformed(void **state)
     static const char *bad[] = {
         "<target><reg name=\"a\" bitsize=\"12\"/></target>",
         "<target><reg name=\"a\"/></target>",
-        "<target><reg name=\"a\" bitsize=\"64\" regnum=\"999\"/></target>",
+        "<target><reg name=\"a\" bitsize=\"64\" regnum=\"4096\"/></target>",
         ("<target><reg name=\"a\" bitsize=\"64\"/><reg name=\"b\" "
          "bitsize=\"64\" regnum=\"0\"/></target>"),
         "<target><!-- unterminated",
