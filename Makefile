@@ -144,8 +144,11 @@ panda: venv
 test-panda: build guest
 	PANDAGPM_REQUIRE_PANDA=1 $(VPY) -m pytest -ra -m panda_real $(PYTEST_ARGS)
 
+# make demo ARCH=aarch64 (or arm): the same demo on another generic image.
+ARCH ?= x86_64
 demo: deps build guest
-	$(VPY) examples/demo.py
+	@if [ "$(ARCH)" != x86_64 ]; then $(MAKE) --no-print-directory -C guest GUEST_ARCH=$(ARCH); fi
+	$(VPY) examples/demo.py --arch $(ARCH)
 
 bench: deps build guest
 	@for b in bench/bench_*.py; do $(VPY) $$b || exit 1; done

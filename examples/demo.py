@@ -1,11 +1,14 @@
-"""The pandagpm demo (``make demo``).
+"""The pandagpm demo (``make demo``, ``make demo ARCH=aarch64``).
 
-Boots the generic x86_64 image from its ``root`` snapshot under stock
-QEMU, injects the guest daemon with linjector (no cooperation from the
-guest), loads the ``etc_count`` guest plugin and prints what it counted,
-then loads ``hello`` and shows its conversation with the host.
+Boots a generic image (x86_64 unless ``--arch`` or ``$ARCH`` says
+aarch64 or arm) from its ``root`` snapshot under stock QEMU, injects the
+guest daemon with linjector (no cooperation from the guest), loads the
+``etc_count`` guest plugin and prints what it counted, then loads
+``hello`` and shows its conversation with the host.
 """
 
+import argparse
+import os
 import queue
 import sys
 import time
@@ -13,7 +16,13 @@ import time
 from pandagpm import channel_recv
 from pandagpm.host import Panda
 
-panda = Panda(generic="x86_64")
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--arch", default=os.environ.get("ARCH") or "x86_64",
+                    help="guest architecture: x86_64 (default), aarch64 or "
+                    "arm")
+args = parser.parse_args()
+print(f"pandagpm demo on a generic {args.arch} guest")
+panda = Panda(generic=args.arch)
 
 
 def get(q, what, timeout=60):

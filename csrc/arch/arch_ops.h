@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "gpm/arch.h"
+#include "gpm/host.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +33,9 @@ extern "C" {
  */
 typedef int (*gpm_phys_read_fn)(void *opaque, uint64_t paddr, void *buf,
                                 size_t len);
+
+/* The GDB number of register @name on the host's target, or < 0. */
+typedef int (*gpm__regnum_fn)(void *opaque, const char *name);
 
 /* The most MMU registers any walker reads. */
 #define GPM__MMU_NREGS 4
@@ -117,6 +121,27 @@ typedef struct gpm__arch_ops {
     const uint8_t *env_gpr_index;
     unsigned env_ngpr;
     const char *env_pc_field;
+    /*
+     * linjector at the kernel's syscall entry on the stock-QEMU host
+     * (csrc/arch/entry_*.c):
+     * - entry_pt_regs: at the stop the thread's user registers are not
+     *   live but saved in a struct pt_regs, which register
+     *   entry_pt_regs_reg points at; GDB registers 0..entry_pt_regs_n-1
+     *   are its first words (arm64: x0-x30, sp, pc);
+     * - entry_step_over (may be NULL): moves the stopped CPU past the
+     *   entry's first instruction without a single step; returns true if
+     *   it did, false to let the host step (x86_64: emulates swapgs);
+     * - entry_insn_len (may be NULL): the length of the system call
+     *   instruction that returns to @retaddr, where the arch has several
+     *   (ARM: 4 in ARM state, 2 in Thumb); 0 if unknown.
+     */
+    bool entry_pt_regs;
+    unsigned entry_pt_regs_reg;
+    unsigned entry_pt_regs_n;
+    bool (*entry_step_over)(const gpm_host_ops_t *ops, void *cpu, uint64_t pc,
+                            gpm__regnum_fn regnum, void *opaque);
+    unsigned (*entry_insn_len)(const gpm_host_ops_t *ops, void *cpu,
+                               uint64_t retaddr);
     /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
     const char *mmu_regs[GPM__MMU_NREGS];
     gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */
@@ -145,6 +170,13 @@ const gpm__arch_ops_t *gpm__arch_ops(gpm_arch_t arch);
 int gpm__mmu_check_user(const gpm__arch_ops_t *ops, const gpm__mmu_state_t *st,
                         uint64_t va, size_t len, bool write,
                         gpm_phys_read_fn rd, void *opaque);
+
+/* The syscall-entry helpers (csrc/arch/entry_*.c). */
+bool gpm__entry_x86_64_step_over(const gpm_host_ops_t *ops, void *cpu,
+                                 uint64_t pc, gpm__regnum_fn regnum,
+                                 void *opaque);
+unsigned gpm__entry_arm_insn_len(const gpm_host_ops_t *ops, void *cpu,
+                                 uint64_t retaddr);
 
 /*
  * The walkers, one per MMU (csrc/arch/mmu_*.c); each file's header says

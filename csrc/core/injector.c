@@ -76,6 +76,7 @@ struct gpm_injector {
     bool failed;
     int64_t tid, tgid, child;
     uint64_t saved_nr, saved_args[6], ret_addr;
+    unsigned insn_len; /* of the hijacked thread's syscall instruction */
     uint64_t scratch;
     uint64_t child_scratch; /* the scratch address the child inherited */
     bool fork_injected;
@@ -208,7 +209,7 @@ static int inject(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu,
         rc = ops->write_reg(cpu, inj->sys->arg_regs[i], args[i]);
     if (rc == 0)
         rc = ops->write_reg(cpu, inj->sys->retaddr_reg,
-                            inj->ret_addr - inj->sys->insn_len);
+                            inj->ret_addr - inj->insn_len);
     return rc;
 }
 
@@ -606,6 +607,7 @@ int gpm_injector_on_syscall(gpm_injector_t *inj, const gpm_host_ops_t *ops,
             return rc;
         inj->tid = t->tid;
         inj->tgid = t->tgid;
+        inj->insn_len = t->insn_len ? t->insn_len : inj->sys->insn_len;
         inj->state = GPM_INJ_RUNNING;
         logf_(inj, GPM_INJ_LOG_INFO,
               "linjector: hijacking pid %lld (%.16s) at syscall %lld",

@@ -1,9 +1,10 @@
 /*
  * syscalls.c - system call tables for the injector.
  *
- * Only x86_64 is injectable today: its registers at the stock-QEMU host's
- * syscall entry stop are known. The other tables hold the numbers so that
- * the hosts for those architectures only need to add their registers.
+ * x86_64, aarch64 and arm are injectable: their registers at the
+ * stock-QEMU host's syscall entry stop are known. The other tables hold
+ * the numbers so that the hosts for those architectures only need to add
+ * their registers.
  */
 #include <stddef.h>
 
@@ -64,7 +65,19 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                        .exit_group = 252,
                        .mmap_pgoff = true,
                        .open_flags = OPEN_FLAGS_GENERIC},
-    [GPM_ARCH_ARM] = {.getuid = 199,
+    /*
+     * At vector_swi: r7 = number, r0-r5 = arguments, lr (r14, the SVC
+     * mode's) = the user address after the svc, r0 = the result at the
+     * re-entry. The svc is 4 bytes in ARM state, 2 in Thumb: the host
+     * tells which (gpm_inj_thread_t.insn_len).
+     */
+    [GPM_ARCH_ARM] = {.injectable = true,
+                      .nr_reg = 7,
+                      .ret_reg = 0,
+                      .retaddr_reg = 14,
+                      .arg_regs = {0, 1, 2, 3, 4, 5},
+                      .insn_len = 4,
+                      .getuid = 199,
                       .mmap = 192,
                       .munmap = 91,
                       .memfd_create = 385,
@@ -80,7 +93,18 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                       .exit_group = 248,
                       .mmap_pgoff = true,
                       .open_flags = OPEN_FLAGS_GENERIC},
-    [GPM_ARCH_AARCH64] = {.getuid = 174,
+    /*
+     * x8 = number, x0-x5 = arguments, pc (GDB 32) = the address after the
+     * svc, x0 = the result at the re-entry; the host presents the user
+     * registers the kernel saved (a pt_regs view).
+     */
+    [GPM_ARCH_AARCH64] = {.injectable = true,
+                          .nr_reg = 8,
+                          .ret_reg = 0,
+                          .retaddr_reg = 32,
+                          .arg_regs = {0, 1, 2, 3, 4, 5},
+                          .insn_len = 4,
+                          .getuid = 174,
                           .mmap = 222,
                           .munmap = 215,
                           .memfd_create = 279,

@@ -125,7 +125,9 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
         }
     }
 
-    cfg.arch = GPM_ARCH_X86_64;
+    /* The guest's arch is the host's. */
+    prof.arch = gpm_qemu_host_arch(h);
+    cfg.arch = prof.arch;
     cfg.elf = elf.buf;
     cfg.elf_len = (size_t)elf.len;
     cfg.proc_name = proc_name;

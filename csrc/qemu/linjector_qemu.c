@@ -8,12 +8,16 @@
 
 #include "qemu/linjector_qemu.h"
 
+#include "arch/arch_ops.h"
+#include "core/syscalls.h"
+
 struct gpm_qemu_inject {
     gpm_qemu_host_t *h;
     gpm_kernel_profile_t prof;
     gpm_injector_t *inj;
-    int kgs_reg, gs_reg, rip_reg;
-    bool emulate_swapgs; /* the entry starts with swapgs (0f 01 f8) */
+    const gpm_arch_info_t *ai;
+    const gpm__arch_ops_t *aops;
+    int base_reg; /* the per-CPU base register (arch_ops.user_percpu_reg) */
     bool armed;
     GMutex lock;
     GCond cond;
@@ -25,108 +29,176 @@ struct gpm_qemu_inject {
 /* How often a wait checks that the host is still connected. */
 #define WAIT_SLICE_US (100 * 1000)
 
-static int read_u64(const gpm_host_ops_t *ops, void *cpu, uint64_t va,
-                    uint64_t *out)
+/* Reads @bytes (4 or 8) at @va as an integer in the guest's byte order. */
+static int read_int(const gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
+                    void *cpu, uint64_t va, unsigned bytes, uint64_t *out)
 {
-    return ops->read_mem(cpu, va, out, sizeof(*out));
+    uint8_t b[8];
+    uint64_t v = 0;
+    int rc = ops->read_mem(cpu, va, b, bytes);
+
+    if (rc != 0)
+        return rc;
+    for (unsigned i = 0; i < bytes; i++)
+        v = (v << 8) | b[qi->ai->big_endian ? i : bytes - 1 - i];
+    *out = v;
+    return 0;
 }
 
-static int read_i32(const gpm_host_ops_t *ops, void *cpu, uint64_t va,
-                    int64_t *out)
+static int read_ptr(const gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
+                    void *cpu, uint64_t va, uint64_t *out)
 {
-    int32_t v;
-    int rc = ops->read_mem(cpu, va, &v, sizeof(v));
+    return read_int(qi, ops, cpu, va, qi->ai->word_bits / 8, out);
+}
+
+static int read_i32(const gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
+                    void *cpu, uint64_t va, int64_t *out)
+{
+    uint64_t v;
+    int rc = read_int(qi, ops, cpu, va, 4, &v);
 
     if (rc == 0)
-        *out = v;
+        *out = (int32_t)(uint32_t)v;
     return rc;
 }
 
-/* Fills @t from the kernel's task_struct of the thread at syscall entry. */
+/*
+ * Fills @t from the kernel's task_struct of the thread at syscall entry:
+ * the per-CPU variable at the profile's offset from the per-CPU base
+ * register points at it.
+ */
 static int read_thread(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
                        void *cpu, gpm_inj_thread_t *t)
 {
     const gpm_kernel_profile_t *p = &qi->prof;
-    uint64_t kgs, task, parent, cred;
+    uint64_t base, task, parent, cred;
     int64_t uid;
     int rc;
 
     memset(t, 0, sizeof(*t));
     t->tid = t->tgid = t->ppid = t->uid = -1;
-    rc = ops->read_reg(cpu, (unsigned)qi->kgs_reg, &kgs);
+    rc = ops->read_reg(cpu, (unsigned)qi->base_reg, &base);
     if (rc == 0)
-        rc = read_u64(ops, cpu, kgs + p->current_task, &task);
+        rc = read_ptr(qi, ops, cpu, base + p->current_task, &task);
     if (rc == 0)
-        rc = read_i32(ops, cpu, task + p->task_pid, &t->tid);
+        rc = read_i32(qi, ops, cpu, task + p->task_pid, &t->tid);
     if (rc == 0)
-        rc = read_i32(ops, cpu, task + p->task_tgid, &t->tgid);
+        rc = read_i32(qi, ops, cpu, task + p->task_tgid, &t->tgid);
     if (rc == 0)
         rc = ops->read_mem(cpu, task + p->task_comm, t->comm, sizeof(t->comm));
     if (rc != 0)
         return rc;
     t->comm[sizeof(t->comm) - 1] = '\0';
     /* The parent and the uid are optional: unknown stays -1. */
-    if (read_u64(ops, cpu, task + p->task_real_parent, &parent) == 0)
-        read_i32(ops, cpu, parent + p->task_tgid, &t->ppid);
-    if (read_u64(ops, cpu, task + p->task_cred, &cred) == 0 &&
-        read_i32(ops, cpu, cred + p->cred_uid, &uid) == 0)
+    if (read_ptr(qi, ops, cpu, task + p->task_real_parent, &parent) == 0)
+        read_i32(qi, ops, cpu, parent + p->task_tgid, &t->ppid);
+    if (read_ptr(qi, ops, cpu, task + p->task_cred, &cred) == 0 &&
+        read_i32(qi, ops, cpu, cred + p->cred_uid, &uid) == 0)
         t->uid = uid;
     return 0;
 }
 
 /*
- * Does what the entry's first instruction, swapgs, would do, so the guest
- * continues after it without a single step (which would cost another stop
- * and a flush of translated code). If anything fails the host steps off.
+ * The register view of a thread whose user registers the kernel saved in
+ * a struct pt_regs (arch_ops.entry_pt_regs): GDB registers below
+ * entry_pt_regs_n are words of it, read from and written to kernel memory
+ * (writes through the gdbstub's debug access, the only way to reach the
+ * saved return address: QEMU ignores writes to system registers); the
+ * rest are the CPU's.
  */
-static void emulate_swapgs(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
-                           void *cpu, uint64_t pc)
-{
-    uint64_t gs, kgs;
+typedef struct pt_view {
+    gpm_qemu_inject_t *qi;
+    gpm_qemu_host_t *h;
+    const gpm_host_ops_t *inner;
+    void *inner_cpu;
+    uint64_t base;
+} pt_view_t;
 
-    if (ops->read_reg(cpu, (unsigned)qi->gs_reg, &gs) != 0 ||
-        ops->read_reg(cpu, (unsigned)qi->kgs_reg, &kgs) != 0)
-        return;
-    if (ops->write_reg(cpu, (unsigned)qi->gs_reg, kgs) != 0)
-        return;
-    if (ops->write_reg(cpu, (unsigned)qi->kgs_reg, gs) != 0 ||
-        ops->write_reg(cpu, (unsigned)qi->rip_reg, pc + 3) != 0) {
-        /* Put gs back so that stepping the real swapgs stays right. */
-        ops->write_reg(cpu, (unsigned)qi->gs_reg, gs);
-        ops->write_reg(cpu, (unsigned)qi->kgs_reg, kgs);
-    }
+static int view_read_reg(void *cpu, unsigned regno, uint64_t *val)
+{
+    pt_view_t *v = cpu;
+
+    if (regno >= v->qi->aops->entry_pt_regs_n)
+        return v->inner->read_reg(v->inner_cpu, regno, val);
+    return read_ptr(v->qi, v->inner, v->inner_cpu,
+                    v->base + (uint64_t)regno * (v->qi->ai->word_bits / 8),
+                    val);
 }
 
-/* Checks the entry's first instruction from the I/O thread. */
-static int check_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
-                          void *cpu, void *opaque)
+static int view_write_reg(void *cpu, unsigned regno, uint64_t val)
 {
-    static const uint8_t swapgs[3] = {0x0f, 0x01, 0xf8};
-    gpm_qemu_inject_t *qi = opaque;
-    uint8_t insn[3];
+    pt_view_t *v = cpu;
+    unsigned bytes = v->qi->ai->word_bits / 8;
+    uint8_t b[8];
 
-    (void)h;
-    qi->emulate_swapgs =
-        ops->read_mem(cpu, qi->prof.entry_syscall, insn, 3) == 0 &&
-        memcmp(insn, swapgs, 3) == 0;
-    return 0;
+    if (regno >= v->qi->aops->entry_pt_regs_n)
+        return v->inner->write_reg(v->inner_cpu, regno, val);
+    for (unsigned i = 0; i < bytes; i++) {
+        unsigned shift = v->qi->ai->big_endian ? bytes - 1 - i : i;
+
+        b[i] = (uint8_t)(val >> (8 * shift));
+    }
+    return gpm_qemu_host_gdb_write_mem(v->h, v->base + (uint64_t)regno * bytes,
+                                       b, bytes);
+}
+
+static int view_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
+{
+    pt_view_t *v = cpu;
+
+    return v->inner->read_mem(v->inner_cpu, addr, buf, len);
+}
+
+static int view_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
+{
+    pt_view_t *v = cpu;
+
+    return v->inner->write_mem(v->inner_cpu, addr, buf, len);
+}
+
+static const gpm_host_ops_t pt_view_ops = {view_read_reg, view_write_reg,
+                                           view_read_mem, view_write_mem};
+
+static int host_regnum(void *opaque, const char *name)
+{
+    return gpm_qemu_host_reg_number(opaque, name);
 }
 
 static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
                             void *cpu, uint64_t pc, void *opaque)
 {
     gpm_qemu_inject_t *qi = opaque;
+    const gpm_host_ops_t *uops = ops;
+    void *ucpu = cpu;
+    pt_view_t view;
     gpm_inj_thread_t t;
     int rc = 0;
 
-    (void)h;
-    (void)pc;
     if (gpm_injector_state(qi->inj) == GPM_INJ_DONE ||
         gpm_injector_state(qi->inj) == GPM_INJ_FAILED)
         return GPM_QEMU_STOP_CONTINUE;
+    if (qi->aops->entry_pt_regs) {
+        view.qi = qi;
+        view.h = h;
+        view.inner = ops;
+        view.inner_cpu = cpu;
+        rc = ops->read_reg(cpu, qi->aops->entry_pt_regs_reg, &view.base);
+        uops = &pt_view_ops;
+        ucpu = &view;
+    }
     /* A thread we cannot identify is left alone. */
-    if (read_thread(qi, ops, cpu, &t) == 0)
-        rc = gpm_injector_on_syscall(qi->inj, ops, cpu, &t);
+    if (rc == 0 && read_thread(qi, ops, cpu, &t) == 0) {
+        if (qi->aops->entry_insn_len) {
+            uint64_t ret = 0;
+            unsigned sys_ret = gpm__sys_table(qi->prof.arch)->retaddr_reg;
+
+            if (uops->read_reg(ucpu, sys_ret, &ret) == 0)
+                t.insn_len = qi->aops->entry_insn_len(ops, cpu, ret);
+        }
+        rc = gpm_injector_on_syscall(qi->inj, uops, ucpu, &t);
+    } else {
+        rc = 0;
+    }
     g_mutex_lock(&qi->lock);
     qi->stops++;
     qi->state = gpm_injector_state(qi->inj);
@@ -134,8 +206,8 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
         qi->error = rc;
     g_cond_broadcast(&qi->cond);
     g_mutex_unlock(&qi->lock);
-    if (qi->emulate_swapgs)
-        emulate_swapgs(qi, ops, cpu, pc);
+    if (qi->aops->entry_step_over)
+        qi->aops->entry_step_over(ops, cpu, pc, host_regnum, h);
     return GPM_QEMU_STOP_CONTINUE;
 }
 
@@ -159,16 +231,17 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
     qi->state = gpm_injector_state(inj);
     g_mutex_init(&qi->lock);
     g_cond_init(&qi->cond);
-    qi->kgs_reg = gpm_qemu_host_reg_number(h, "k_gs_base");
-    qi->gs_reg = gpm_qemu_host_reg_number(h, "gs_base");
-    qi->rip_reg = gpm_qemu_host_reg_number(h, "rip");
-    if (qi->kgs_reg < 0 || qi->gs_reg < 0 || qi->rip_reg < 0) {
+    qi->ai = gpm_arch_info(prof->arch);
+    qi->aops = gpm__arch_ops(prof->arch);
+    if (qi->ai == NULL || qi->aops == NULL || !qi->aops->user_percpu_reg) {
+        rc = GPM_EINVAL;
+        goto error;
+    }
+    qi->base_reg = gpm_qemu_host_reg_number(h, qi->aops->user_percpu_reg);
+    if (qi->base_reg < 0) {
         rc = GPM_ENOENT;
         goto error;
     }
-    rc = gpm_qemu_host_call(h, check_entry_cb, qi);
-    if (rc != 0)
-        goto error;
     rc = gpm_qemu_host_add_breakpoint(h, prof->entry_syscall, syscall_entry_cb,
                                       qi);
     if (rc != 0)

@@ -1,12 +1,15 @@
 /*
  * linjector_qemu.h - linjector on the stock-QEMU host.
  *
- * A breakpoint at the kernel's system call entry (entry_SYSCALL_64) is
- * armed only while an injection runs: every stop there costs the whole
- * guest a flush of QEMU's translated code. At each stop the thread is
- * identified from the per-CPU current_task pointer (read at k_gs_base,
- * before swapgs) and the task_struct offsets of the image profile, and
- * handed to the injector; the host then steps off the entry instruction.
+ * A breakpoint at the kernel's system call entry (the arch backend's
+ * syscall_entry_symbol, e.g. entry_SYSCALL_64) is armed only while an
+ * injection runs: every stop there costs the whole guest a flush of
+ * QEMU's translated code. At each stop the thread is identified from the
+ * per-CPU current-task pointer (the per-CPU base register of the backend,
+ * e.g. k_gs_base before swapgs, TPIDR_EL1 on arm64) and the task_struct
+ * offsets of the image profile, and handed to the injector with its user
+ * registers (live, or the pt_regs the kernel saved, as the backend says);
+ * the host then steps off the entry instruction or the backend does.
  */
 #ifndef GPM_QEMU_LINJECTOR_H
 #define GPM_QEMU_LINJECTOR_H
@@ -23,8 +26,10 @@ extern "C" {
 
 /* What the host must know about the guest kernel (the image profile). */
 typedef struct gpm_kernel_profile {
-    uint64_t entry_syscall; /* address of entry_SYSCALL_64 */
-    uint64_t current_task;  /* per-CPU offset of current_task */
+    gpm_arch_t arch;        /* the guest's; its backend (csrc/arch) says
+                             * which symbols and registers these are */
+    uint64_t entry_syscall; /* the breakpoint: arch_ops.syscall_entry_symbol */
+    uint64_t current_task;  /* per-CPU offset of the current task pointer */
     uint32_t task_pid;      /* offsetof(struct task_struct, pid) */
     uint32_t task_tgid;
     uint32_t task_comm;
@@ -42,7 +47,8 @@ typedef struct gpm_qemu_inject gpm_qemu_inject_t;
  * @out:  receives the handle; free it with gpm_qemu_inject_free().
  *
  * Call from any thread but the host's I/O thread. Returns 0,
- * GPM_EINVAL, GPM_ENOENT (no k_gs_base register), GPM_ENOMEM, or an
+ * GPM_EINVAL (no backend for @prof->arch), GPM_ENOENT (no per-CPU base
+ * register on the target), GPM_ENOMEM, or an
  * error of gpm_qemu_host_add_breakpoint().
  */
 int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,

@@ -345,6 +345,21 @@ int gpm_qemu_host_write_virt(gpm_qemu_host_t *h, uint64_t va, const void *buf,
     return gpm__qh_call(h, do_write_virt, &a);
 }
 
+static int do_gdb_write(gpm_qemu_host_t *h, void *arg)
+{
+    mem_arg_t *a = arg;
+
+    return gpm__qh_gdb_write_mem(h, a->va, a->cbuf, a->len);
+}
+
+int gpm_qemu_host_gdb_write_mem(gpm_qemu_host_t *h, uint64_t va,
+                                const void *buf, size_t len)
+{
+    mem_arg_t a = {va, NULL, buf, len};
+
+    return gpm__qh_call(h, do_gdb_write, &a);
+}
+
 int gpm_qemu_host_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf,
                                size_t len)
 {
@@ -495,6 +510,11 @@ int gpm_qemu_host_reg_number(gpm_qemu_host_t *h, const char *name)
     }
     n = gpm__tdesc_find(&h->td, name);
     return n < 0 ? GPM_ENOENT : n;
+}
+
+gpm_arch_t gpm_qemu_host_arch(const gpm_qemu_host_t *h)
+{
+    return h->cfg.arch;
 }
 
 void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out)

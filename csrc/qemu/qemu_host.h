@@ -194,6 +194,17 @@ int gpm_qemu_host_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf,
                                size_t len);
 
 /**
+ * gpm_qemu_host_gdb_write_mem() - write guest virtual memory through 'M'
+ * packets, as QEMU's debugger access does: kernel memory too, with no
+ * permission check. For host code that must change what the kernel
+ * saved (linjector's registers in a pt_regs), never for guest-supplied
+ * pointers. Returns 0, GPM_EFAULT (refused by QEMU), GPM_ENOMEM or a
+ * transport error.
+ */
+int gpm_qemu_host_gdb_write_mem(gpm_qemu_host_t *h, uint64_t va,
+                                const void *buf, size_t len);
+
+/**
  * gpm_qemu_host_add_breakpoint() - insert a breakpoint at virtual @va.
  * @cb: called on each hit (see gpm_qemu_stop_cb); NULL pauses the guest at
  *      each hit. @opaque: passed to @cb; owned by the caller, who keeps it
@@ -233,6 +244,9 @@ int gpm_qemu_host_bench_regs(gpm_qemu_host_t *h, unsigned iters, uint64_t *g_ns,
  * successful start.
  */
 int gpm_qemu_host_reg_number(gpm_qemu_host_t *h, const char *name);
+
+/* The guest architecture @h was created for. Any thread. */
+gpm_arch_t gpm_qemu_host_arch(const gpm_qemu_host_t *h);
 
 /* Copies the counters into @out. Any thread, including the I/O thread. */
 void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out);

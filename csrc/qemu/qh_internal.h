@@ -154,6 +154,8 @@ int gpm__qh_regs_flush(gpm_qemu_host_t *h);
 /* qh_mem.c */
 int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf,
                          size_t len);
+int gpm__qh_gdb_write_mem(gpm_qemu_host_t *h, uint64_t va, const void *buf,
+                          size_t len);
 int gpm__qh_mem_read(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len,
                      unsigned flags);
 int gpm__qh_mem_write(gpm_qemu_host_t *h, uint64_t va, const void *buf,

@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len)
@@ -38,6 +39,40 @@ int gpm__qh_gdb_read_mem(gpm_qemu_host_t *h, uint64_t va, void *buf, size_t len)
         va += rlen / 2;
         len -= rlen / 2;
     }
+    return 0;
+}
+
+int gpm__qh_gdb_write_mem(gpm_qemu_host_t *h, uint64_t va, const void *buf,
+                          size_t len)
+{
+    size_t chunk = h->conn.packet_size / 2 - 32;
+    const uint8_t *src = buf;
+    char *cmd;
+
+    if (chunk > 1024) {
+        chunk = 1024;
+    }
+    cmd = malloc(2 * chunk + 64);
+    if (!cmd) {
+        return GPM_ENOMEM;
+    }
+    while (len) {
+        size_t n = len < chunk ? len : chunk;
+        int k = snprintf(cmd, 64, "M%" PRIx64 ",%zx:", va, n);
+        int err;
+
+        gpm__hex_encode(src, n, cmd + k);
+        cmd[k + 2 * n] = '\0';
+        err = gpm__qh_command_ok(h, cmd);
+        if (err < 0) {
+            free(cmd);
+            return err == GPM_EPROTO ? GPM_EFAULT : err;
+        }
+        src += n;
+        va += n;
+        len -= n;
+    }
+    free(cmd);
     return 0;
 }
 

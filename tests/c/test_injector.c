@@ -199,9 +199,9 @@ static void sim_init(sim_t *s)
     s->parent.regs[RCX] = SYSCALL_END;
     s->parent.regs[11] = 0x246;
     s->pmask = 0x10000; /* the shell blocks SIGCHLD, say */
-    s->pt = (gpm_inj_thread_t){100, 100, 1, 0, "sh"};
-    s->ct = (gpm_inj_thread_t){200, 200, 100, 0, "sh"};
-    s->ot = (gpm_inj_thread_t){300, 300, 1, 0, "other"};
+    s->pt = (gpm_inj_thread_t){100, 100, 1, 0, "sh", 0};
+    s->ct = (gpm_inj_thread_t){200, 200, 100, 0, "sh", 0};
+    s->ot = (gpm_inj_thread_t){300, 300, 1, 0, "other", 0};
     fake_init(&s->other);
     s->other.regs[RAX] = 0;
     s->other.regs[RCX] = SYSCALL_END;
@@ -450,7 +450,7 @@ static void test_bad_config(void **state)
     assert_null(inj);
     cfg.elf = &b;
     cfg.elf_len = 1;
-    cfg.arch = GPM_ARCH_ARM;
+    cfg.arch = GPM_ARCH_PPC;
     assert_int_equal(gpm_injector_new(&cfg, &inj), GPM_ENOSYS);
     cfg.arch = GPM_ARCH_X86_64;
     for (int i = 0; i < 63; i++)

@@ -606,7 +606,7 @@ static void test_injector_through_view(void **state)
     static const uint8_t elf[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0};
     gpm_inj_config_t cfg = {0};
     gpm_injector_t *inj = NULL;
-    gpm_inj_thread_t t = {100, 100, 1, 0, "sh"};
+    gpm_inj_thread_t t = {100, 100, 1, 0, "sh", 0};
     fake_cpu_t *cpu = g_new(fake_cpu_t, 1);
     gpm_entry_view_t v;
     const uint64_t pc = 0x401000;
@@ -629,7 +629,7 @@ static void test_injector_through_view(void **state)
 
     /* Another thread at another syscall instruction: untouched. */
     {
-        gpm_inj_thread_t other = {200, 200, 1, 0, "init"};
+        gpm_inj_thread_t other = {200, 200, 1, 0, "init", 0};
 
         cpu->regs[0] = 1;
         gpm_entry_view_init(&v, &fake_ops, cpu, 2, 0x500000, 2, 64);

@@ -52,6 +52,12 @@ typedef struct gpm_inj_thread {
     int64_t ppid; /* tgid of the parent (real_parent->tgid) */
     int64_t uid;  /* real uid, or -1: the injector then asks with getuid */
     char comm[16];
+    /*
+     * Bytes of the system call instruction the thread entered with, where
+     * the arch has more than one (ARM: 4 in ARM state, 2 in Thumb); 0
+     * means the arch's usual length.
+     */
+    unsigned insn_len;
 } gpm_inj_thread_t;
 
 typedef enum gpm_inj_state {
