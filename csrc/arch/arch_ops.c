@@ -81,7 +81,15 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .pc_reg = "pc",
             .bp_kind = 4,
             .user_top = 0x0001000000000000ull,
-            /* At do_el0_svc(regs): x0 points at the saved x0-x30, sp, pc. */
+            /*
+             * The kernel facts (docs/image.md): el0_svc(regs) runs for
+             * system calls only, x0 pointing at the saved x0-x30, sp, pc;
+             * the per-CPU __entry_task (at TPIDR_EL1 + its address) is the
+             * running task in user mode and in the kernel.
+             */
+            .syscall_entry_symbol = "el0_svc",
+            .current_task_symbol = "__entry_task",
+            .user_percpu_reg = "TPIDR_EL1",
             .entry_pt_regs = true,
             .entry_pt_regs_reg = 0,
             .entry_pt_regs_n = 33,
@@ -108,6 +116,14 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .pc_reg = "pc",
             .bp_kind = 4,
             .user_top = 0xc0000000ull,
+            /*
+             * vector_swi's first instruction: r0-r12 are the user's, r7
+             * the number, lr_svc the return address; the per-CPU
+             * __entry_task (at TPIDRPRW + its address) is the running task.
+             */
+            .syscall_entry_symbol = "vector_swi",
+            .current_task_symbol = "__entry_task",
+            .user_percpu_reg = "TPIDRPRW",
             .entry_insn_len = gpm__entry_arm_insn_len,
             .env_gpr_field = "regs",
             .env_gpr_index = identity_env_gpr,
