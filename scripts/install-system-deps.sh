@@ -8,8 +8,8 @@ HOST_PKGS="build-essential pkg-config libglib2.0-dev libcmocka-dev clang-14 \
 clang-format-14 libclang-rt-14-dev valgrind file cpio xz-utils"
 # Guest build (static x86_64 executables).
 GUEST_PKGS="musl-tools"
-# Real host: QEMU 10 from bookworm-backports.
-QEMU_PKGS="qemu-system-x86 qemu-utils"
+# Real host: QEMU 10 from bookworm-backports (x86_64, arm and aarch64).
+QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
 
@@ -39,6 +39,8 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 ||
     need_qemu=1
 fi
 command -v qemu-img >/dev/null 2>&1 || need_qemu=1
+# qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
+command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
 
 if [ -z "$missing" ] && [ "$need_qemu" = 0 ]; then
     echo "[deps] system packages already installed"
