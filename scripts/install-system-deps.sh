@@ -13,8 +13,8 @@ GUEST_PKGS="musl-tools"
 # tests/test_guest_cross.py).
 GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user"
-# Real host: QEMU 10 from bookworm-backports.
-QEMU_PKGS="qemu-system-x86 qemu-utils"
+# Real host: QEMU 10 from bookworm-backports (x86_64, arm and aarch64).
+QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
 
@@ -44,6 +44,8 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 ||
     need_qemu=1
 fi
 command -v qemu-img >/dev/null 2>&1 || need_qemu=1
+# qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
+command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
 
 if [ -z "$missing" ] && [ "$need_qemu" = 0 ]; then
     echo "[deps] system packages already installed"

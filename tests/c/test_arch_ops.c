@@ -1,0 +1,149 @@
+/*
+ * test_arch_ops.c - the per-architecture backend table
+ * (csrc/arch/arch_ops.c): every row complete, the trap encodings built
+ * from their instruction fields, the user-mode tests on sample values.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "arch/arch_ops.h"
+#include "gpm/abi.h"
+
+static void le32(uint8_t *p, uint32_t v)
+{
+    for (unsigned i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void test_rows_complete(void **state)
+{
+    unsigned rows = 0;
+
+    (void)state;
+    for (unsigned a = 0; a < GPM_ARCH_COUNT; a++) {
+        const gpm__arch_ops_t *o = gpm__arch_ops((gpm_arch_t)a);
+        unsigned n = 0;
+
+        if (!o) {
+            continue;
+        }
+        rows++;
+        assert_int_equal(o->arch, a);
+        assert_non_null(gpm_arch_info(o->arch));
+        assert_true(o->hc_addr != 0);
+        assert_int_equal(o->hc_addr % 4096, 0);
+        assert_in_range(o->hc_insn_len, 1, sizeof(o->hc_insn));
+        for (unsigned i = o->hc_insn_len; i < sizeof(o->hc_insn); i++) {
+            assert_int_equal(o->hc_insn[i], 0);
+        }
+        assert_non_null(o->mode_reg);
+        assert_true(strlen(o->mode_reg) > 0);
+        assert_non_null(o->mode_is_user);
+        assert_non_null(o->xlate);
+        while (n < GPM__MMU_NREGS && o->mmu_regs[n]) {
+            assert_true(strlen(o->mmu_regs[n]) > 0);
+            n++;
+        }
+        assert_true(n >= 1);
+        for (unsigned i = n; i < GPM__MMU_NREGS; i++) {
+            assert_null(o->mmu_regs[i]);
+        }
+    }
+    assert_int_equal(rows, 3);
+    assert_null(gpm__arch_ops(GPM_ARCH_MIPS));
+    assert_null(gpm__arch_ops(GPM_ARCH_COUNT));
+    assert_null(gpm__arch_ops((gpm_arch_t)-1));
+}
+
+static void test_rows(void **state)
+{
+    const gpm__arch_ops_t *x = gpm__arch_ops(GPM_ARCH_X86_64);
+    const gpm__arch_ops_t *a = gpm__arch_ops(GPM_ARCH_AARCH64);
+    const gpm__arch_ops_t *r = gpm__arch_ops(GPM_ARCH_ARM);
+    uint8_t want[4];
+
+    (void)state;
+    assert_non_null(x);
+    assert_non_null(a);
+    assert_non_null(r);
+    assert_int_equal(x->hc_addr, GPM_HC_X86_ADDR);
+    assert_int_equal(x->hc_insn_len, 2);
+    assert_memory_equal(x->hc_insn, "\x0f\xa2", 2); /* cpuid */
+    assert_string_equal(x->mode_reg, "cs");
+    assert_string_equal(x->mmu_regs[0], "cr3");
+    assert_string_equal(x->mmu_regs[1], "cr4");
+    assert_ptr_equal(x->xlate, gpm__mmu_x86_64_xlate);
+    /*
+     * msr S0_0_c5_c0_0, xzr: the system-instruction class 1101010100,
+     * L = 0, op0 = 0 (bits 20:19), op1 = 0, CRn = 5 (15:12), CRm = 0,
+     * op2 = 0, Rt = 31.
+     */
+    le32(want, 0xd5000000u | (0u << 19) | (0u << 16) | (5u << 12) | (0u << 8) |
+                   (0u << 5) | 31u);
+    assert_int_equal(a->hc_insn_len, 4);
+    assert_memory_equal(a->hc_insn, want, 4);
+    assert_string_equal(a->mode_reg, "cpsr");
+    assert_string_equal(a->mmu_regs[0], "TTBR0_EL1");
+    assert_string_equal(a->mmu_regs[3], "SCTLR");
+    assert_ptr_equal(a->xlate, gpm__mmu_aarch64_xlate);
+    /*
+     * mcr p7, 0, r0, c0, c0, 0: cond AL, 1110, opc1 = 0, L = 0, CRn = 0,
+     * Rt = 0, coproc = 7 (11:8), opc2 = 0, 1 (bit 4), CRm = 0.
+     */
+    le32(want, (0xeu << 28) | (0xeu << 24) | (0u << 21) | (0u << 16) |
+                   (0u << 12) | (7u << 8) | (0u << 5) | (1u << 4) | 0u);
+    assert_int_equal(r->hc_insn_len, 4);
+    assert_memory_equal(r->hc_insn, want, 4);
+    assert_string_equal(r->mode_reg, "cpsr");
+    assert_string_equal(r->mmu_regs[0], "TTBR0");
+    assert_string_equal(r->mmu_regs[2], "TTBCR");
+    assert_ptr_equal(r->xlate, gpm__mmu_armv7_xlate);
+}
+
+static void test_user_mode(void **state)
+{
+    const gpm__arch_ops_t *x = gpm__arch_ops(GPM_ARCH_X86_64);
+    const gpm__arch_ops_t *a = gpm__arch_ops(GPM_ARCH_AARCH64);
+    const gpm__arch_ops_t *r = gpm__arch_ops(GPM_ARCH_ARM);
+
+    (void)state;
+    /* x86_64: Linux's __USER_CS 0x33, __USER32_CS 0x23, __KERNEL_CS. */
+    assert_true(x->mode_is_user(0x33));
+    assert_true(x->mode_is_user(0x23));
+    assert_false(x->mode_is_user(0x10));
+    assert_false(x->mode_is_user(0x08));
+    assert_false(x->mode_is_user(0x31)); /* RPL 1 */
+    /* AArch64 PSTATE: EL0t (with flags), EL1t, EL1h, AArch32 usr. */
+    assert_true(a->mode_is_user(0x0));
+    assert_true(a->mode_is_user(0x60000000));
+    assert_true(a->mode_is_user(0x3c0)); /* EL0 with DAIF masked */
+    assert_false(a->mode_is_user(0x4));
+    assert_false(a->mode_is_user(0x3c5));
+    assert_false(a->mode_is_user(0x8)); /* EL2t */
+    assert_false(a->mode_is_user(0x10));
+    /* AArch32 CPSR.M: usr 0x10; svc 0x13, irq 0x12, sys 0x1f, abt. */
+    assert_true(r->mode_is_user(0x10));
+    assert_true(r->mode_is_user(0x600f0010));
+    assert_true(r->mode_is_user(0x30)); /* Thumb user */
+    assert_false(r->mode_is_user(0x600001d3));
+    assert_false(r->mode_is_user(0x12));
+    assert_false(r->mode_is_user(0x1f));
+    assert_false(r->mode_is_user(0x17));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows_complete),
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_user_mode),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
