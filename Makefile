@@ -150,8 +150,18 @@ demo: deps build guest
 	@if [ "$(ARCH)" != x86_64 ]; then $(MAKE) --no-print-directory -C guest GUEST_ARCH=$(ARCH); fi
 	$(VPY) examples/demo.py --arch $(ARCH)
 
+# Every figure per arch: x86_64 runs every script; the ARM arches the
+# hypercall round trip, bulk rate and load-to-first-message.
+BENCH_ARCHES ?= x86_64 aarch64 arm
+BENCH_ARCH_SCRIPTS ?= bench/bench_hypercall.py bench/bench_bulk.py \
+	bench/bench_load.py
 bench: deps build guest
-	@for b in bench/bench_*.py; do $(VPY) $$b || exit 1; done
+	@set -e; for a in $(BENCH_ARCHES); do \
+		if [ "$$a" = x86_64 ]; then scripts="$$(ls bench/bench_*.py)"; \
+		else scripts="$(BENCH_ARCH_SCRIPTS)"; fi; \
+		for b in $$scripts; do echo "[bench] $$b ($$a)"; \
+			GPM_BENCH_ARCH=$$a $(VPY) $$b; done; \
+	done
 
 include mk/panda.mk
 

@@ -25,7 +25,12 @@ ROOT = os.path.dirname(BENCH_DIR)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-GUEST_BENCH = os.path.join(ROOT, "guest", "build", "x86_64", "bench",
+#: The guest architecture of this run: GPM_BENCH_ARCH (make bench runs
+#: each of BENCH_ARCHES). Figures of another arch than x86_64 carry its
+#: name as a suffix ("hypercall_round_trip_median_us_aarch64") and its
+#: scripts are stored as "<script>@<arch>".
+ARCH = os.environ.get("GPM_BENCH_ARCH", "x86_64")
+GUEST_BENCH = os.path.join(ROOT, "guest", "build", ARCH, "bench",
                            "gpm_bench")
 GUEST_PATH = "/tmp/gpm_bench"
 RESULTS_JSON = os.path.join(BENCH_DIR, "results.json")
@@ -41,19 +46,27 @@ def progress(msg):
 
 
 def build_guest_bench():
-    """Builds guest/build/x86_64/bench/gpm_bench (make decides if needed)."""
-    progress("make -C guest/bench")
+    """Builds guest/build/<arch>/bench/gpm_bench (make decides if needed)."""
+    progress(f"make -C guest/bench GUEST_ARCH={ARCH}")
     subprocess.run(["make", "--no-print-directory", "-s", "-C",
-                    os.path.join(ROOT, "guest", "bench")], check=True)
+                    os.path.join(ROOT, "guest", "bench"),
+                    f"GUEST_ARCH={ARCH}"], check=True)
     return GUEST_BENCH
 
 
+def arch_info():
+    """The core's table row for this run's arch (stub address, trap)."""
+    from pandagpm import _gpm
+
+    return _gpm.arch_info(ARCH)
+
+
 def start_panda():
-    """A started Panda on the generic x86_64 image, reverted to root."""
+    """A started Panda on the generic image of ARCH, reverted to root."""
     from pandagpm.host import Panda
 
-    progress("starting QEMU (generic x86_64, snapshot root)")
-    p = Panda(generic="x86_64", verbose=False)
+    progress(f"starting QEMU (generic {ARCH}, snapshot root)")
+    p = Panda(generic=ARCH, verbose=False)
     t0 = time.monotonic()
     p.start()
     progress(f"QEMU up, shell answers after {time.monotonic() - t0:.2f} s")
@@ -141,7 +154,7 @@ def machine_info():
     try:
         from pandagpm import image as _image
 
-        qemu = _image.get_image("x86_64", progress=False).profile["qemu"][
+        qemu = _image.get_image(ARCH, progress=False).profile["qemu"][
             "binary"]
     except Exception:
         pass
@@ -179,8 +192,8 @@ class Results:
     """The figures of one script; printed now, stored in RESULTS.md."""
 
     def __init__(self, script, title):
-        self.script = script
-        self.title = title
+        self.script = script if ARCH == "x86_64" else f"{script}@{ARCH}"
+        self.title = title if ARCH == "x86_64" else f"{title} ({ARCH})"
         self.figures = []
         self.notes = []
         self.started = datetime.datetime.now(datetime.timezone.utc)
@@ -189,6 +202,8 @@ class Results:
 
     def figure(self, name, value, unit, baseline, detail=""):
         """Prints 'name value unit (baseline: ...)' and records it."""
+        if ARCH != "x86_64":
+            name = f"{name}_{ARCH}"
         if isinstance(value, float):
             shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
         else:
@@ -233,8 +248,8 @@ _PREAMBLE = """\
 
 Written by `make bench` (the scripts `bench/bench_*.py`, helpers in
 `bench/_common.py`); do not edit by hand. Every figure comes from the
-real guest (generic x86_64 image, stock QEMU under TCG, driven through its
-gdbstub) in the run dated in its section, and is shown next to the
+real guest (a generic image, x86_64 unless the section names aarch64 or
+arm, stock QEMU under TCG, driven through its gdbstub) in the run dated in its section, and is shown next to the
 baseline measured in the same run (or, where stated, the figure from
 `../shared/DESIGN.md` section 4; "documented" means the bound stated in
 the code's documentation). The machine-readable copy is

@@ -14,15 +14,21 @@ from pandagpm import channel_recv
 
 pytestmark = pytest.mark.e2e
 
-if shutil.which("qemu-system-x86_64") is None:
-    pytest.skip("qemu-system-x86_64 is not installed", allow_module_level=True)
+import archs  # noqa: E402  (tests/archs.py)
+
+
+@pytest.fixture(scope="module", params=archs.arch_params())
+def arch(request):
+    archs.require(request.param)
+    archs.guest_build(request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def panda():
+def panda(arch):
     from pandagpm.host import Panda
 
-    p = Panda(generic="x86_64", verbose=True)
+    p = Panda(generic=arch, verbose=True)
     p.start()
     yield p
     p.close()
@@ -155,8 +161,9 @@ def test_require_root_with_only_non_root_processes(panda):
         panda.run_serial_cmd("kill $(cat /tmp/loop)")
 
 
-def test_the_demo(tmp_path):
-    """``make demo``'s script: its count equals the shell's, same session."""
+def test_the_demo(tmp_path, arch):
+    """``make demo``'s script (``make demo ARCH=...``): its count equals
+    the shell's, same session."""
     import os
     import re
     import subprocess
@@ -164,7 +171,8 @@ def test_the_demo(tmp_path):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root)
-    proc = subprocess.run([sys.executable, "examples/demo.py"], cwd=root,
+    proc = subprocess.run([sys.executable, "examples/demo.py", "--arch",
+                           arch], cwd=root,
                           env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
