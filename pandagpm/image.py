@@ -218,7 +218,7 @@ ARCHES: dict[str, ArchSpec] = {
                  "_stext", "_etext", "_end", "swapper_pg_dir",
                  "__pv_phys_pfn_offset", "__pv_offset", "sys_execve",
                  "sys_exit_group", "do_exit", "__switch_to", "sys_call_table"),
-        required_symbols=("vector_swi", "_text"),
+        required_symbols=("vector_swi", "_stext"),
         config_need=("CONFIG_SERIAL_AMBA_PL011=y",
                      "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y",
                      "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
