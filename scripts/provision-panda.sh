@@ -15,7 +15,7 @@
 # targets are built, together, into a new tree keyed by them. So
 # `--targets x86_64,aarch64,arm` after an x86_64 build builds
 # <commit12>-aarch64+arm and leaves <commit12>-x86_64 alone. The tree of
-# the first requested target is written to .panda-path in the checkout
+# the first target given is written to .panda-path in the checkout
 # (the test suite and `make test-panda` read it), and every tree used, one
 # per line, to .panda-paths (pandagpm.pypanda.find_panda looks there for
 # each arch).
@@ -75,6 +75,9 @@ for t in ${targets//,/ }; do
 done
 targets=$(echo $norm | tr ' ' '\n' | sort -u | paste -sd, -)
 [ -n "$targets" ] || die "--targets is empty"
+# The first target as given (not sorted): its tree is .panda-path's and
+# pypanda's, so adding targets after x86_64 keeps x86_64's tree there.
+first=$(echo $norm | cut -d' ' -f1)
 
 # The commit identifies the source: PANDA_COMMIT in the tree (the
 # tarball carries one), else git, else a hash of the tarball.
@@ -244,9 +247,8 @@ for d in $trees; do
 done
 
 # pypanda (pandare) is the same Python code for every target (its
-# datatypes cover all arches): install it from the first requested
-# target's tree; find_panda() hands it each arch's libpanda and plugins.
-first=${targets%%,*}
+# datatypes cover all arches): install it from the first target's tree
+# (as given); find_panda() hands it each arch's libpanda and plugins.
 eval "dir=\$tree_of_${first%-softmmu}"
 tree="$dir/src"
 stamp="$dir/.built"
