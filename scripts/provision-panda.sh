@@ -18,7 +18,8 @@
 # the first target given is written to .panda-path in the checkout
 # (the test suite and `make test-panda` read it), and every tree used, one
 # per line, to .panda-paths (pandagpm.pypanda.find_panda looks there for
-# each arch).
+# each arch). Targets recorded there by an earlier run stay in use
+# (built or reused, plugins rebuilt) unless --only is given.
 #
 # Every run copies pandagpm's current plugin sources into each tree used
 # and rebuilds them for its requested targets (PANDA's make rebuilds only
@@ -31,10 +32,11 @@ targets="x86_64-softmmu"
 venv="$here/.venv"
 jobs=${JOBS:-$(nproc)}
 gpm_plugins=1
+only=0
 cache_root=${PANDAGPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pandagpm}/panda
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "options:"
     echo "  --src PATH       PANDA source tarball or tree (required)"
@@ -43,6 +45,8 @@ usage() {
     echo "  --no-venv        do not install pandare"
     echo "  --jobs N         parallel make jobs (default: nproc)"
     echo "  --no-gpm-plugins do not build pandagpm's own PANDA plugins"
+    echo "  --only           use exactly --targets, not also those an earlier run"
+    echo "                   recorded in .panda-paths"
 }
 
 while [ $# -gt 0 ]; do
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-venv) venv=""; shift ;;
     --jobs) jobs=$2; shift 2 ;;
     --no-gpm-plugins) gpm_plugins=0; shift ;;
+    --only) only=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "provision-panda: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -102,6 +107,24 @@ fi
 
 # No "-softmmu" in the key: pandare strips "<arch>-softmmu" from paths it
 # is given, which would break a cache path that contains it.
+# Targets an earlier run put in use (the trees in .panda-paths, of this
+# commit) stay in use, after the ones asked for, unless --only: a plain
+# `make panda` (CI, docs/panda.md) keeps the ARM targets ready and their
+# plugins current once they were asked for.
+if [ "$only" = 0 ] && [ -f "$here/.panda-paths" ]; then
+    while read -r old_tree; do
+        d=$(dirname "$old_tree")
+        [ -f "$d/.built" ] || continue
+        case "${d##*/}" in "${commit:0:12}"-*) ;; *) continue ;; esac
+        for a in $(echo "${d##*/${commit:0:12}-}" | tr + ' '); do
+            case ",$targets," in
+            *",$a-softmmu,"*) ;;
+            *) targets="$targets,$a-softmmu"; log "$a-softmmu: kept in use (.panda-paths; --only drops it)" ;;
+            esac
+        done
+    done <"$here/.panda-paths"
+fi
+
 key_of() { echo "${commit:0:12}-$(echo "$1" | sed 's/-softmmu//g; s/,/+/g')"; }
 
 # A finished tree of this commit that has target $1 built, or nothing.
