@@ -72,7 +72,7 @@ define guest_cc_check
 	    echo "  install it with: apt-get install musl-tools" >&2; \
 	  elif [ -n "$(GUEST_CROSS)" ]; then \
 	    echo "  install Debian's gcc-$(patsubst %-,%,$(GUEST_CROSS))" \
-	         "(scripts/install-system-deps.sh) or set GUEST_CC" >&2; \
+	         "or set GUEST_CC" >&2; \
 	  else \
 	    echo "  GUEST_ARCH=$(GUEST_ARCH) is not an architecture" \
 	         "guest/toolchain.mk knows" >&2; \

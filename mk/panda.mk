@@ -14,7 +14,9 @@
 #       exports, and dlopen() each with RTLD_NOW against that target's
 #       libpanda, so a symbol PANDA does not provide fails here. The
 #       plugins land where PANDA looks for them. PANDA_PATH defaults to
-#       the tree named in .panda-path (written by the provisioning).
+#       every tree named in .panda-paths (else .panda-path; both written
+#       by the provisioning: targets built at different times live in
+#       different trees).
 #   make panda-glue-check
 #       Without PANDA: compile every glue file that does not need PANDA's headers
 #       with -Wall -Wextra -Werror (clang and gcc), check the public
@@ -112,14 +114,16 @@ GPM_PANDA_EXPORTS_linjector := init_plugin uninit_plugin \
 	ppp_add_cb_after_guest_inject ppp_remove_cb_after_guest_inject
 
 panda-plugins-check:
-	@tree="$(or $(PANDA_PATH),$(shell cat .panda-path 2>/dev/null))"; \
-	test -n "$$tree" || { echo "usage: make $@ PANDA_PATH=/path/to/panda" \
+	@trees="$(or $(PANDA_PATH),$(shell cat .panda-paths 2>/dev/null || \
+		cat .panda-path 2>/dev/null))"; \
+	test -n "$$trees" || { echo "usage: make $@ PANDA_PATH=/path/to/panda" \
 		"(a built PANDA tree; make panda writes .panda-path)"; exit 2; }; \
+	set -e; for tree in $$trees; do \
 	ls -d "$$tree"/build/*-softmmu >/dev/null 2>&1 || { \
 		echo "$$tree: no built PANDA target (build/*-softmmu)"; exit 2; }; \
 	$(MAKE) --no-print-directory -s -f mk/panda.mk panda-plugins \
 		PANDA_PATH="$$tree" GPM_PANDA_NO_CONFIG=1 >/dev/null; \
-	set -e; for td in "$$tree"/build/*-softmmu; do \
+	for td in "$$tree"/build/*-softmmu; do \
 		t=$$(basename "$$td"); arch=$${t%-softmmu}; \
 		for p in $(GPM_PANDA_PLUGINS); do \
 			echo "[panda-plugins-check] $$t: panda_$$p.so with PANDA's panda.mak"; \
@@ -154,6 +158,7 @@ ctypes.CDLL(sys.argv[1], mode=os.RTLD_NOW | os.RTLD_GLOBAL); \
 [ctypes.CDLL(p, mode=os.RTLD_NOW) for p in sys.argv[2:]]' \
 			"$$td/libpanda-$$arch.so" \
 			$(foreach p,$(GPM_PANDA_PLUGINS),"$$td/panda/plugins/panda_$(p).so"); \
+	done; \
 	done; \
 	echo "[panda-plugins-check] ok"
 

@@ -15,10 +15,11 @@
 # targets are built, together, into a new tree keyed by them. So
 # `--targets x86_64,aarch64,arm` after an x86_64 build builds
 # <commit12>-aarch64+arm and leaves <commit12>-x86_64 alone. The tree of
-# the first requested target is written to .panda-path in the checkout
+# the first target given is written to .panda-path in the checkout
 # (the test suite and `make test-panda` read it), and every tree used, one
 # per line, to .panda-paths (pandagpm.pypanda.find_panda looks there for
-# each arch).
+# each arch). Targets recorded there by an earlier run stay in use
+# (built or reused, plugins rebuilt) unless --only is given.
 #
 # Every run copies pandagpm's current plugin sources into each tree used
 # and rebuilds them for its requested targets (PANDA's make rebuilds only
@@ -31,10 +32,11 @@ targets="x86_64-softmmu"
 venv="$here/.venv"
 jobs=${JOBS:-$(nproc)}
 gpm_plugins=1
+only=0
 cache_root=${PANDAGPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pandagpm}/panda
 
 usage() {
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "options:"
     echo "  --src PATH       PANDA source tarball or tree (required)"
@@ -43,6 +45,8 @@ usage() {
     echo "  --no-venv        do not install pandare"
     echo "  --jobs N         parallel make jobs (default: nproc)"
     echo "  --no-gpm-plugins do not build pandagpm's own PANDA plugins"
+    echo "  --only           use exactly --targets, not also those an earlier run"
+    echo "                   recorded in .panda-paths"
 }
 
 while [ $# -gt 0 ]; do
@@ -53,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-venv) venv=""; shift ;;
     --jobs) jobs=$2; shift 2 ;;
     --no-gpm-plugins) gpm_plugins=0; shift ;;
+    --only) only=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "provision-panda: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -75,6 +80,9 @@ for t in ${targets//,/ }; do
 done
 targets=$(echo $norm | tr ' ' '\n' | sort -u | paste -sd, -)
 [ -n "$targets" ] || die "--targets is empty"
+# The first target as given (not sorted): its tree is .panda-path's and
+# pypanda's, so adding targets after x86_64 keeps x86_64's tree there.
+first=$(echo $norm | cut -d' ' -f1)
 
 # The commit identifies the source: PANDA_COMMIT in the tree (the
 # tarball carries one), else git, else a hash of the tarball.
@@ -99,6 +107,24 @@ fi
 
 # No "-softmmu" in the key: pandare strips "<arch>-softmmu" from paths it
 # is given, which would break a cache path that contains it.
+# Targets an earlier run put in use (the trees in .panda-paths, of this
+# commit) stay in use, after the ones asked for, unless --only: a plain
+# `make panda` (CI, docs/panda.md) keeps the ARM targets ready and their
+# plugins current once they were asked for.
+if [ "$only" = 0 ] && [ -f "$here/.panda-paths" ]; then
+    while read -r old_tree; do
+        d=$(dirname "$old_tree")
+        [ -f "$d/.built" ] || continue
+        case "${d##*/}" in "${commit:0:12}"-*) ;; *) continue ;; esac
+        for a in $(echo "${d##*/${commit:0:12}-}" | tr + ' '); do
+            case ",$targets," in
+            *",$a-softmmu,"*) ;;
+            *) targets="$targets,$a-softmmu"; log "$a-softmmu: kept in use (.panda-paths; --only drops it)" ;;
+            esac
+        done
+    done <"$here/.panda-paths"
+fi
+
 key_of() { echo "${commit:0:12}-$(echo "$1" | sed 's/-softmmu//g; s/,/+/g')"; }
 
 # A finished tree of this commit that has target $1 built, or nothing.
@@ -244,9 +270,8 @@ for d in $trees; do
 done
 
 # pypanda (pandare) is the same Python code for every target (its
-# datatypes cover all arches): install it from the first requested
-# target's tree; find_panda() hands it each arch's libpanda and plugins.
-first=${targets%%,*}
+# datatypes cover all arches): install it from the first target's tree
+# (as given); find_panda() hands it each arch's libpanda and plugins.
 eval "dir=\$tree_of_${first%-softmmu}"
 tree="$dir/src"
 stamp="$dir/.built"

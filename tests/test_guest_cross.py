@@ -273,7 +273,8 @@ int main(void)
     /* Channel and length with bit 32 set: only a 64-bit guest keeps it. */
     uint64_t r = gpm_hc(GPM_HC_OP_WRITE, c + (1ull << 32),
                         (uintptr_t)"xyz", 3 + (1ull << 32));
-    snprintf(msg, sizeof(msg), "%ld", gpm_hc_err(r) ? gpm_hc_err(r) : (long)r);
+    snprintf(msg, sizeof(msg), "%lld %ld", (long long)gpm_hc_signed(r),
+             gpm_hc_err(r));
     return gpm_write_str(c, msg) > 0 ? 0 : 1;
 }
 """
@@ -295,9 +296,9 @@ def test_register_width(arch, cross, host_mod, tmp_path):
     assert host.run([str(tmp_path / "build" / arch / "wide")]) == 0
     msgs = host.messages("wide")
     if arch == "arm":
-        assert msgs == [b"xyz", b"3"]
+        assert msgs == [b"xyz", b"3 0"]
     else:
-        assert msgs == [b"-9"]
+        assert msgs == [b"-9 -9"]
 
 
 # --------------------------------------------------------------------------

@@ -32,6 +32,13 @@ static long start_channel(uint64_t chan)
     }
 }
 
+int64_t gpm_hc_signed(uint64_t ret)
+{
+    if (sizeof(long) == 4)
+        return (int64_t)(int32_t)(uint32_t)ret;
+    return (int64_t)ret;
+}
+
 long gpm_hc_err(uint64_t ret)
 {
     long v;

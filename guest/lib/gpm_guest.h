@@ -68,6 +68,17 @@ uint64_t gpm_hc(uint64_t op, uint64_t chan, uint64_t a1, uint64_t a2);
 long gpm_hc_err(uint64_t ret);
 
 /**
+ * gpm_hc_signed() - a raw hypercall result as a signed number.
+ * @ret: a value returned by gpm_hc().
+ *
+ * Reads @ret as a signed value of the guest's word size: on a 32-bit
+ * guest 0xffffffda is -38 (its upper half is zero, see gpm_hc()), on a
+ * 64-bit guest all 64 bits count. For printing results; test errors with
+ * gpm_hc_err().
+ */
+int64_t gpm_hc_signed(uint64_t ret);
+
+/**
  * gpm_channel_open() - look a channel up by name and start it.
  * @name: NUL-terminated channel name, 1 to GPM_HC_MAX_NAME bytes. A
  *        plugin's main channel has the plugin's name.

@@ -63,7 +63,7 @@ static const char rodata_page[PAGE] __attribute__((aligned(PAGE))) = "ro";
 
 static void report(const char *name, uint64_t r)
 {
-    printf("%s=%lld\n", name, (long long)(int64_t)r);
+    printf("%s=%lld\n", name, (long long)gpm_hc_signed(r));
     fflush(stdout);
 }
 
@@ -143,7 +143,7 @@ static void attack_reads(gpm_chan_t chan)
 
 static void print_text(const char *name, uint64_t r, const unsigned char *buf)
 {
-    int64_t n = (int64_t)r;
+    int64_t n = gpm_hc_signed(r);
 
     report(name, r);
     if (n > 0 && n <= (int64_t)PAGE)

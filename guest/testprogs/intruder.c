@@ -37,7 +37,7 @@ GPM_PLUGIN_DESCRIPTOR("intruder", GPM_GUEST_VERSION,
 
 static void report(const char *name, uint64_t r)
 {
-    printf("%s=%lld\n", name, (long long)(int64_t)r);
+    printf("%s=%lld\n", name, (long long)gpm_hc_signed(r));
     fflush(stdout);
 }
 

@@ -113,12 +113,12 @@ int main(int argc, char **argv)
         printf("fresh page not zero\n");
 
     r = gpm_hc(GPM_HC_OP_READ, chan, (uintptr_t)ro, PAGE);
-    printf("ro_read=%lld\n", (long long)(int64_t)r);
+    printf("ro_read=%lld\n", (long long)gpm_hc_signed(r));
     printf("ro_page_after=%s\n",
            first_nonzero(ro, PAGE) < 0 ? "zero" : "dirty");
 
     r = gpm_hc(GPM_HC_OP_READ, chan, (uintptr_t)untouched, PAGE);
-    printf("untouched_read=%lld\n", (long long)(int64_t)r);
+    printf("untouched_read=%lld\n", (long long)gpm_hc_signed(r));
 
     /* The library write-touches the buffer: this read must succeed. */
     n = gpm_read(chan, buf, sizeof(buf));
