@@ -100,7 +100,10 @@ def _kernel_profile(profile, arch="x86_64"):
         return int(sym[name], 16)
 
     return {
-        "entry_syscall": symbol(info["syscall_entry_symbol"]),
+        # The entry symbol, and the alternatives this kernel has.
+        "entry_syscall": [symbol(info["syscall_entry_symbols"][0])] + [
+            int(sym[s], 16) for s in info["syscall_entry_symbols"][1:]
+            if s in sym],
         "current_task": symbol(info["current_task_symbol"]),
         "task_base_reg": info["user_percpu_reg"],
         "task_pid": task["pid"],

@@ -122,6 +122,8 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
              * __entry_task (at TPIDRPRW + its address) is the running task.
              */
             .syscall_entry_symbol = "vector_swi",
+            .syscall_entry_alt = {"vector_bhb_loop8_swi",
+                                  "vector_bhb_bpiall_swi"},
             .current_task_symbol = "__entry_task",
             .user_percpu_reg = "TPIDRPRW",
             .entry_insn_len = gpm__entry_arm_insn_len,

@@ -109,6 +109,13 @@ typedef struct gpm__arch_ops {
      * per-CPU base while the CPU is in user mode.
      */
     const char *syscall_entry_symbol;
+    /*
+     * Other places the same entry may start, with the same registers
+     * (arm: the Spectre-BHB variants of vector_swi, which the vector page
+     * uses instead on affected CPUs and join vector_swi after its first
+     * instruction); a breakpoint goes on each the kernel has. NULL ends.
+     */
+    const char *syscall_entry_alt[3];
     const char *current_task_symbol;
     const char *user_percpu_reg;
     /*

@@ -283,7 +283,7 @@ static int py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out)
 static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
 {
     PyObject *mmu = PyList_New(0);
-    PyObject *env, *extra;
+    PyObject *env, *entries, *extra;
     int rc;
 
     if (mmu == NULL)
@@ -303,6 +303,29 @@ static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
         Py_DECREF(mmu);
         return -1;
     }
+    entries = PyList_New(0);
+    if (entries == NULL) {
+        Py_DECREF(env);
+        Py_DECREF(mmu);
+        return -1;
+    }
+    for (int i = -1; i < 3; i++) {
+        const char *name =
+            i < 0 ? ops->syscall_entry_symbol : ops->syscall_entry_alt[i];
+        PyObject *s;
+
+        if (name == NULL)
+            continue;
+        s = PyUnicode_FromString(name);
+        if (s == NULL || PyList_Append(entries, s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(entries);
+            Py_DECREF(env);
+            Py_DECREF(mmu);
+            return -1;
+        }
+        Py_DECREF(s);
+    }
     for (unsigned i = 0; i < ops->env_ngpr; i++) {
         PyObject *n = PyLong_FromLong(ops->env_gpr_index[i]);
 
@@ -315,17 +338,16 @@ static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
         Py_DECREF(n);
     }
     extra = Py_BuildValue(
-        "{s:K,s:y#,s:z,s:z,s:z,s:I,s:K,s:z,s:z,s:z,s:N,s:O,s:z,s:N,s:z}",
+        "{s:K,s:y#,s:z,s:z,s:z,s:I,s:K,s:N,s:z,s:z,s:N,s:O,s:z,s:N,s:z}",
         "hc_addr", (unsigned long long)ops->hc_addr, "hc_insn",
         (const char *)ops->hc_insn, (Py_ssize_t)ops->hc_insn_len, "mode_reg",
         ops->mode_reg, "pc_name", ops->pc_reg, "gdb_xml_arch",
         ops->gdb_xml_arch, "bp_kind", ops->bp_kind, "user_top",
-        (unsigned long long)ops->user_top, "syscall_entry_symbol",
-        ops->syscall_entry_symbol, "current_task_symbol",
-        ops->current_task_symbol, "user_percpu_reg", ops->user_percpu_reg,
-        "mmu_regs", mmu, "page_walk", ops->xlate ? Py_True : Py_False,
-        "env_gpr_field", ops->env_gpr_field, "env_gpr_index", env,
-        "env_pc_field", ops->env_pc_field);
+        (unsigned long long)ops->user_top, "syscall_entry_symbols", entries,
+        "current_task_symbol", ops->current_task_symbol, "user_percpu_reg",
+        ops->user_percpu_reg, "mmu_regs", mmu, "page_walk",
+        ops->xlate ? Py_True : Py_False, "env_gpr_field", ops->env_gpr_field,
+        "env_gpr_index", env, "env_pc_field", ops->env_pc_field);
     if (extra == NULL)
         return -1;
     rc = PyDict_Update(d, extra);

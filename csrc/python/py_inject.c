@@ -40,21 +40,60 @@ static int profile_u64(PyObject *profile, const char *key, uint64_t *out)
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* "entry_syscall": one address, or a sequence of up to four. */
+static int profile_entries(PyObject *profile, gpm_kernel_profile_t *p)
+{
+    PyObject *v = PyDict_GetItemString(profile, "entry_syscall"), *seq;
+    Py_ssize_t n;
+
+    if (v == NULL) {
+        PyErr_SetString(PyExc_KeyError, "kernel profile lacks 'entry_syscall'");
+        return -1;
+    }
+    if (PyLong_Check(v))
+        return profile_u64(profile, "entry_syscall", &p->entry_syscall[0]);
+    seq = PySequence_Fast(v, "entry_syscall must be an int or a sequence");
+    if (seq == NULL)
+        return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > GPM_KERNEL_MAX_ENTRIES) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError,
+                     "entry_syscall: 1 to %d addresses, not %zd",
+                     GPM_KERNEL_MAX_ENTRIES, n);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        p->entry_syscall[i] =
+            PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (PyErr_Occurred() || p->entry_syscall[i] == 0) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "entry_syscall: address 0");
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
 static int parse_profile(PyObject *profile, gpm_kernel_profile_t *p)
 {
     uint64_t v[8];
     static const char *const keys[8] = {
-        "entry_syscall", "current_task",     "task_pid",  "task_tgid",
-        "task_comm",     "task_real_parent", "task_cred", "cred_uid"};
+        NULL,        "current_task",     "task_pid",  "task_tgid",
+        "task_comm", "task_real_parent", "task_cred", "cred_uid"};
 
     if (!PyDict_Check(profile)) {
         PyErr_SetString(PyExc_TypeError, "profile must be a dict");
         return -1;
     }
-    for (int i = 0; i < 8; i++)
+    memset(p, 0, sizeof(*p));
+    if (profile_entries(profile, p) < 0)
+        return -1;
+    for (int i = 1; i < 8; i++)
         if (profile_u64(profile, keys[i], &v[i]) < 0)
             return -1;
-    p->entry_syscall = v[0];
     p->current_task = v[1];
     p->task_pid = (uint32_t)v[2];
     p->task_tgid = (uint32_t)v[3];

@@ -220,7 +220,7 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
     if (out != NULL)
         *out = NULL;
     if (h == NULL || prof == NULL || inj == NULL || out == NULL ||
-        prof->entry_syscall == 0)
+        prof->entry_syscall[0] == 0)
         return GPM_EINVAL;
     qi = g_try_new0(gpm_qemu_inject_t, 1);
     if (qi == NULL)
@@ -242,10 +242,16 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
         rc = GPM_ENOENT;
         goto error;
     }
-    rc = gpm_qemu_host_add_breakpoint(h, prof->entry_syscall, syscall_entry_cb,
-                                      qi);
-    if (rc != 0)
-        goto error;
+    for (unsigned i = 0; i < GPM_KERNEL_MAX_ENTRIES && prof->entry_syscall[i];
+         i++) {
+        rc = gpm_qemu_host_add_breakpoint(h, prof->entry_syscall[i],
+                                          syscall_entry_cb, qi);
+        if (rc != 0) {
+            while (i-- > 0)
+                gpm_qemu_host_remove_breakpoint(h, prof->entry_syscall[i]);
+            goto error;
+        }
+    }
     qi->armed = true;
     *out = qi;
     return 0;
@@ -266,7 +272,14 @@ static int disarm(gpm_qemu_inject_t *qi)
     int rc = 0;
 
     if (qi->armed) {
-        rc = gpm_qemu_host_remove_breakpoint(qi->h, qi->prof.entry_syscall);
+        for (unsigned i = 0;
+             i < GPM_KERNEL_MAX_ENTRIES && qi->prof.entry_syscall[i]; i++) {
+            int r = gpm_qemu_host_remove_breakpoint(qi->h,
+                                                    qi->prof.entry_syscall[i]);
+
+            if (rc == 0)
+                rc = r;
+        }
         qi->armed = false;
     }
     return rc;

@@ -24,13 +24,17 @@
 extern "C" {
 #endif
 
+#define GPM_KERNEL_MAX_ENTRIES 4
+
 /* What the host must know about the guest kernel (the image profile). */
 typedef struct gpm_kernel_profile {
-    gpm_arch_t arch;        /* the guest's; its backend (csrc/arch) says
-                             * which symbols and registers these are */
-    uint64_t entry_syscall; /* the breakpoint: arch_ops.syscall_entry_symbol */
-    uint64_t current_task;  /* per-CPU offset of the current task pointer */
-    uint32_t task_pid;      /* offsetof(struct task_struct, pid) */
+    gpm_arch_t arch; /* the guest's; its backend (csrc/arch) says
+                      * which symbols and registers these are */
+    /* The breakpoints: arch_ops.syscall_entry_symbol and its alternatives
+     * the kernel has; 0 ends the list (at least one is needed). */
+    uint64_t entry_syscall[GPM_KERNEL_MAX_ENTRIES];
+    uint64_t current_task; /* per-CPU offset of the current task pointer */
+    uint32_t task_pid;     /* offsetof(struct task_struct, pid) */
     uint32_t task_tgid;
     uint32_t task_comm;
     uint32_t task_real_parent;
