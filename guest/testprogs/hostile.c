@@ -54,10 +54,17 @@ GPM_PLUGIN_DESCRIPTOR(
 #else
 #error "hostile.c: no kernel address for this architecture"
 #endif
-#define E2_32     (1ull << 32)
-#define E2_63     (1ull << 63)
-#define BIG       (2u << 20)
-#define MAX_FLOOD (1u << 20)
+/*
+ * Values past what a 32-bit register holds: the host must not truncate
+ * them. A 32-bit guest cannot pass them at all, so there the same probes
+ * use the top bit of its registers (2^31), which must not be dropped
+ * either; the expected results are the same.
+ */
+#define WIDE_GUEST (sizeof(uintptr_t) == 8)
+#define E2_32      (WIDE_GUEST ? 1ull << 32 : 1ull << 31)
+#define E2_63      (WIDE_GUEST ? 1ull << 63 : 1ull << 31)
+#define BIG        (2u << 20)
+#define MAX_FLOOD  (1u << 20)
 
 static const char rodata_page[PAGE] __attribute__((aligned(PAGE))) = "ro";
 
