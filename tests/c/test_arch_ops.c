@@ -137,12 +137,150 @@ static void test_user_mode(void **state)
     assert_false(r->mode_is_user(0x17));
 }
 
+/* A fake CPU for the entry helpers: 64 bytes of memory at 0x1000 and
+ * the x86_64 registers they touch (rip 16, gs_base 25, k_gs_base 26). */
+typedef struct fake_entry {
+    uint8_t mem[64];
+    uint64_t regs[32];
+    int fail_write_reg; /* the Nth write fails (1-based), 0: none */
+    int writes;
+} fake_entry_t;
+
+static int fe_read_reg(void *cpu, unsigned n, uint64_t *v)
+{
+    fake_entry_t *f = cpu;
+
+    if (n >= 32)
+        return -22;
+    *v = f->regs[n];
+    return 0;
+}
+
+static int fe_write_reg(void *cpu, unsigned n, uint64_t v)
+{
+    fake_entry_t *f = cpu;
+
+    if (n >= 32 || ++f->writes == f->fail_write_reg)
+        return -22;
+    f->regs[n] = v;
+    return 0;
+}
+
+static int fe_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
+{
+    fake_entry_t *f = cpu;
+
+    if (addr < 0x1000 || addr - 0x1000 + len > sizeof(f->mem))
+        return -14;
+    memcpy(buf, f->mem + (addr - 0x1000), len);
+    return 0;
+}
+
+static int fe_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
+{
+    (void)cpu;
+    (void)addr;
+    (void)buf;
+    (void)len;
+    return -30;
+}
+
+static const gpm_host_ops_t fe_ops = {fe_read_reg, fe_write_reg, fe_read_mem,
+                                      fe_write_mem};
+
+static int fe_regnum(void *opaque, const char *name)
+{
+    (void)opaque;
+    if (strcmp(name, "rip") == 0)
+        return 16;
+    if (strcmp(name, "gs_base") == 0)
+        return 25;
+    if (strcmp(name, "k_gs_base") == 0)
+        return 26;
+    return -1;
+}
+
+static void test_entry_helpers(void **state)
+{
+    const gpm__arch_ops_t *x = gpm__arch_ops(GPM_ARCH_X86_64);
+    const gpm__arch_ops_t *r = gpm__arch_ops(GPM_ARCH_ARM);
+    fake_entry_t f;
+
+    (void)state;
+    /* x86_64: swapgs at the entry is done by the host... */
+    memset(&f, 0, sizeof(f));
+    memcpy(f.mem, "\x0f\x01\xf8", 3);
+    f.regs[25] = 0x7f00;
+    f.regs[26] = 0xffff8880;
+    assert_true(x->entry_step_over(&fe_ops, &f, 0x1000, fe_regnum, NULL));
+    assert_int_equal(f.regs[25], 0xffff8880);
+    assert_int_equal(f.regs[26], 0x7f00);
+    assert_int_equal(f.regs[16], 0x1003);
+    /* ... not for another instruction, and undone if a write fails. */
+    memset(&f, 0, sizeof(f));
+    memcpy(f.mem, "\x90\x90\x90", 3);
+    assert_false(x->entry_step_over(&fe_ops, &f, 0x1000, fe_regnum, NULL));
+    memset(&f, 0, sizeof(f));
+    memcpy(f.mem, "\x0f\x01\xf8", 3);
+    f.regs[25] = 1;
+    f.regs[26] = 2;
+    f.fail_write_reg = 2;
+    assert_false(x->entry_step_over(&fe_ops, &f, 0x1000, fe_regnum, NULL));
+    assert_int_equal(f.regs[25], 1);
+    assert_int_equal(f.regs[26], 2);
+    assert_int_equal(f.regs[16], 0);
+    assert_false(x->entry_step_over(&fe_ops, &f, 0x5000, fe_regnum, NULL));
+    /* arm: ARM-state svc #0 (4 bytes) or Thumb svc #0 (2) before lr. */
+    memset(&f, 0, sizeof(f));
+    memcpy(f.mem + 8, "\x00\x00\x00\xef", 4);
+    assert_int_equal(r->entry_insn_len(&fe_ops, &f, 0x100c), 4);
+    memcpy(f.mem + 16, "\x07\x46\x00\xdf", 4);
+    assert_int_equal(r->entry_insn_len(&fe_ops, &f, 0x1014), 2);
+    memcpy(f.mem + 24, "\x01\x02\x03\x04", 4);
+    assert_int_equal(r->entry_insn_len(&fe_ops, &f, 0x101c), 0);
+    assert_int_equal(r->entry_insn_len(&fe_ops, &f, 0x2), 0);
+    assert_int_equal(r->entry_insn_len(&fe_ops, &f, 0x9000), 0);
+    /* arm64 presents the saved registers; x86_64 and arm live ones. */
+    assert_true(gpm__arch_ops(GPM_ARCH_AARCH64)->entry_pt_regs);
+    assert_int_equal(gpm__arch_ops(GPM_ARCH_AARCH64)->entry_pt_regs_n, 33);
+    assert_false(x->entry_pt_regs);
+    assert_false(r->entry_pt_regs);
+}
+
+/* What every host needs from a row to serve the arch. */
+static void test_host_fields(void **state)
+{
+    (void)state;
+    for (unsigned a = 0; a < GPM_ARCH_COUNT; a++) {
+        const gpm__arch_ops_t *o = gpm__arch_ops((gpm_arch_t)a);
+        const gpm_arch_info_t *ai = gpm_arch_info((gpm_arch_t)a);
+
+        if (!o) {
+            continue;
+        }
+        assert_non_null(o->pc_reg);
+        assert_non_null(o->gdb_xml_arch);
+        assert_true(o->bp_kind >= 1 && o->bp_kind <= 4);
+        assert_true(o->user_top > 0x10000000u && o->hc_addr < o->user_top);
+        assert_non_null(o->syscall_entry_symbol);
+        assert_non_null(o->current_task_symbol);
+        assert_non_null(o->user_percpu_reg);
+        assert_non_null(o->env_gpr_field);
+        assert_true(o->env_ngpr > ai->pc_reg || o->env_pc_field != NULL);
+        for (unsigned i = 0; i < GPM_HC_NREGS; i++) {
+            assert_true(ai->hc_regs[i] < o->env_ngpr);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_complete),
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_user_mode),
+        cmocka_unit_test(test_entry_helpers),
+        cmocka_unit_test(test_host_fields),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
