@@ -21,9 +21,9 @@ import time
 
 import pytest
 
-from test_e2e_guest import (GUEST_BUILD, LONG, ROOT, SHORT, TESTPROGS, Guest,
-                            Session, assert_shell_alive, parse_results,
-                            pids_matching, rss_bytes, wait_for)
+import archs  # noqa: E402  (tests/archs.py)
+from test_e2e_guest import (LONG, SHORT, Guest, Session, assert_shell_alive,
+                            parse_results, pids_matching, rss_bytes, wait_for)
 
 from pandagpm.errors import (CalledFromCallback, DaemonLost,  # noqa: E402
                              EmulatorConnectionLost)
@@ -42,26 +42,30 @@ D1_RSS_BOUND = 16 * MIB
 FAIL_FAST = 1.0
 
 
+@pytest.fixture(scope="module", params=archs.arch_params())
+def arch(request):
+    """The guest architecture of this module's run (tests/archs.py)."""
+    archs.require(request.param)
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def progs():
-    import subprocess
-    for d in ("guest", "guest/testprogs"):
-        r = subprocess.run(["make", "-s", "-C", str(ROOT / d)],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, f"make -C {d} failed:\n{r.stdout}{r.stderr}"
-    paths = {"intruder": TESTPROGS / "intruder"}
+def progs(arch):
+    build = archs.guest_build(arch)
+    paths = {"intruder": build / "testprogs" / "intruder"}
     for name in ("hello", "etc_count", "guest_shell"):
-        paths[name] = GUEST_BUILD / name
+        paths[name] = build / name
     for p in paths.values():
         assert p.is_file(), p
     return paths
 
 
 @pytest.fixture(scope="module")
-def session(progs):
+def session(progs, arch):
     from pandagpm.host import Panda
 
-    s = Session(Panda(generic="x86_64", verbose=False))
+    s = Session(Panda(generic=arch, verbose=False))
+    s.arch = arch
     try:
         yield s
     finally:
