@@ -7,14 +7,11 @@ plugins come from ``make -C guest``; the guest's own busybox (``ps``,
 """
 
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _MISSING = [t for t in ("musl-gcc", "qemu-system-x86_64")
@@ -24,49 +21,13 @@ if _MISSING:
 
 from pandagpm.errors import NotFound  # noqa: E402
 from pandagpm.tools import ports, procs  # noqa: E402
-from tools_session import ToolSession, run_command  # noqa: E402
+from tools_session import (built, panda, run_command, session,  # noqa
+                           wait_for)
 
 pytestmark = pytest.mark.e2e
 
 SHORT = 30.0
 LONG = 120.0
-
-
-def wait_for(pred, timeout, what):
-    """Polls ``pred`` until it returns something true; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting "
-                                 f"for {what}")
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def built():
-    r = subprocess.run(["make", "-s", "-C", str(ROOT / "guest")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-
-
-@pytest.fixture(scope="module")
-def panda(built):
-    from pandagpm.host import Panda
-
-    p = Panda(generic="x86_64", verbose=False)
-    try:
-        yield p
-    finally:
-        p.close()
-
-
-@pytest.fixture
-def session(panda):
-    panda.revert_sync("root")
-    return ToolSession(panda)
 
 
 def sh(session, cmd, timeout=SHORT):
