@@ -7,6 +7,7 @@ A *target* is any of: a CLI session (``.manager`` a GuestPluginManager,
 """
 
 import threading
+import time
 
 from ..errors import GpmError, Timeout
 
@@ -92,8 +93,6 @@ def _at_eof(chan):
 def read_exact(chan, n, timeout):
     """Exactly ``n`` bytes from a buffered Channel, or Timeout/EOFError."""
     out = bytearray()
-    import time
-
     deadline = time.monotonic() + timeout
     while len(out) < n:
         left = deadline - time.monotonic()

@@ -343,8 +343,8 @@ class Forwarder:
         for r in list(self._reverses.values()):
             self._end_reverse(r, reason, notify=False)
         self.closed.set()
-        # The plugin has gone (or is told to go): its channel goes too, so
-        # the next Forwarder loads a fresh one.
+        # The plugin has gone (or was told to go): its channel goes too,
+        # so the next Forwarder loads a fresh one.
         if self.mgr.__dict__.get("_tool_channels", {}).get(PLUGIN) is \
                 self.chan:
             _common.forget_plugin(self.mgr, PLUGIN)
