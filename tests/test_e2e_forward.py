@@ -209,3 +209,37 @@ def test_reverse_forward_to_host_service(session):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_forward_command(session):
+    """``pandagpm forward 8080 PORT --duration S``: the host port reaches
+    httpd while the command runs, and it says when the forward ended."""
+    from tools_session import run_command
+
+    start_httpd(session, 8080)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = {}
+
+    def run():
+        result["ret"] = run_command(forward, session, [
+            "forward", "8080", str(port), "--duration", "20"])
+
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        def fetched():
+            try:
+                return fetch(port, "/index.html", SHORT)
+            except OSError:
+                return None
+
+        assert wait_for(fetched, SHORT, "the forwarded port") == b"hello\n"
+    finally:
+        t.join(LONG)
+    assert not t.is_alive()
+    status, out = result["ret"]
+    assert status == 0
+    assert out.splitlines()[0] == f"127.0.0.1:{port} -> guest 127.0.0.1:8080"
+    assert out.splitlines()[-1] == "forward ended: closed by the host"

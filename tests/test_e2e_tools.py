@@ -143,3 +143,8 @@ def test_ps_command_table(session):
     assert "NAME" in lines[0]
     rows = {int(ln.split()[0]): ln.split() for ln in lines[1:]}
     assert rows[1][1] == "0" and rows[1][2] == "root"
+    status, out = run_command(procs, session, ["ps", "--maps", "1"])
+    assert status == 0
+    ref = sh(session, "cat /proc/1/maps").splitlines()
+    assert [ln.split()[0] for ln in out.splitlines()] == \
+        [ln.split()[0] for ln in ref]
