@@ -144,6 +144,11 @@ panda: venv
 test-panda: build guest
 	PANDAGPM_REQUIRE_PANDA=1 $(VPY) -m pytest -ra -m panda_real $(PYTEST_ARGS)
 
+# The forwarding acceptance at full size: 16 clients x 64 MiB through one
+# forward (minutes; the regular suite runs it at 4 MiB per client).
+test-forward-full: build guest
+	GPM_FWD_FULL=1 $(VPY) -m pytest -ra tests/test_e2e_forward.py -k concurrent $(PYTEST_ARGS)
+
 # make demo ARCH=aarch64 (or arm): the same demo on another generic image.
 ARCH ?= x86_64
 demo: deps build guest

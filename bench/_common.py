@@ -271,7 +271,8 @@ secondary figure, labelled "guest clock".
 
 def write_markdown(data):
     lines = [_PREAMBLE]
-    order = ["bench_hypercall", "bench_bulk", "bench_load", "bench_flood"]
+    order = ["bench_hypercall", "bench_bulk", "bench_load", "bench_flood",
+             "bench_forward"]
     names = sorted(data.get("scripts", {}),
                    key=lambda s: (order.index(s) if s in order else 99, s))
     for name in names:

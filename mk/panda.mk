@@ -38,10 +38,12 @@ GPM_PANDA_GLIB = $(shell pkg-config --cflags glib-2.0)
 GPM_PANDA_WARN := -Wall -Wextra -Werror
 GPM_PANDA_INC := -Icsrc/panda -Icsrc/include -Icsrc/core -Icsrc
 # The glue that builds without PANDA (linked into tests/c/test_panda_api).
-GPM_PANDA_FREE := csrc/panda/gpm_panda_api.c csrc/panda/gpm_panda_mem.c
+GPM_PANDA_FREE := csrc/panda/gpm_panda_api.c csrc/panda/gpm_panda_mem.c \
+	csrc/panda/osi_snapshot.c
 # The glue that needs PANDA's headers, and the targets to check it for.
 GPM_PANDA_DEP := csrc/panda/host_panda.c csrc/panda/guest_plugin_manager.c \
-	csrc/panda/linjector.c $(wildcard csrc/panda/regs_*.c)
+	csrc/panda/linjector.c csrc/panda/osi_provider.c \
+	$(wildcard csrc/panda/regs_*.c)
 GPM_PANDA_TARGETS := TARGET_X86_64 TARGET_I386 TARGET_ARM TARGET_AARCH64 \
 	TARGET_MIPS TARGET_PPC
 GPM_PANDA_MARK := .pandagpm-plugin

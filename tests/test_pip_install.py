@@ -42,7 +42,8 @@ if _MISSING:
 pytestmark = pytest.mark.e2e
 
 BUILD_TOOLS = ("setuptools", "wheel", "packaging")
-GUEST_BINARIES = ("guest_daemon", "etc_count", "hello", "guest_shell")
+GUEST_BINARIES = ("guest_daemon", "etc_count", "hello", "guest_shell", "procs",
+                  "tcp_fwd")
 
 WALKTHROUGH = '''
 import pandagpm
@@ -207,6 +208,7 @@ def test_wheel_from_sdist_carries_the_guest_binaries(work):
     cwd.mkdir()
     probe = (
         "import pandagpm, pandagpm._paths as p, pandagpm._gpm as g\n"
+        "import pandagpm.tools.forward, pandagpm.tools.ports\n"
         "p.register()\n"
         f"for n in {GUEST_BINARIES!r}:\n"
         "    print(n, g.find_plugin(n, 'x86_64')['path'])\n")

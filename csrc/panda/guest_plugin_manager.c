@@ -13,7 +13,9 @@
  *   proc_name=A:B      handed to linjector: hijack only these processes
  *                      (default: linjector's, the usual shells; * = any);
  *   require_root       handed to linjector: hijack only a root process;
- *   no_inject          do not load linjector (start the daemon yourself).
+ *   no_inject          do not load linjector (start the daemon yourself);
+ *   osi_provider       serve PANDA's OSI process list and memory maps from
+ *                      the guest agent (osi_provider.h; needs -panda osi).
  *
  * Other plugins call the C API of guest_plugin_manager.h. This plugin
  * exports PANDA_EXPORT_SYMBOLS_guest_plugin_manager, so PANDA reopens it
@@ -52,6 +54,7 @@
 #include "gpm_panda_api.h"
 #include "gpm_panda_host.h"
 #include "linjector.h"
+#include "osi_provider.h"
 
 bool init_plugin(void *self);
 void uninit_plugin(void *self);
@@ -75,6 +78,7 @@ static bool reported_host_error;
 static void on_manager_event(const gpm_event_t *ev, void *opaque)
 {
     (void)opaque;
+    gpm_osi_provider_event(ev);
     switch (ev->type) {
     case GPM_EVENT_DAEMON_READY:
         fprintf(stderr, "guest_plugin_manager: guest daemon ready (pid %lld)\n",
@@ -138,6 +142,8 @@ static bool on_hypercall(CPUState *cpu)
     else
         rc = gpm_hypercall_handle(m, &gpm_panda_host_ops, cpu, &handled);
     hc_cpu = NULL;
+    if (handled)
+        gpm_osi_provider_tick();
     /* PANDA has no doorbell page: "none" is an answer, not an error. */
     if (handled && op == GPM_HC_OP_GET_DOORBELL &&
         gpm_panda_read_reg(cpu, hc_arch->ret_reg, &result) == 0 &&
@@ -180,6 +186,7 @@ static void on_after_loadvm(CPUState *cpu)
     (void)cpu;
     if (gpm_panda_api_reset_if_used() != 1)
         return;
+    gpm_osi_provider_reset();
     fprintf(stderr, "guest_plugin_manager: snapshot loaded; channels and "
                     "guest plugins of the previous state closed\n");
     /* The next daemon looks its channel up as soon as it starts. */
@@ -283,6 +290,8 @@ bool init_plugin(void *self)
         args, "require_root", "linjector: hijack only a root process");
     bool no_inject = panda_parse_bool_opt(
         args, "no_inject", "do not load linjector to start the daemon");
+    bool osi_provider = panda_parse_bool_opt(
+        args, "osi_provider", "serve OSI's process list from the agent");
     gpm_arch_t arch;
     panda_cb pcb;
     bool ok = false;
@@ -327,6 +336,10 @@ bool init_plugin(void *self)
         fprintf(stderr, "guest_plugin_manager: no osi plugin: channels are "
                         "not restricted to the guest process they belong "
                         "to\n");
+    /* Not fatal: linjector's callback is registered already (see above). */
+    if (osi_provider && !gpm_osi_provider_init())
+        fprintf(stderr, "guest_plugin_manager: going on without the OSI "
+                        "provider\n");
     pcb.guest_hypercall = on_hypercall;
     panda_register_callback(self, PANDA_CB_GUEST_HYPERCALL, pcb);
     pcb.monitor = on_monitor;
@@ -357,6 +370,7 @@ void uninit_plugin(void *self)
             remove_cb(on_injected);
     }
     /* PANDA drops this plugin's callbacks; free every channel. */
+    gpm_osi_provider_fini();
     gpm_panda_api_fini();
     gpm_inventory_clear_dirs();
     have_osi = false;

@@ -9,6 +9,17 @@ typedef struct OsiPage {
     target_ulong len;
 } OsiPage;
 
+/* Used by osi_provider.c; the real one has target_ptr_t members. */
+typedef struct OsiModule {
+    target_ulong modd;
+    target_ulong base;
+    target_ulong size;
+    char *file;
+    char *name;
+    target_ulong offset;
+    target_ulong flags;
+} OsiModule;
+
 typedef struct OsiThread {
     target_pid_t pid;
     target_pid_t tid;
