@@ -994,7 +994,9 @@ def _kernelinfo_from(b: _btf.BTF, profile: dict) -> "_ki.KernelInfo":
 def _image_kernelinfo(img: ImageInfo) -> "_ki.KernelInfo":
     try:
         if img.profile["kernel"].get("offsets_source", "btf") != "btf":
-            raise ImageError(f"the {img.arch} kernel has no BTF")
+            raise ImageError(f"no osi_linux kernelinfo for the {img.arch} "
+                             "image: its kernel has no BTF (the profile's "
+                             "offsets come from the kernel's headers)")
         b = kernel_btf(img.kernel.read_bytes())
         return _kernelinfo_from(b, img.profile)
     except (OSError, KeyError, _btf.BTFError, _ki.KernelInfoError) as err:
@@ -1130,7 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write(have[0].kernelinfo_path.read_text())
             else:
                 shown = dict(have[0].profile)
-                shown["osi_linux"] = _osi_summary(have[0])
+                try:
+                    shown["osi_linux"] = _osi_summary(have[0])
+                except ImageError as err:
+                    shown["osi_linux"] = {"unavailable": str(err)}
                 print(json.dumps(shown, indent=2, sort_keys=True))
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away; that is not an error.
