@@ -29,6 +29,11 @@ Each image also carries an osi_linux kernel profile for PANDA
 built before it existed get the file on first use, from their cached
 kernel and profile.
 
+The ``aarch64`` and ``arm`` images (QEMU's ``virt`` board, RAM at
+guest-physical 0x40000000: ``profile["qemu"]["ram_base"]``) are built
+the same way; what only they need is in :mod:`pandagpm.image_arm`, and
+docs/image.md says what the host needs to know about each kernel.
+
 Command line: ``python -m pandagpm.image build [--arch x86_64] [--force]``,
 ``python -m pandagpm.image info [--arch x86_64] [--path | --kernelinfo]``,
 ``python -m pandagpm.image kernelinfo VMLINUZ KALLSYMS [--group NAME]``.

@@ -166,7 +166,8 @@ def offsets_from_headers(tree: Path, release: str, spec,
         raise _image_error(f"the kernel headers lack {mk}: {err}") from err
     # The package's Makefile includes the common tree by absolute path;
     # point it at the extracted copy.
-    mk.write_text(text.replace("/usr/src/", f"{src}/"))
+    mk.write_text(re.sub(r"(?m)^include /usr/src/", f"include {src}/",
+                         text))
     work = tree / "gpm-offsets"
     work.mkdir(exist_ok=True)
     (work / "Kbuild").write_text("obj-m := gpm_offsets.o\n")
