@@ -125,6 +125,10 @@ class ArchSpec:
     #: Where the kernel's structure offsets come from: "btf" (the kernel
     #: file's .BTF) or "headers" (the kernel's Debian headers, compiled).
     offsets_from: str = "btf"
+    #: Bump when this arch's recipe or profile changes, so its cached
+    #: images rebuild without touching the other arches' keys (0: not in
+    #: the key, which keeps x86_64's key what it always was).
+    recipe_version: int = 0
 
 
 ARCHES: dict[str, ArchSpec] = {
@@ -180,6 +184,7 @@ ARCHES: dict[str, ArchSpec] = {
         doorbell_phys=0x5FFFF000,
         ram_base=0x40000000,
         foreign=True,
+        recipe_version=1,
         symbols=("vectors", "el0t_64_sync", "el0t_64_sync_handler",
                  "el0_svc", "do_el0_svc", "el0_svc_common", "invoke_syscall",
                  "ret_to_user", "__entry_task", "__per_cpu_offset",
@@ -216,6 +221,7 @@ ARCHES: dict[str, ArchSpec] = {
         doorbell_phys=0x5FFFF000,
         ram_base=0x40000000,
         foreign=True,
+        recipe_version=1,
         symbols=("vector_swi", "__vectors_start", "__stubs_start",
                  "vector_bhb_loop8_swi", "vector_bhb_bpiall_swi",
                  "ret_fast_syscall", "ret_to_user", "__entry_task",
@@ -444,9 +450,12 @@ def _qemu_version(binary: str) -> str:
 
 
 def _image_key(arch: str, packages: dict, qemu_version: str) -> str:
-    blob = json.dumps({"builder": BUILDER_VERSION, "arch": arch,
-                       "packages": packages, "qemu": qemu_version},
-                      sort_keys=True)
+    inputs = {"builder": BUILDER_VERSION, "arch": arch,
+              "packages": packages, "qemu": qemu_version}
+    spec = ARCHES.get(arch)
+    if spec is not None and spec.recipe_version:
+        inputs["recipe"] = spec.recipe_version
+    blob = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -10,6 +10,7 @@ recipe and syscall entry against a running program through QEMU's
 gdbstub.
 """
 
+import dataclasses
 import gzip
 import shutil
 import struct
@@ -107,6 +108,18 @@ def test_arch_table():
         assert kib * 1024 == spec.doorbell_phys - spec.ram_base
         assert spec.doorbell_phys + 4096 == spec.ram_base + spec.ram_size
     assert image.ARCHES["x86_64"].ram_base == 0
+    assert image.ARCHES["x86_64"].recipe_version == 0
+
+
+def test_recipe_version_is_in_arm_keys_only(monkeypatch):
+    pk = {"kernel": {"name": "k", "version": "1"}}
+    x86 = image._image_key("x86_64", pk, "Q")
+    arm = image._image_key("arm", pk, "Q")
+    spec = image.ARCHES["arm"]
+    monkeypatch.setitem(image.ARCHES, "arm",
+                        dataclasses.replace(spec, recipe_version=2))
+    assert image._image_key("arm", pk, "Q") != arm
+    assert image._image_key("x86_64", pk, "Q") == x86
 
 
 # -- the real images -------------------------------------------------------------
