@@ -52,8 +52,9 @@ build: venv
 guest:
 	@$(MAKE) -C guest
 
+# ARCH=aarch64 or ARCH=arm builds that arch's generic image instead.
 image: build
-	$(VPY) -m pandagpm.image build
+	$(VPY) -m pandagpm.image build $(if $(ARCH),--arch $(ARCH))
 
 # The core (csrc/core, csrc/arch) and the stock-QEMU host (csrc/qemu)
 # as one static library per flavour, built once and linked by the C
