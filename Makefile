@@ -21,7 +21,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv build guest image ctest ctest-valgrind pytest \
-	pytest-asan test panda test-panda \
+	pytest-asan test panda test-panda test-arch-matrix \
 	demo bench fuzz-smoke format format-check clean
 
 all: build
@@ -149,6 +149,13 @@ test-panda: build guest
 # forward (minutes; the regular suite runs it at 4 MiB per client).
 test-forward-full: build guest
 	GPM_FWD_FULL=1 $(VPY) -m pytest -ra tests/test_e2e_forward.py -k concurrent $(PYTEST_ARGS)
+
+# Every end-to-end suite on every arch (CI runs the loader's suite on
+# x86_64 only; tests/archs.py).
+test-arch-matrix: build guest
+	PANDAGPM_FULL_MATRIX=1 PANDAGPM_REQUIRE_ARCHES=1 $(VPY) -m pytest -ra \
+		tests/test_e2e_guest.py tests/test_e2e_linjector.py \
+		tests/test_e2e_loader.py $(PYTEST_ARGS)
 
 # make demo ARCH=aarch64 (or arm): the same demo on another generic image.
 ARCH ?= x86_64

@@ -42,7 +42,7 @@ D1_RSS_BOUND = 16 * MIB
 FAIL_FAST = 1.0
 
 
-@pytest.fixture(scope="module", params=archs.arch_params())
+@pytest.fixture(scope="module", params=archs.arch_params(extended=True))
 def arch(request):
     """The guest architecture of this module's run (tests/archs.py)."""
     archs.require(request.param)
