@@ -87,7 +87,7 @@ LONG = 120.0
 # Helpers.
 # --------------------------------------------------------------------------
 
-def wait_for(pred, timeout, what):
+def wait_for(pred, timeout, what, period=0.02):
     """Polls ``pred`` until it returns something true; returns that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +97,7 @@ def wait_for(pred, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting "
                                  f"for {what}")
-        time.sleep(0.02)
+        time.sleep(period)
 
 
 def parse_results(text):

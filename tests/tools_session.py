@@ -40,16 +40,10 @@ def run_command(module, session, argv):
 
 
 def wait_for(pred, timeout, what, period=0.1):
-    """Polls ``pred`` until it returns something true; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting "
-                                 f"for {what}")
-        time.sleep(period)
+    """test_e2e_guest.wait_for, polling every ``period`` seconds."""
+    from test_e2e_guest import wait_for as _wait_for
+
+    return _wait_for(pred, timeout, what, period)
 
 
 # Fixtures shared by the tool tests (import them into a test module).
