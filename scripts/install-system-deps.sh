@@ -12,7 +12,8 @@ GUEST_PKGS="musl-tools"
 # glibc, and qemu-user to run their tests (make -C guest check-arch,
 # tests/test_guest_cross.py).
 GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user"
+gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-i686-linux-gnu \
+libc6-dev-i386-cross qemu-user"
 # Real host: QEMU 10 from bookworm-backports (x86_64, arm and aarch64).
 QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
 # Fuzzing.
@@ -34,6 +35,17 @@ SRC
     rm -f /var/lib/apt/periodic/pandagpm-updated
 fi
 
+# The generic images of other arches are made of those arches' Debian
+# packages (pandagpm/image.py): apt must serve them.
+for a in arm64 armhf i386; do
+    if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+        echo "[deps] dpkg --add-architecture $a"
+        $SUDO dpkg --add-architecture "$a"
+        rm -f /var/lib/apt/periodic/pandagpm-updated
+        force_update=1
+    fi
+done
+
 missing=""
 for p in $HOST_PKGS $GUEST_PKGS $GUEST_CROSS_PKGS $FUZZ_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
@@ -47,7 +59,7 @@ command -v qemu-img >/dev/null 2>&1 || need_qemu=1
 # qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
 command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
 
-if [ -z "$missing" ] && [ "$need_qemu" = 0 ]; then
+if [ -z "$missing" ] && [ "$need_qemu" = 0 ] && [ -z "${force_update:-}" ]; then
     echo "[deps] system packages already installed"
     exit 0
 fi
