@@ -99,13 +99,27 @@ def _kernel_profile(profile, arch="x86_64"):
                            f"{name!r} (rebuild the image?)", _gpm.ENOENT)
         return int(sym[name], 16)
 
+    current = symbol(info["current_task_symbol"])
+    base_reg = info["user_percpu_reg"]
+    if base_reg is None:
+        # No register holds the per-CPU base in user mode (i386): the
+        # profile's __per_cpu_offset[0] is the constant base of the one
+        # vCPU, and the hosts get the variable's address ("" register).
+        try:
+            current = (current + int(k["per_cpu_offset0"], 16)) & (
+                (1 << info.get("word_bits", 64)) - 1)
+        except KeyError:
+            raise GpmError(f"the {arch} image profile has no "
+                           "per_cpu_offset0 (rebuild the image?)",
+                           _gpm.ENOENT) from None
+        base_reg = ""
     return {
         # The entry symbol, and the alternatives this kernel has.
         "entry_syscall": [symbol(info["syscall_entry_symbols"][0])] + [
             int(sym[s], 16) for s in info["syscall_entry_symbols"][1:]
             if s in sym],
-        "current_task": symbol(info["current_task_symbol"]),
-        "task_base_reg": info["user_percpu_reg"],
+        "current_task": current,
+        "task_base_reg": base_reg,
         "task_pid": task["pid"],
         "task_tgid": task["tgid"],
         "task_comm": task["comm"],

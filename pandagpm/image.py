@@ -69,6 +69,7 @@ from .initramfs import INIT_SCRIPT  # noqa: F401
 from .initramfs import Cpio as _Cpio  # noqa: F401
 from . import kernelinfo as _ki
 from . import image_arm as _image_arm
+from . import image_i386 as _image_i386
 
 __all__ = [
     "ARCHES", "BUILDER_VERSION", "ImageError", "ImageInfo",
@@ -241,6 +242,46 @@ ARCHES: dict[str, ArchSpec] = {
         # Debian's armmp kernel has no BTF (CONFIG_DEBUG_INFO_BTF is off).
         offsets_from="headers",
     ),
+    # A PC (i440FX) with a 32-bit CPU: Debian's 686-pae kernel, PAE
+    # paging. qemu32 is a stable model with PAE and SEP; with
+    # mitigations=off the kernel keeps one set of page tables (no PTI).
+    # vdso32=0: no vDSO, so glibc enters the kernel with int $0x80 and
+    # every process uses entry_INT80_32 (docs/image.md). The doorbell is
+    # kept out with memmap= as on x86_64.
+    "i386": ArchSpec(
+        name="i386",
+        debian_arch="i386",
+        kernel_meta="linux-image-686-pae",
+        kernel_series="linux-image-6.1.",
+        kernel_file="vmlinuz-",
+        qemu_binary="qemu-system-i386",
+        machine_args=("-machine", "pc", "-accel", "tcg", "-cpu", "qemu32",
+                      "-smp", "1", "-m", "512M", "-nodefaults",
+                      "-no-user-config", "-display", "none", "-nic", "none",
+                      "-no-reboot"),
+        console="ttyS0",
+        append=("console=ttyS0 nokaslr mitigations=off vdso32=0 quiet "
+                "loglevel=1 panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000"),
+        doorbell_phys=0x1FE00000,
+        foreign=True,
+        # Text symbols from /proc/kallsyms; the data symbols (the kernel
+        # has no CONFIG_KALLSYMS_ALL) from its export table (image_i386).
+        symbols=("entry_INT80_32", "entry_SYSENTER_32",
+                 "do_int80_syscall_32", "do_fast_syscall_32", "_text",
+                 "_stext", "_etext", "__switch_to", "__switch_to_asm",
+                 "do_exit", "__ia32_sys_execve", "__ia32_sys_exit_group",
+                 "restore_all_switch_stack"),
+        required_symbols=("entry_INT80_32", "_stext"),
+        config_need=("CONFIG_SERIAL_8250=y", "CONFIG_SERIAL_8250_CONSOLE=y",
+                     "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
+                     "CONFIG_DEVTMPFS=y", "CONFIG_X86_PAE=y",
+                     "CONFIG_VMSPLIT_3G=y", "CONFIG_PAGE_OFFSET=0xC0000000",
+                     "CONFIG_PHYSICAL_START=0x1000000",
+                     "CONFIG_RANDSTRUCT_NONE=y", "CONFIG_SMP=y"),
+        # Debian's 686-pae kernel has no BTF (CONFIG_DEBUG_INFO_BTF is
+        # off): offsets from its headers, as for arm.
+        offsets_from="headers",
+    ),
 }
 
 #: Structure members whose offsets go into the profile, from BTF.
@@ -383,7 +424,7 @@ def resolve_packages(arch: str = "x86_64") -> dict[str, dict[str, str]]:
     packages = {"kernel": pkg(kernel), "busybox": pkg("busybox-static")}
     if spec.offsets_from == "headers":
         release = kernel[len("linux-image-"):]
-        abi = release.rsplit("-", 1)[0]           # 6.1.0-57
+        abi = "-".join(release.split("-")[:2])    # 6.1.0-57 (of -686-pae)
         series = ".".join(abi.split(".")[:2])     # 6.1
         packages["headers"] = pkg(f"linux-headers-{release}")
         # Architecture "all" and the build machine's own: no qualifier.
@@ -887,6 +928,8 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
         version = m.run_serial_cmd("cat /proc/version", check=True).strip()
         if spec.name == "x86_64":
             facts = _check_memory(m, syms, offsets)
+        elif spec.name == "i386":
+            facts = _image_i386.layout_facts(m, spec, syms, offsets)
         else:
             facts = _image_arm.layout_facts(m, spec, syms, offsets, kbtf)
         # Let the console and the kernel settle, then snapshot an idle

@@ -95,7 +95,8 @@ SYSCALL_ENTRY: dict[str, dict] = {
 
 #: The cross compiler prefix for compiling against an arch's headers.
 _CROSS_COMPILE = {"arm": "arm-linux-gnueabihf-",
-                  "aarch64": "aarch64-linux-gnu-"}
+                  "aarch64": "aarch64-linux-gnu-",
+                  "i386": "i686-linux-gnu-"}
 
 # The BTF header a kernel writes: magic 0xEB9F, version 1, flags 0, and a
 # 24-byte header (little-endian: both ARM images are little-endian).

@@ -12,7 +12,8 @@ GUEST_PKGS="musl-tools"
 # glibc, and qemu-user to run their tests (make -C guest check-arch,
 # tests/test_guest_cross.py).
 GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user"
+gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-i686-linux-gnu \
+libc6-dev-i386-cross qemu-user"
 # The ARM generic images: arm's structure offsets are compiled against
 # its kernel's headers with the cross gcc 12 (pandagpm/image_arm.py).
 IMAGE_PKGS="make gcc-arm-linux-gnueabihf"
@@ -37,14 +38,14 @@ SRC
     rm -f /var/lib/apt/periodic/pandagpm-updated
 fi
 
-# The ARM generic images are built from arm64 and armhf packages (apt-get
-# download, nothing is installed): apt must serve those architectures.
-foreign_added=0
-for a in arm64 armhf; do
+# The generic images of other arches are made of those arches' Debian
+# packages (pandagpm/image.py, apt-get download): apt must serve them.
+for a in arm64 armhf i386; do
     if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
-        echo "[deps] adding the $a dpkg architecture (for the ARM images)"
+        echo "[deps] dpkg --add-architecture $a"
         $SUDO dpkg --add-architecture "$a"
-        foreign_added=1
+        rm -f /var/lib/apt/periodic/pandagpm-updated
+        force_update=1
     fi
 done
 
@@ -64,7 +65,7 @@ command -v qemu-img >/dev/null 2>&1 || need_qemu=1
 # qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
 command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
 
-if [ -z "$missing" ] && [ "$need_qemu" = 0 ] && [ "$foreign_added" = 0 ]; then
+if [ -z "$missing" ] && [ "$need_qemu" = 0 ] && [ -z "${force_update:-}" ]; then
     echo "[deps] system packages already installed"
     exit 0
 fi

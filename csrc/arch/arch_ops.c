@@ -39,6 +39,10 @@ static bool arm_is_user(uint64_t cpsr)
  */
 static const uint8_t x86_64_env_gpr[16] = {0, 3, 1,  2,  6,  7,  5,  4,
                                            8, 9, 10, 11, 12, 13, 14, 15};
+/*
+ * GDB's i386 order (eax ecx edx ebx esp ebp esi edi) is the hardware
+ * order of env->regs[].
+ */
 /* ARM r0-r15 and AArch64 x0-x30 plus sp (31) are in GDB's order. */
 static const uint8_t identity_env_gpr[32] = {
     0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
@@ -67,6 +71,40 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .env_pc_field = "eip",
             .mmu_regs = {"cr3", "cr4"},
             .xlate = gpm__mmu_x86_64_xlate,
+        },
+    [GPM_ARCH_I386] =
+        {
+            .arch = GPM_ARCH_I386,
+            .hc_addr = GPM_HC_ADDR_I386,
+            .hc_insn = {0x0f, 0xa2}, /* cpuid */
+            .hc_insn_len = 2,
+            .mode_reg = "cs",
+            .mode_is_user = x86_64_is_user,
+            .gdb_xml_arch = "i386",
+            .pc_reg = "eip",
+            .bp_kind = 1,
+            .user_top = 0xc0000000ull,
+            /*
+             * The kernel facts (docs/image.md): at entry_INT80_32's first
+             * instruction eax-ebp are the user's and the return address
+             * is the iret frame's first word at esp (GDB 4). The kernel
+             * reaches current_task through %fs, a base the user does not
+             * have; with one vCPU the profile gives its address as
+             * &current_task + __per_cpu_offset[0] (no base register).
+             */
+            .syscall_entry_symbol = "entry_INT80_32",
+            .current_task_symbol = "current_task",
+            .user_percpu_reg = NULL,
+            .percpu_base_const = true,
+            .entry_ret_word = true,
+            .entry_ret_base_reg = 4,
+            .entry_ret_offset = 0,
+            .env_gpr_field = "regs",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 8,
+            .env_pc_field = "eip",
+            .mmu_regs = {"cr3", "cr4", "cr0"},
+            .xlate = gpm__mmu_i386_xlate,
         },
     [GPM_ARCH_AARCH64] =
         {

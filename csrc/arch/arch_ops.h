@@ -119,6 +119,13 @@ typedef struct gpm__arch_ops {
     const char *current_task_symbol;
     const char *user_percpu_reg;
     /*
+     * percpu_base_const: no register holds the per-CPU base in user mode
+     * (i386: the kernel's %fs base); user_percpu_reg is NULL and the
+     * profile gives the current-task variable's address with CPU 0's
+     * __per_cpu_offset already added (one vCPU).
+     */
+    bool percpu_base_const;
+    /*
      * QEMU's CPUArchState, for the PANDA glue (C and pypanda): GDB
      * registers 0..env_ngpr-1 live in the array @env_gpr_field at the
      * indices @env_gpr_index; the program counter (GDB pc_reg of
@@ -145,6 +152,15 @@ typedef struct gpm__arch_ops {
     bool entry_pt_regs;
     unsigned entry_pt_regs_reg;
     unsigned entry_pt_regs_n;
+    /*
+     * entry_ret_word: at the stop the return address (the syscall table's
+     * retaddr_reg) is not a register but a word of kernel memory at GDB
+     * register entry_ret_base_reg plus entry_ret_offset (i386: the iret
+     * frame's eip at esp); the other registers are live.
+     */
+    bool entry_ret_word;
+    unsigned entry_ret_base_reg;
+    int entry_ret_offset;
     bool (*entry_step_over)(const gpm_host_ops_t *ops, void *cpu, uint64_t pc,
                             gpm__regnum_fn regnum, void *opaque);
     unsigned (*entry_insn_len)(const gpm_host_ops_t *ops, void *cpu,
@@ -194,6 +210,8 @@ int gpm__mmu_x86_64_xlate(const gpm__mmu_state_t *st, uint64_t va,
 int gpm__mmu_aarch64_xlate(const gpm__mmu_state_t *st, uint64_t va,
                            gpm_phys_read_fn rd, void *opaque,
                            gpm__xlate_t *out);
+int gpm__mmu_i386_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                        gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 int gpm__mmu_armv7_xlate(const gpm__mmu_state_t *st, uint64_t va,
                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 

@@ -1,7 +1,7 @@
 /*
  * syscalls.c - system call tables for the injector.
  *
- * x86_64, aarch64 and arm are injectable: their registers at the
+ * x86_64, i386, aarch64 and arm are injectable: their registers at the
  * stock-QEMU host's syscall entry stop are known. The other tables hold
  * the numbers so that the hosts for those architectures only need to add
  * their registers.
@@ -49,7 +49,19 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                          .rt_sigprocmask = 14,
                          .exit_group = 231,
                          .open_flags = OPEN_FLAGS_GENERIC},
-    [GPM_ARCH_I386] = {.getuid = 199, /* getuid32 */
+    /*
+     * At entry_INT80_32: eax = number, ebx ecx edx esi edi ebp (GDB 3 1 2
+     * 6 7 5) = arguments, eip (GDB 8, the iret frame's word that the host
+     * presents as a register) = the address after the int $0x80 (2
+     * bytes), eax = the result at the re-entry.
+     */
+    [GPM_ARCH_I386] = {.injectable = true,
+                       .nr_reg = 0,
+                       .ret_reg = 0,
+                       .retaddr_reg = 8,
+                       .arg_regs = {3, 1, 2, 6, 7, 5},
+                       .insn_len = 2,
+                       .getuid = 199, /* getuid32 */
                        .mmap = 192,   /* mmap2 */
                        .munmap = 91,
                        .memfd_create = 356,

@@ -17,7 +17,7 @@ struct gpm_qemu_inject {
     gpm_injector_t *inj;
     const gpm_arch_info_t *ai;
     const gpm__arch_ops_t *aops;
-    int base_reg; /* the per-CPU base register (arch_ops.user_percpu_reg) */
+    int base_reg; /* the per-CPU base register, or -1 (percpu_base_const) */
     bool armed;
     GMutex lock;
     GCond cond;
@@ -65,7 +65,8 @@ static int read_i32(const gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
 /*
  * Fills @t from the kernel's task_struct of the thread at syscall entry:
  * the per-CPU variable at the profile's offset from the per-CPU base
- * register points at it.
+ * register points at it (with arch_ops.percpu_base_const the profile's
+ * value is the variable's address: the base is 0).
  */
 static int read_thread(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
                        void *cpu, gpm_inj_thread_t *t)
@@ -77,7 +78,9 @@ static int read_thread(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
 
     memset(t, 0, sizeof(*t));
     t->tid = t->tgid = t->ppid = t->uid = -1;
-    rc = ops->read_reg(cpu, (unsigned)qi->base_reg, &base);
+    base = 0;
+    rc = qi->base_reg < 0 ? 0
+                          : ops->read_reg(cpu, (unsigned)qi->base_reg, &base);
     if (rc == 0)
         rc = read_ptr(qi, ops, cpu, base + p->current_task, &task);
     if (rc == 0)
@@ -99,30 +102,51 @@ static int read_thread(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
 }
 
 /*
- * The register view of a thread whose user registers the kernel saved in
- * a struct pt_regs (arch_ops.entry_pt_regs): GDB registers below
- * entry_pt_regs_n are words of it, read from and written to kernel memory
- * (writes through the gdbstub's debug access, the only way to reach the
- * saved return address: QEMU ignores writes to system registers); the
- * rest are the CPU's.
+ * The register view of a thread whose user registers are partly in
+ * kernel memory at the stop. With arch_ops.entry_pt_regs the kernel saved
+ * them in a struct pt_regs: GDB registers below entry_pt_regs_n are words
+ * of it. With arch_ops.entry_ret_word only the return address (the
+ * syscall table's retaddr_reg) is a word in memory, at a register plus an
+ * offset (i386: the iret frame at esp). Such words are read from and
+ * written to kernel memory (writes through the gdbstub's debug access,
+ * the only way to reach them: QEMU ignores writes to system registers,
+ * and the host's own writes go to user pages only); the rest are the
+ * CPU's registers.
  */
 typedef struct pt_view {
     gpm_qemu_inject_t *qi;
     gpm_qemu_host_t *h;
     const gpm_host_ops_t *inner;
     void *inner_cpu;
-    uint64_t base;
+    uint64_t base;     /* entry_pt_regs: the pt_regs' address */
+    uint64_t ret_addr; /* entry_ret_word: the return address word's */
 } pt_view_t;
+
+/* True with *@at set if GDB register @regno is a word of memory. */
+static bool view_word(const pt_view_t *v, unsigned regno, uint64_t *at)
+{
+    const gpm__arch_ops_t *a = v->qi->aops;
+
+    if (a->entry_pt_regs && regno < a->entry_pt_regs_n) {
+        *at = v->base + (uint64_t)regno * (v->qi->ai->word_bits / 8);
+        return true;
+    }
+    if (a->entry_ret_word &&
+        regno == gpm__sys_table(v->qi->prof.arch)->retaddr_reg) {
+        *at = v->ret_addr;
+        return true;
+    }
+    return false;
+}
 
 static int view_read_reg(void *cpu, unsigned regno, uint64_t *val)
 {
     pt_view_t *v = cpu;
+    uint64_t at;
 
-    if (regno >= v->qi->aops->entry_pt_regs_n)
+    if (!view_word(v, regno, &at))
         return v->inner->read_reg(v->inner_cpu, regno, val);
-    return read_ptr(v->qi, v->inner, v->inner_cpu,
-                    v->base + (uint64_t)regno * (v->qi->ai->word_bits / 8),
-                    val);
+    return read_ptr(v->qi, v->inner, v->inner_cpu, at, val);
 }
 
 static int view_write_reg(void *cpu, unsigned regno, uint64_t val)
@@ -130,16 +154,16 @@ static int view_write_reg(void *cpu, unsigned regno, uint64_t val)
     pt_view_t *v = cpu;
     unsigned bytes = v->qi->ai->word_bits / 8;
     uint8_t b[8];
+    uint64_t at;
 
-    if (regno >= v->qi->aops->entry_pt_regs_n)
+    if (!view_word(v, regno, &at))
         return v->inner->write_reg(v->inner_cpu, regno, val);
     for (unsigned i = 0; i < bytes; i++) {
         unsigned shift = v->qi->ai->big_endian ? bytes - 1 - i : i;
 
         b[i] = (uint8_t)(val >> (8 * shift));
     }
-    return gpm_qemu_host_gdb_write_mem(v->h, v->base + (uint64_t)regno * bytes,
-                                       b, bytes);
+    return gpm_qemu_host_gdb_write_mem(v->h, at, b, bytes);
 }
 
 static int view_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
@@ -177,12 +201,20 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
     if (gpm_injector_state(qi->inj) == GPM_INJ_DONE ||
         gpm_injector_state(qi->inj) == GPM_INJ_FAILED)
         return GPM_QEMU_STOP_CONTINUE;
-    if (qi->aops->entry_pt_regs) {
+    if (qi->aops->entry_pt_regs || qi->aops->entry_ret_word) {
+        uint64_t sp = 0;
+
+        memset(&view, 0, sizeof(view));
         view.qi = qi;
         view.h = h;
         view.inner = ops;
         view.inner_cpu = cpu;
-        rc = ops->read_reg(cpu, qi->aops->entry_pt_regs_reg, &view.base);
+        if (qi->aops->entry_pt_regs)
+            rc = ops->read_reg(cpu, qi->aops->entry_pt_regs_reg, &view.base);
+        if (rc == 0 && qi->aops->entry_ret_word) {
+            rc = ops->read_reg(cpu, qi->aops->entry_ret_base_reg, &sp);
+            view.ret_addr = sp + (uint64_t)(int64_t)qi->aops->entry_ret_offset;
+        }
         uops = &pt_view_ops;
         ucpu = &view;
     }
@@ -233,14 +265,18 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
     g_cond_init(&qi->cond);
     qi->ai = gpm_arch_info(prof->arch);
     qi->aops = gpm__arch_ops(prof->arch);
-    if (qi->ai == NULL || qi->aops == NULL || !qi->aops->user_percpu_reg) {
+    if (qi->ai == NULL || qi->aops == NULL ||
+        (!qi->aops->user_percpu_reg && !qi->aops->percpu_base_const)) {
         rc = GPM_EINVAL;
         goto error;
     }
-    qi->base_reg = gpm_qemu_host_reg_number(h, qi->aops->user_percpu_reg);
-    if (qi->base_reg < 0) {
-        rc = GPM_ENOENT;
-        goto error;
+    qi->base_reg = -1;
+    if (qi->aops->user_percpu_reg) {
+        qi->base_reg = gpm_qemu_host_reg_number(h, qi->aops->user_percpu_reg);
+        if (qi->base_reg < 0) {
+            rc = GPM_ENOENT;
+            goto error;
+        }
     }
     for (unsigned i = 0; i < GPM_KERNEL_MAX_ENTRIES && prof->entry_syscall[i];
          i++) {

@@ -267,7 +267,9 @@ int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys);
  * makes each hypercall, for channel ownership (gpm_hypercall_handle_as()).
  * @base_reg:     the gdbstub name of the register that holds the kernel's
  *                per-CPU base while the CPU is in user mode ("k_gs_base"
- *                on x86_64, "TPIDR_EL1" on arm64); copied.
+ *                on x86_64, "TPIDR_EL1" on arm64); copied. "" when the
+ *                arch has none (i386): @current_task is then the
+ *                variable's address (CPU 0's, the only vCPU).
  * @current_task: the per-CPU offset of the variable that points at the
  *                running task (x86_64: current_task; arm64:
  *                __entry_task), from the image profile; 0 turns the lookup

@@ -96,9 +96,14 @@ static int read_word(gpm_qemu_host_t *h, uint64_t va, unsigned bytes,
  * per-CPU base (x86_64: k_gs_base; arm64: TPIDR_EL1), and the per-CPU
  * variable at the profile's offset there points at the running thread's
  * task_struct. With one vCPU the base never changes, so it is read once.
+ * Without a register (reg_task_base -2: the arch's per-CPU base is a
+ * constant, i386) the profile's value is the variable's address.
  * GPM_TGID_UNKNOWN without a profile or if any read fails (the core then
  * falls back to no checks).
  */
+/* reg_task_base's value when the per-CPU base is a constant. */
+#define QH_TASK_BASE_CONST (-2)
+
 static int64_t caller_tgid(gpm_qemu_host_t *h)
 {
     uint64_t off, task = 0, tgid = 0;
@@ -112,17 +117,20 @@ static int64_t caller_tgid(gpm_qemu_host_t *h)
     reg = h->reg_task_base;
     gen = h->task_gen;
     pthread_mutex_unlock(&h->lock);
-    if (off == 0 || reg < 0) {
+    if (off == 0 || (reg < 0 && reg != QH_TASK_BASE_CONST)) {
         return GPM_TGID_UNKNOWN;
     }
     if (gen != h->task_gen_seen) {
         h->task_gen_seen = gen;
         h->task_base_cache = 0;
     }
-    if (h->task_base_cache == 0 &&
+    if (reg >= 0 && h->task_base_cache == 0 &&
         gpm__qh_reg_get(h, (unsigned)reg, &h->task_base_cache) < 0) {
         h->task_base_cache = 0;
         return GPM_TGID_UNKNOWN;
+    }
+    if (reg < 0) {
+        h->task_base_cache = 0;
     }
     if (read_word(h, h->task_base_cache + off, h->ai->word_bits / 8, &task) <
             0 ||
@@ -141,7 +149,9 @@ int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, const char *base_reg,
     if (!h || (current_task != 0 && (task_tgid == 0 || !base_reg))) {
         return GPM_EINVAL;
     }
-    if (current_task != 0) {
+    if (current_task != 0 && base_reg[0] == '\0') {
+        reg = QH_TASK_BASE_CONST; /* current_task is an address */
+    } else if (current_task != 0) {
         reg = gpm_qemu_host_reg_number(h, base_reg);
         if (reg < 0) {
             return GPM_ENOENT;

@@ -51,6 +51,10 @@ GPM_PLUGIN_DESCRIPTOR(
 /* PAGE_OFFSET of the 3G/1G split; 2^32 truncates to a NULL pointer. */
 #define KPTR     0xc0008000ull
 #define NONCANON 0x100000000ull
+#elif defined(__i386__)
+/* Kernel text of the 3G/1G split (CONFIG_PHYSICAL_START 16 MiB). */
+#define KPTR     0xc1000000ull
+#define NONCANON 0x100000000ull
 #else
 #error "hostile.c: no kernel address for this architecture"
 #endif

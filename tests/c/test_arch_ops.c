@@ -55,7 +55,7 @@ static void test_rows_complete(void **state)
             assert_null(o->mmu_regs[i]);
         }
     }
-    assert_int_equal(rows, 3);
+    assert_int_equal(rows, 4);
     assert_null(gpm__arch_ops(GPM_ARCH_MIPS));
     assert_null(gpm__arch_ops(GPM_ARCH_COUNT));
     assert_null(gpm__arch_ops((gpm_arch_t)-1));
@@ -104,6 +104,15 @@ static void test_rows(void **state)
     assert_string_equal(r->mmu_regs[0], "TTBR0");
     assert_string_equal(r->mmu_regs[2], "TTBCR");
     assert_ptr_equal(r->xlate, gpm__mmu_armv7_xlate);
+    /* i386: the x86 trap and mode test; eip; cr3, cr4, cr0. */
+    r = gpm__arch_ops(GPM_ARCH_I386);
+    assert_non_null(r);
+    assert_int_equal(r->hc_addr, GPM_HC_ADDR_I386);
+    assert_int_equal(r->hc_insn_len, 2);
+    assert_memory_equal(r->hc_insn, "\x0f\xa2", 2);
+    assert_string_equal(r->pc_reg, "eip");
+    assert_string_equal(r->mmu_regs[2], "cr0");
+    assert_ptr_equal(r->xlate, gpm__mmu_i386_xlate);
 }
 
 static void test_user_mode(void **state)
