@@ -165,7 +165,7 @@ demo: deps build guest
 
 # Every figure per arch: x86_64 runs every script; the ARM arches the
 # hypercall round trip, bulk rate and load-to-first-message.
-BENCH_ARCHES ?= x86_64 aarch64 arm
+BENCH_ARCHES ?= x86_64 aarch64 arm i386
 BENCH_ARCH_SCRIPTS ?= bench/bench_hypercall.py bench/bench_bulk.py \
 	bench/bench_load.py
 bench: deps build guest
