@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpm/wire.h"
+
 /* Room for the explanations the inventory functions write. */
 #define PY_WHY_LEN 2048
 
@@ -483,7 +485,29 @@ static PyObject *py_clear_plugin_dirs(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* wire_header(magic, type, seq, len) -> bytes, from gpm/wire.h itself. */
+static PyObject *py_wire_header(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    unsigned long magic, seq, len;
+    unsigned int type;
+    uint8_t hdr[GPM_WIRE_HDR_SIZE];
+
+    if (!PyArg_ParseTuple(args, "kIkk:wire_header", &magic, &type, &seq, &len))
+        return NULL;
+    if (magic > UINT32_MAX || type > UINT16_MAX || seq > UINT32_MAX ||
+        len > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a header field is too large");
+        return NULL;
+    }
+    gpm_wire_hdr_put(hdr, (uint32_t)magic, (uint16_t)type, (uint32_t)seq,
+                     (uint32_t)len);
+    return PyBytes_FromStringAndSize((const char *)hdr, sizeof(hdr));
+}
+
 static PyMethodDef py_module_methods[] = {
+    {"wire_header", py_wire_header, METH_VARARGS,
+     "wire_header(magic, type, seq, len) -> bytes: a frame header encoded "
+     "by gpm/wire.h (for checking the Python encoder against it)."},
     {"strerror", py_strerror, METH_O,
      "strerror(code) -> str: the message of a GPM_E* code."},
     {"err_name", py_err_name, METH_O,
@@ -621,6 +645,25 @@ static int py_add_constants(PyObject *module)
     PY_ADD_INT("EVENT_PLUGIN_EXITED", GPM_EVENT_PLUGIN_EXITED);
     PY_ADD_INT("EVENT_PLUGIN_FAILED", GPM_EVENT_PLUGIN_FAILED);
     PY_ADD_INT("EVENT_PROTOCOL_ERROR", GPM_EVENT_PROTOCOL_ERROR);
+    PY_ADD_INT("EVENT_CHANNEL_DRAINED", GPM_EVENT_CHANNEL_DRAINED);
+
+    /* The frame layout of gpm/wire.h and the daemon protocol's types. */
+    PY_ADD_INT("WIRE_HDR_SIZE", GPM_WIRE_HDR_SIZE);
+    PY_ADD_INT("WIRE_VERSION", GPM_WIRE_VERSION);
+    PY_ADD_INT("WIRE_MAGIC_DAEMON", GPM_WIRE_MAGIC_DAEMON);
+    PY_ADD_INT("WIRE_MAGIC_FILES", GPM_WIRE_MAGIC_FILES);
+    PY_ADD_INT("WIRE_MAGIC_PTY", GPM_WIRE_MAGIC_PTY);
+    PY_ADD_INT("DFRAME_MAX_PAYLOAD", GPM_DFRAME_MAX_PAYLOAD);
+    PY_ADD_INT("DFRAME_MAX_REPLY", GPM_DFRAME_MAX_REPLY);
+    PY_ADD_INT("DFRAME_LOAD", GPM_DFRAME_LOAD);
+    PY_ADD_INT("DFRAME_PING", GPM_DFRAME_PING);
+    PY_ADD_INT("DFRAME_PROBE", GPM_DFRAME_PROBE);
+    PY_ADD_INT("DFRAME_HELLO", GPM_DFRAME_HELLO);
+    PY_ADD_INT("DFRAME_STARTED", GPM_DFRAME_STARTED);
+    PY_ADD_INT("DFRAME_EXITED", GPM_DFRAME_EXITED);
+    PY_ADD_INT("DFRAME_FAILED", GPM_DFRAME_FAILED);
+    PY_ADD_INT("DFRAME_GONE", GPM_DFRAME_GONE);
+    PY_ADD_INT("DSTAGE_LOST", GPM_DSTAGE_LOST);
     PY_ADD_INT("DSTAGE_PROTOCOL", GPM_DSTAGE_PROTOCOL);
     PY_ADD_INT("DSTAGE_MEMORY", GPM_DSTAGE_MEMORY);
     PY_ADD_INT("DSTAGE_FILE", GPM_DSTAGE_FILE);
