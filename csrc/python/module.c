@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gpm/files_proto.h"
+#include "gpm/pty_proto.h"
 #include "gpm/wire.h"
 
 /* Room for the explanations the inventory functions write. */
@@ -682,6 +683,22 @@ static int py_add_constants(PyObject *module)
     PY_ADD_INT("FILES_TRUNCATE", GPM_FILES_TRUNCATE);
     PY_ADD_INT("FILES_QUIT", GPM_FILES_QUIT);
     PY_ADD_INT("FILES_SETUSER", GPM_FILES_SETUSER);
+
+    /* The pty_shell plugin's protocol (gpm/pty_proto.h). */
+    PY_ADD_INT("PTY_OPEN", GPM_PTY_OPEN);
+    PY_ADD_INT("PTY_STDIN", GPM_PTY_STDIN);
+    PY_ADD_INT("PTY_EOF", GPM_PTY_EOF);
+    PY_ADD_INT("PTY_WINSIZE", GPM_PTY_WINSIZE);
+    PY_ADD_INT("PTY_SIGNAL", GPM_PTY_SIGNAL);
+    PY_ADD_INT("PTY_QUIT", GPM_PTY_QUIT);
+    PY_ADD_INT("PTY_STARTED", GPM_PTY_STARTED);
+    PY_ADD_INT("PTY_STDOUT", GPM_PTY_STDOUT);
+    PY_ADD_INT("PTY_STDERR", GPM_PTY_STDERR);
+    PY_ADD_INT("PTY_EXIT", GPM_PTY_EXIT);
+    PY_ADD_INT("PTY_MAX_FRAME", GPM_PTY_MAX_FRAME);
+    PY_ADD_INT("PTY_MAX_ARGS", GPM_PTY_MAX_ARGS);
+    PY_ADD_INT("PTY_F_TTY", GPM_PTY_F_TTY);
+    PY_ADD_INT("PTY_X_TIMEOUT", GPM_PTY_X_TIMEOUT);
     PY_ADD_INT("FILES_R_STATUS", GPM_FILES_R_STATUS);
     PY_ADD_INT("FILES_R_ATTR", GPM_FILES_R_ATTR);
     PY_ADD_INT("FILES_R_DIRENTS", GPM_FILES_R_DIRENTS);

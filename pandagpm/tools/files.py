@@ -488,3 +488,91 @@ class GuestFiles:
                 self.chown(guest_path, st.st_uid, st.st_gid)
         return n
 
+
+
+# The command line: pandagpm cp.
+
+
+class _Progress:
+    """A one-line progress bar on a terminal, for copies of 1 MiB or more."""
+
+    def __init__(self, stream, label, enabled):
+        self.stream = stream
+        self.label = label
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, done, total):
+        if not self.enabled or (total is not None and total < (1 << 20)):
+            return
+        if total:
+            frac = min(1.0, done / total)
+            bar = "#" * int(frac * 30)
+            line = (f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
+                    f"{done >> 20}/{total >> 20} MiB")
+        else:
+            line = f"\r{self.label} {done >> 20} MiB"
+        self.stream.write(line.encode())
+        self.stream.flush()
+        self.shown = True
+
+    def end(self):
+        if self.shown:
+            self.stream.write(b"\n")
+            self.stream.flush()
+
+
+def _isatty(f):
+    try:
+        return os.isatty(f.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _cp(args, session):
+    src_g, dst_g = parse_guest_path(args.src), parse_guest_path(args.dst)
+    if (src_g is None) == (dst_g is None):
+        session.err("pandagpm cp: exactly one of SRC and DST must be "
+                    "guest:/path\n")
+        return 2
+    fs = session.shared("files", lambda: GuestFiles(session.panda))
+    show = (not args.quiet) and _isatty(session.stderr)
+    if src_g is not None:
+        dst = session.local_path(args.dst)
+        if os.path.isdir(dst):
+            dst = os.path.join(dst, os.path.basename(src_g.rstrip("/")))
+        bar = _Progress(session.stderr, os.path.basename(src_g), show)
+        try:
+            fs.get(src_g, dst, preserve=args.preserve, progress=bar)
+        finally:
+            bar.end()
+    else:
+        src = session.local_path(args.src)
+        dst = dst_g
+        try:
+            if fs.stat(dst).is_dir():
+                dst = dst.rstrip("/") + "/" + os.path.basename(src)
+        except FileNotFoundError:
+            pass
+        bar = _Progress(session.stderr, os.path.basename(src), show)
+        try:
+            fs.put(src, dst, preserve=args.preserve, progress=bar)
+        finally:
+            bar.end()
+    return 0
+
+
+def register_cli(sub):
+    """Adds ``cp`` (see pandagpm.cli)."""
+    p = sub.add_parser(
+        "cp", help="copy a file to or from the guest",
+        description="Copy one file between the host and the guest; the "
+        "guest side is written guest:/path. A progress bar is shown on "
+        "a terminal for copies of 1 MiB or more.")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("-p", "--preserve", action="store_true",
+                   help="keep mode bits, times (and owner as root)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar")
+    p.set_defaults(handler=_cp)
