@@ -12,6 +12,8 @@ GUEST_PKGS="musl-tools"
 QEMU_PKGS="qemu-system-x86 qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
+# The FUSE mount (pandagpm mount): fusermount3, and libfuse3 for pyfuse3.
+FUSE_PKGS="fuse3 libfuse3-dev"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -30,7 +32,7 @@ SRC
 fi
 
 missing=""
-for p in $HOST_PKGS $GUEST_PKGS $FUZZ_PKGS; do
+for p in $HOST_PKGS $GUEST_PKGS $FUZZ_PKGS $FUSE_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
 need_qemu=0

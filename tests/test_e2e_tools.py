@@ -346,3 +346,87 @@ def test_standalone_commands(built, tmp_path):
                        timeout=300, stdin=subprocess.DEVNULL)
     assert r.returncode == 0
     assert r.stdout == (tmp_path / "passwd").read_bytes()
+
+
+# The FUSE mount.
+
+
+def _need_fuse():
+    from pandagpm.tools.mount import fuse_available
+
+    ok, why = fuse_available()
+    if not ok:
+        print(f"\nFUSE mount tests skipped: {why}")
+        pytest.skip(f"FUSE cannot be mounted here: {why}")
+
+
+def _mounted(panda, mp):
+    import threading
+
+    from pandagpm.tools.mount import GuestMount
+
+    m = GuestMount(panda, str(mp))
+    t = threading.Thread(target=m.run, daemon=True)
+    t.start()
+    assert m.mounted.wait(60), "the mount did not come up"
+    return m, t
+
+
+def test_mount_shows_the_guest(panda, sh, tmp_path):
+    from pandagpm.tools.mount import is_mounted
+
+    _need_fuse()
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    m, t = _mounted(panda, mp)
+    try:
+        assert is_mounted(mp)
+        res = sh.run(["ls", "-A", "/etc"])
+        assert res.status == 0
+        assert sorted(os.listdir(mp / "etc")) == sorted(
+            res.stdout.decode().split())
+        cat = sh.run(["cat", "/etc/passwd"])
+        assert (mp / "etc" / "passwd").read_bytes() == cat.stdout
+        # ls -l works off the prefetched attributes, and they are right.
+        st = os.lstat(mp / "etc" / "passwd")
+        assert st.st_size == len(cat.stdout) and st.st_uid == 0
+        # Writes, renames and removals reach the guest.
+        (mp / "tmp" / "via-fuse").write_bytes(b"written on the host")
+        assert sh.run(["cat", "/tmp/via-fuse"]).stdout == \
+            b"written on the host"
+        os.rename(mp / "tmp" / "via-fuse", mp / "tmp" / "renamed")
+        assert sh.run(["cat", "/tmp/renamed"]).status == 0
+        os.unlink(mp / "tmp" / "renamed")
+        assert sh.run(["test", "-e", "/tmp/renamed"]).status == 1
+        with pytest.raises(FileNotFoundError):
+            os.stat(mp / "no-such-thing")
+    finally:
+        m.stop()
+        t.join(30)
+    assert not t.is_alive() and not is_mounted(mp)
+
+
+def test_unmount_after_guest_kill(built, tmp_path):
+    from pandagpm.host import Panda
+    from pandagpm.tools.mount import is_mounted
+
+    _need_fuse()
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    p = Panda(generic="x86_64", verbose=False)
+    p.start()
+    m = t = None
+    try:
+        m, t = _mounted(p, mp)
+        assert "passwd" in os.listdir(mp / "etc")
+        os.kill(p.machine.pid, signal.SIGKILL)
+        t.join(60)
+        assert not t.is_alive(), "the mount did not end with the guest"
+        assert m.reason == "guest gone"
+        assert not is_mounted(mp)
+        assert os.listdir(mp) == []
+    finally:
+        if m is not None:
+            m.stop()
+            t.join(30)
+        p.close()

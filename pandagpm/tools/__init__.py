@@ -15,4 +15,4 @@ imports the modules named in :data:`TOOL_MODULES`, in that order.
 """
 
 #: Modules (under pandagpm.tools) whose register_cli() adds subcommands.
-TOOL_MODULES = ("session", "files", "shell")
+TOOL_MODULES = ("session", "files", "shell", "mount")
