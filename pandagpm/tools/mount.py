@@ -282,6 +282,7 @@ class GuestMount:
 
         self.host = host
         self.mountpoint = os.path.abspath(mountpoint)
+        self._own_files = files is None
         self.files = files if files is not None else GuestFiles(host)
         self.attr_ttl = attr_ttl
         self.read_only = read_only
@@ -335,6 +336,11 @@ class GuestMount:
         finally:
             self.mounted.clear()
             pyfuse3.close(unmount=True)
+            if self._own_files:
+                try:
+                    self.files.close()
+                except Exception:  # the guest may be gone
+                    pass
         return self.reason
 
     def stop(self):
@@ -362,7 +368,10 @@ def _mount(args, session):
     if not os.path.isdir(mp):
         session.err(f"pandagpm mount: {mp}: not a directory\n")
         return 1
-    m = GuestMount(session.panda, mp, read_only=args.read_only)
+    from .files import GuestFiles
+
+    files = session.shared("files", lambda: GuestFiles(session.panda))
+    m = GuestMount(session.panda, mp, files=files, read_only=args.read_only)
     session.err(f"pandagpm mount: the guest's / on {mp}; ^C unmounts\n")
     reason = m.run()
     session.err(f"pandagpm mount: unmounted ({reason})\n")
