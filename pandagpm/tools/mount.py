@@ -31,6 +31,7 @@ protocol and a second channel user in the same process.
 
 import errno
 import os
+import signal
 import stat as _stat
 import threading
 import time
@@ -373,7 +374,16 @@ def _mount(args, session):
     files = session.shared("files", lambda: GuestFiles(session.panda))
     m = GuestMount(session.panda, mp, files=files, read_only=args.read_only)
     session.err(f"pandagpm mount: the guest's / on {mp}; ^C unmounts\n")
-    reason = m.run()
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM and SIGHUP unmount too (^C does through trio).
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, lambda *_: m.stop())
+    try:
+        reason = m.run()
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
     session.err(f"pandagpm mount: unmounted ({reason})\n")
     return 0 if reason != "guest gone" else 1
 
