@@ -31,7 +31,17 @@ GPM_PLUGIN_DESCRIPTOR("files", GPM_GUEST_VERSION,
                       "Reads and writes guest files for the host");
 
 static gpm_chan_t chan;
-static uint8_t *in_buf;  /* one request payload */
+/*
+ * Host bytes are read into rx_buf, as much as the head message holds (a
+ * whole frame: the host writes each frame as one message), so a request
+ * costs one READ, not one for the header and one for the payload. Every
+ * hypercall stops the VM, which makes QEMU translate the guest's code
+ * again; halving them speeds up writes to files severalfold.
+ */
+#define RX_CAP (GPM_WIRE_HDR_SIZE + GPM_FILES_MAX_REQUEST)
+static uint8_t *rx_buf;
+static size_t rx_start, rx_end;
+static uint8_t *in_buf;  /* the current request's payload, inside rx_buf */
 static uint8_t *out_buf; /* one reply frame */
 static struct gpm_wire_hdr req;
 
@@ -200,19 +210,39 @@ static int do_get(const char *path, uint64_t off, uint64_t count)
     return send_status(0, done);
 }
 
+/* Makes at least @need bytes available at rx_buf + rx_start. */
+static int rx_fill(size_t need)
+{
+    if (rx_start > 0 && rx_start + need > RX_CAP) {
+        memmove(rx_buf, rx_buf + rx_start, rx_end - rx_start);
+        rx_end -= rx_start;
+        rx_start = 0;
+    }
+    while (rx_end - rx_start < need) {
+        ssize_t n = gpm_read_blocking(chan, rx_buf + rx_end, RX_CAP - rx_end);
+
+        if (n < 0)
+            return -1;
+        rx_end += (size_t)n;
+    }
+    return 0;
+}
+
 /* Reads one request frame into req and in_buf; -1 ends the plugin. */
 static int read_request(void)
 {
-    uint8_t hdr[GPM_WIRE_HDR_SIZE];
-
-    if (gpm_read_exact(chan, hdr, sizeof(hdr)) < 0)
+    if (rx_start == rx_end)
+        rx_start = rx_end = 0;
+    if (rx_fill(GPM_WIRE_HDR_SIZE) < 0)
         return -1;
-    gpm_wire_hdr_get(hdr, &req);
+    gpm_wire_hdr_get(rx_buf + rx_start, &req);
     if (req.magic != GPM_WIRE_MAGIC_FILES || req.version != GPM_WIRE_VERSION ||
         req.len > GPM_FILES_MAX_REQUEST)
         return -1;
-    if (req.len > 0 && gpm_read_exact(chan, in_buf, req.len) < 0)
+    if (rx_fill(GPM_WIRE_HDR_SIZE + req.len) < 0)
         return -1;
+    in_buf = rx_buf + rx_start + GPM_WIRE_HDR_SIZE;
+    rx_start += GPM_WIRE_HDR_SIZE + req.len;
     return 0;
 }
 
@@ -396,9 +426,9 @@ int main(void)
     static char path[GPM_FILES_PATH_MAX + 1], path2[GPM_FILES_PATH_MAX + 1];
     int rc;
 
-    in_buf = malloc(GPM_FILES_MAX_REQUEST);
+    rx_buf = malloc(RX_CAP);
     out_buf = malloc(GPM_WIRE_HDR_SIZE + GPM_FILES_CHUNK);
-    if (in_buf == NULL || out_buf == NULL)
+    if (rx_buf == NULL || out_buf == NULL)
         return 2;
     if (gpm_channel_open(GPM_FILES_CHANNEL, &chan) < 0)
         return 2;
