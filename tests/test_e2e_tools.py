@@ -360,12 +360,12 @@ def _need_fuse():
         pytest.skip(f"FUSE cannot be mounted here: {why}")
 
 
-def _mounted(panda, mp):
+def _mounted(panda, mp, files=None):
     import threading
 
     from pandagpm.tools.mount import GuestMount
 
-    m = GuestMount(panda, str(mp))
+    m = GuestMount(panda, str(mp), files=files)
     t = threading.Thread(target=m.run, daemon=True)
     t.start()
     assert m.mounted.wait(60), "the mount did not come up"
@@ -376,11 +376,25 @@ def test_mount_shows_the_guest(panda, sh, tmp_path):
     from pandagpm.tools.mount import is_mounted
 
     _need_fuse()
+    from pandagpm import _gpm
+    from pandagpm.tools.files import GuestFiles
+
     mp = tmp_path / "mnt"
     mp.mkdir()
-    m, t = _mounted(panda, mp)
+    files = GuestFiles(panda)
+    m, t = _mounted(panda, mp, files)
     try:
         assert is_mounted(mp)
+        # ls -l: one LISTDIR (kept per open directory), and the entries' attributes come with it
+        # (a few STATs for the path itself, none per entry).
+        n = len(os.listdir(mp / "etc"))
+        time.sleep(1.5)  # past the attribute timeout: nothing cached
+        files.requests.clear()
+        out = subprocess.run(["ls", "-l", str(mp / "etc")],
+                             capture_output=True, check=True).stdout
+        assert out.count(b"\n") == n + 1 and n > 10
+        assert files.requests[_gpm.FILES_LISTDIR] == 1, files.requests
+        assert files.requests[_gpm.FILES_STAT] <= 3, files.requests
         res = sh.run(["ls", "-A", "/etc"])
         assert res.status == 0
         assert sorted(os.listdir(mp / "etc")) == sorted(
@@ -403,6 +417,7 @@ def test_mount_shows_the_guest(panda, sh, tmp_path):
     finally:
         m.stop()
         t.join(30)
+        files.close()
     assert not t.is_alive() and not is_mounted(mp)
 
 

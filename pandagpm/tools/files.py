@@ -31,6 +31,7 @@ Threads: one request at a time per GuestFiles (a lock serialises them),
 so it may be shared by threads (the FUSE mount does).
 """
 
+import collections
 import os
 import stat as _stat
 import struct
@@ -129,6 +130,8 @@ class GuestFiles:
         self._reader = None
         self._seq = 0
         self._lock = threading.RLock()
+        #: Requests sent, by protocol type number (for tests and benches).
+        self.requests = collections.Counter()
 
     def __repr__(self):
         return f"<pandagpm.tools.files.GuestFiles on {self.host!r}>"
@@ -167,6 +170,7 @@ class GuestFiles:
         return False
 
     def _send(self, ftype, payload=b""):
+        self.requests[ftype] += 1
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         self._chan.write_wait(wire.pack(wire.MAGIC_FILES, ftype, self._seq,
                                         payload), timeout=self.timeout)

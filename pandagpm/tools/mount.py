@@ -80,6 +80,8 @@ def _make_ops(files, attr_ttl):
             self.inodes = {"/": pyfuse3.ROOT_INODE}
             self.next_ino = pyfuse3.ROOT_INODE + 1
             self.cache = {}  # path -> (GuestStat, time)
+            self.dirs = {}  # directory handle -> [path, entries or None]
+            self.next_dir = 1
             self.lock = threading.Lock()
 
         # Inodes: our own numbers, one per guest path seen.
@@ -161,11 +163,27 @@ def _make_ops(files, attr_ttl):
                                                 self._path(inode)))
 
         async def opendir(self, inode, ctx):
-            return inode
+            # One listing per open directory: the kernel reads it in
+            # several readdir calls, which must not each ask the guest.
+            with self.lock:
+                fh = self.next_dir
+                self.next_dir += 1
+                self.dirs[fh] = [self._path(inode), None]
+            return fh
+
+        async def releasedir(self, fh):
+            with self.lock:
+                self.dirs.pop(fh, None)
 
         async def readdir(self, fh, start_id, token):
-            path = self._path(fh)
-            entries = await self._call(files.scandir, path)
+            try:
+                d = self.dirs[fh]
+            except KeyError:
+                raise pyfuse3.FUSEError(errno.EBADF) from None
+            path = d[0]
+            if d[1] is None:
+                d[1] = await self._call(files.scandir, path)
+            entries = d[1]
             now = time.monotonic()
             for i, (name, st) in enumerate(entries):
                 if i < start_id:
