@@ -45,7 +45,7 @@ import typing
 
 from . import _gpm
 from .errors import (CalledFromCallback, ChannelClosed, ChannelOverflow,
-                     Timeout, wrap)
+                     QueueFull, Timeout, wrap)
 
 __all__ = ["channel_recv", "Channel", "DEFAULT_BUFFER_LIMIT"]
 
@@ -257,6 +257,8 @@ class Channel(io.RawIOBase):
         self._buf = buffer
         self._owns = owns
         self._state = state
+        # Set by the manager's CHANNEL_DRAINED event (gpm/manager.h).
+        self._drained = threading.Event()
         if buffer is not None and hasattr(self._mgr, "set_paused"):
             mgr, cid = self._mgr, channel_id
             buffer.pause = lambda flag: mgr.set_paused(cid, flag)
@@ -322,6 +324,52 @@ class Channel(io.RawIOBase):
         with wrap():
             self._mgr.write(self.id, data)
         return memoryview(data).nbytes
+
+    def set_queue_limit(self, limit):
+        """Bounds what may be queued for the guest on this channel to
+        ``limit`` bytes (0: the manager's limit), so that a streaming
+        sender holds little host memory; see :meth:`write_wait`."""
+        with wrap():
+            self._mgr.set_queue_limit(self.id, limit)
+
+    def wait_drained(self, timeout=None):
+        """Waits for the CHANNEL_DRAINED event: after a write raised
+        QueueFull, the guest has read the queue down to half its limit.
+
+        Returns True if it came, False after ``timeout`` seconds. Needs a
+        Channel made by a GuestPluginManager (which forwards the event).
+        """
+        return self._drained.wait(timeout)
+
+    def write_wait(self, data, timeout=None, slice_=0.5):
+        """:meth:`write`, waiting for room when the queue is full.
+
+        On QueueFull it waits for the drained event (at most ``slice_``
+        seconds at a time, since room taken by other channels under the
+        manager's total limit gives no event) and tries again; raises
+        Timeout after ``timeout`` seconds, or what write raises.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._drained.clear()
+            try:
+                return self.write(data)
+            except QueueFull as err:
+                if isinstance(err, ChannelOverflow):
+                    raise
+                wait = slice_
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Timeout(
+                            f"channel {self.id}: the guest did not read its "
+                            f"queue within {timeout} s") from err
+                    wait = min(wait, left)
+                if self._mgr.in_callback():
+                    raise CalledFromCallback(
+                        f"Channel {self.id}: write_wait() waits for the "
+                        "guest, but was called from a callback") from err
+                self._drained.wait(wait)
 
     def _need_buffer(self):
         self._checkClosed()

@@ -17,7 +17,6 @@ plugin.
 """
 
 import concurrent.futures
-import struct
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ import traceback
 
 from . import _gpm, _paths
 from . import image as _image
+from . import wire as _wire
 from . import qemu as _qemu
 from .errors import (CalledFromCallback, DaemonLost, GpmError, Timeout,
                      from_code, wrap)
@@ -54,10 +54,10 @@ DEFAULT_START_TIMEOUT = 30.0
 WATCH_PERIOD = 0.2
 # Lines of one kind of guest event logged per second at most.
 LOG_BURST = 5
-# A PING frame (gpm/daemon_proto.h): magic, version 1, type 2, seq, len 0.
-_PING = struct.pack("<IHHII", 0x444D5047, 1, 2, 0, 0)
+# A PING frame of the daemon protocol (gpm/wire.h, gpm/daemon_proto.h).
+_PING = _wire.daemon_frame(_wire.DFRAME_PING)
 # GPM_DSTAGE_LOST: the host failed a load because its daemon was lost.
-_DSTAGE_LOST = 7
+_DSTAGE_LOST = _wire.DSTAGE_LOST
 
 
 class InjectionFailed(GpmError):

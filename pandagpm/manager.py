@@ -37,7 +37,7 @@ OWNER_NONE = -2
 EVENT_TYPES = (
     "CHANNEL_START", "CHANNEL_STOP", "GUEST_ERROR", "GUEST_CHANNEL",
     "DAEMON_READY", "PLUGIN_STARTED", "PLUGIN_EXITED", "PLUGIN_FAILED",
-    "PROTOCOL_ERROR",
+    "PROTOCOL_ERROR", "CHANNEL_DRAINED",
 )
 
 
@@ -382,6 +382,10 @@ class GuestPluginManager:
         # or the plugin behind it is gone. START clears it.
         chan = None
         with self._lock:
+            if ev.type == "CHANNEL_DRAINED":
+                drained = self._channels.get(ev.channel)
+                if drained is not None:
+                    drained._drained.set()
             if ev.type in ("CHANNEL_STOP", "CHANNEL_START"):
                 chan = self._channels.get(ev.channel)
             elif ev.type in ("PLUGIN_EXITED", "PLUGIN_FAILED") and ev.name:

@@ -11,7 +11,7 @@ host and PANDA.
 
 import struct
 
-from . import _gpm
+from . import _gpm, wire
 from .errors import GuestMemoryFault, GuestPageReadOnly
 
 __all__ = ["FakeCPU", "FakeGuest", "PAGE_SIZE", "make_plugin_elf",
@@ -186,7 +186,7 @@ class FakeGuest:
             if not piece:
                 return None if not data else self._short(data)
             data += piece
-        magic, _, ftype, seq, length = struct.unpack("<IHHII", data)
+        magic, _, ftype, seq, length = wire.unpack(data)
         if magic != DFRAME_MAGIC:
             raise ValueError(f"bad frame magic 0x{magic:x}")
         payload = bytearray()
@@ -203,9 +203,7 @@ class FakeGuest:
 
     def send_frame(self, chan, ftype, seq, payload=b""):
         """WRITEs one frame; returns the WRITE result."""
-        frame = struct.pack("<IHHII", DFRAME_MAGIC, 1, ftype, seq,
-                            len(payload)) + payload
-        return self.write(chan, frame)
+        return self.write(chan, wire.daemon_frame(ftype, seq, payload))
 
     def daemon_take_load(self):
         """Plays the guest daemon: reads one LOAD and returns its parts,
@@ -241,14 +239,14 @@ class FakeGuest:
         return self.send_frame(load["chan"], ftype, load["seq"], payload)
 
 
-# Frame constants of gpm/daemon_proto.h.
-DFRAME_MAGIC = 0x444D5047
-DFRAME_LOAD = 1
-DFRAME_PING = 2
-DFRAME_HELLO = 16
-DFRAME_STARTED = 17
-DFRAME_EXITED = 18
-DFRAME_FAILED = 19
+# Frame constants of gpm/daemon_proto.h, through pandagpm.wire.
+DFRAME_MAGIC = wire.MAGIC_DAEMON
+DFRAME_LOAD = wire.DFRAME_LOAD
+DFRAME_PING = wire.DFRAME_PING
+DFRAME_HELLO = wire.DFRAME_HELLO
+DFRAME_STARTED = wire.DFRAME_STARTED
+DFRAME_EXITED = wire.DFRAME_EXITED
+DFRAME_FAILED = wire.DFRAME_FAILED
 
 
 def make_plugin_elf(path, name, version="1.0.0", description="a test plugin",

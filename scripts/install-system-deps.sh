@@ -21,6 +21,8 @@ IMAGE_PKGS="make gcc-arm-linux-gnueabihf"
 QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
+# The FUSE mount (pandagpm mount): fusermount3, and libfuse3 for pyfuse3.
+FUSE_PKGS="fuse3 libfuse3-dev"
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -53,7 +55,7 @@ missing=""
 for p in $IMAGE_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
-for p in $HOST_PKGS $GUEST_PKGS $GUEST_CROSS_PKGS $FUZZ_PKGS; do
+for p in $HOST_PKGS $GUEST_PKGS $GUEST_CROSS_PKGS $FUZZ_PKGS $FUSE_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
 need_qemu=0

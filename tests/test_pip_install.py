@@ -43,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 BUILD_TOOLS = ("setuptools", "wheel", "packaging")
 GUEST_BINARIES = ("guest_daemon", "etc_count", "hello", "guest_shell", "procs",
-                  "tcp_fwd")
+                  "tcp_fwd", "files", "pty_shell")
 
 WALKTHROUGH = '''
 import pandagpm
@@ -186,6 +186,12 @@ def test_pip_install_checkout_runs_the_walkthrough(work, guest_etc_count):
     r = run([py, "-m", "pandagpm.image", "info", "--path"], cwd)
     assert Path(r.stdout.strip()) == image.get_image("x86_64",
                                                      progress=False).path
+    # The console script: the installed pandagpm command and its tools.
+    exe = work / "venv" / "bin" / "pandagpm"
+    r = run([exe, "--help"], cwd)
+    assert "cp" in r.stdout and "exec" in r.stdout and "mount" in r.stdout
+    r = run([exe, "exec", "--", "cat", "/etc/hostname"], cwd, timeout=300)
+    assert r.stdout.strip()
 
 
 def test_wheel_from_sdist_carries_the_guest_binaries(work):

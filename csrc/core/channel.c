@@ -257,6 +257,7 @@ int gpm__channel_alloc_locked(gpm_manager_t *m, const char *name,
     ch->guest_made = guest_made;
     ch->owner = GPM_OWNER_ANY;
     ch->creator = GPM_TGID_UNKNOWN;
+    ch->limit = m->cfg.queue_limit;
     g_queue_init(&ch->queue);
     g_hash_table_insert(m->by_id, GUINT_TO_POINTER(ch->id), ch);
     if (ch->name != NULL)
@@ -361,9 +362,13 @@ int gpm__channel_push_locked(gpm_manager_t *m, gpm__channel_t *ch,
         len > m->cfg.total_queue_limit - GPM__MSG_OVERHEAD)
         return GPM_EMSGSIZE;
     cost = len + GPM__MSG_OVERHEAD;
-    if (ch->cost + cost > m->cfg.queue_limit ||
-        m->total_cost + cost > m->cfg.total_queue_limit)
+    if (len > ch->limit - GPM__MSG_OVERHEAD)
+        return GPM_EMSGSIZE;
+    if (ch->cost + cost > ch->limit ||
+        m->total_cost + cost > m->cfg.total_queue_limit) {
+        ch->full = true;
         return GPM_ENOSPC;
+    }
     msg = g_try_malloc(sizeof(*msg) + len);
     if (msg == NULL)
         return GPM_ENOMEM;
@@ -412,8 +417,50 @@ size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n)
         m->total_cost -= head->len + GPM__MSG_OVERHEAD;
         ch->head_off = 0;
         g_free(head);
+        if (ch->full && ch->cost <= ch->limit / 2) {
+            ch->full = false;
+            ch->drained = true;
+        }
     }
     return n;
+}
+
+void gpm__channel_emit_drained(gpm_manager_t *m, gpm_channel_id_t id)
+{
+    gpm_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = GPM_EVENT_CHANNEL_DRAINED;
+    ev.channel = id;
+    ev.pid = -1;
+    gpm__emit(m, &ev);
+}
+
+int gpm_channel_set_queue_limit(gpm_manager_t *m, gpm_channel_id_t id,
+                                size_t limit)
+{
+    gpm__channel_t *ch;
+    bool drained = false;
+
+    if (m == NULL || (limit != 0 && limit <= GPM__MSG_OVERHEAD))
+        return GPM_EINVAL;
+    if (limit == 0 || limit > m->cfg.queue_limit)
+        limit = m->cfg.queue_limit;
+    g_mutex_lock(&m->lock);
+    ch = gpm__channel_get(m, id);
+    if (ch != NULL) {
+        ch->limit = limit;
+        if (ch->full && ch->cost <= limit / 2) {
+            ch->full = false;
+            drained = true;
+        }
+    }
+    g_mutex_unlock(&m->lock);
+    if (ch == NULL)
+        return GPM_EBADF;
+    if (drained)
+        gpm__channel_emit_drained(m, id);
+    return 0;
 }
 
 const uint8_t *gpm__channel_peek_locked(gpm__channel_t *ch, size_t *avail)
@@ -434,6 +481,7 @@ int gpm_channel_read(gpm_manager_t *m, gpm_channel_id_t id, void *buf,
     gpm__channel_t *ch;
     const uint8_t *src;
     size_t avail, n;
+    bool drained;
 
     if (out != NULL)
         *out = 0;
@@ -451,8 +499,12 @@ int gpm_channel_read(gpm_manager_t *m, gpm_channel_id_t id, void *buf,
         memcpy(buf, src, n);
         gpm__channel_take_locked(m, ch, n);
     }
+    drained = ch->drained;
+    ch->drained = false;
     g_mutex_unlock(&m->lock);
     *out = n;
+    if (drained)
+        gpm__channel_emit_drained(m, id);
     return 0;
 }
 

@@ -11,36 +11,9 @@
 
 #include "internal.h"
 
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
 void gpm__dframe_put_hdr(uint8_t *p, uint16_t type, uint32_t seq, uint32_t len)
 {
-    put32(p, GPM_DFRAME_MAGIC);
-    put16(p + 4, GPM_DFRAME_VERSION);
-    put16(p + 6, type);
-    put32(p + 8, seq);
-    put32(p + 12, len);
+    gpm_wire_hdr_put(p, GPM_DFRAME_MAGIC, type, seq, len);
 }
 
 void gpm__daemon_init(gpm_manager_t *m)
@@ -106,13 +79,14 @@ static uint32_t reply_max(uint16_t type, uint32_t *min)
 /* Whether the 16 bytes at @p are a header the daemon could have sent. */
 static bool header_ok(const uint8_t *p)
 {
-    uint32_t min, max = reply_max(get16(p + 6), &min);
-    uint32_t len = get32(p + 12);
+    uint32_t min, max = reply_max(gpm_wire_get16(p + 6), &min);
+    uint32_t len = gpm_wire_get32(p + 12);
 
-    if (get16(p + 6) == GPM_DFRAME_GONE && len % 4 != 0)
+    if (gpm_wire_get16(p + 6) == GPM_DFRAME_GONE && len % 4 != 0)
         return false;
-    return get32(p) == GPM_DFRAME_MAGIC && get16(p + 4) == GPM_DFRAME_VERSION &&
-           len >= min && len <= max;
+    return gpm_wire_get32(p) == GPM_DFRAME_MAGIC &&
+           gpm_wire_get16(p + 4) == GPM_DFRAME_VERSION && len >= min &&
+           len <= max;
 }
 
 /* Ends the wait of load @seq; its channel gets @owner. Lock held. */
@@ -139,8 +113,8 @@ static void finish_load(gpm_manager_t *m, uint32_t seq, int64_t owner,
 static bool parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
                         GSList **dead)
 {
-    uint16_t type = get16(f + 6);
-    uint32_t seq = get32(f + 8), len = get32(f + 12);
+    uint16_t type = gpm_wire_get16(f + 6);
+    uint32_t seq = gpm_wire_get32(f + 8), len = gpm_wire_get32(f + 12);
     const uint8_t *p = f + GPM_DFRAME_HDR_SIZE;
     unsigned count;
     GSList *d;
@@ -152,33 +126,33 @@ static bool parse_reply(gpm_manager_t *m, const uint8_t *f, pending_event_t *pe,
     case GPM_DFRAME_GONE:
         /* Processes a PROBE found gone: free what they held. No event. */
         for (uint32_t i = 0; i < len; i += 4) {
-            d = gpm__process_gone_locked(m, get32(p + i), &count);
+            d = gpm__process_gone_locked(m, gpm_wire_get32(p + i), &count);
             *dead = g_slist_concat(d, *dead);
         }
         return false;
     case GPM_DFRAME_HELLO:
         pe->ev.type = GPM_EVENT_DAEMON_READY;
-        pe->ev.pid = get32(p);
+        pe->ev.pid = gpm_wire_get32(p);
         break;
     case GPM_DFRAME_STARTED:
         pe->ev.type = GPM_EVENT_PLUGIN_STARTED;
-        pe->ev.pid = get32(p);
+        pe->ev.pid = gpm_wire_get32(p);
         set_name(pe, p + 4, len - 4);
         /* The plugin's process owns its main channel from now on. */
         finish_load(m, seq, pe->ev.pid > 0 ? pe->ev.pid : GPM_OWNER_ANY, NULL);
         break;
     case GPM_DFRAME_EXITED:
         pe->ev.type = GPM_EVENT_PLUGIN_EXITED;
-        pe->ev.pid = get32(p);
-        pe->ev.status = (int32_t)get32(p + 4);
+        pe->ev.pid = gpm_wire_get32(p);
+        pe->ev.status = (int32_t)gpm_wire_get32(p + 4);
         set_name(pe, p + 8, len - 8);
         d = gpm__process_gone_locked(m, pe->ev.pid, &count);
         *dead = g_slist_concat(d, *dead);
         break;
     default: /* GPM_DFRAME_FAILED, the only other type header_ok() lets in */
         pe->ev.type = GPM_EVENT_PLUGIN_FAILED;
-        pe->ev.err = (int32_t)get32(p);
-        pe->ev.stage = get32(p + 4);
+        pe->ev.err = (int32_t)gpm_wire_get32(p);
+        pe->ev.stage = gpm_wire_get32(p + 4);
         len -= 8;
         if (len >= sizeof(pe->text))
             len = sizeof(pe->text) - 1;
@@ -246,7 +220,7 @@ static size_t parse_some(gpm_manager_t *m, const uint8_t *buf, size_t len,
                 continue;
             }
         }
-        need = GPM_DFRAME_HDR_SIZE + (size_t)get32(m->rx + 12);
+        need = GPM_DFRAME_HDR_SIZE + (size_t)gpm_wire_get32(m->rx + 12);
         take = need - m->rx_len;
         if (take > len - pos)
             take = len - pos;
@@ -455,7 +429,7 @@ bool gpm__daemon_probe_locked(gpm_manager_t *m)
     g_hash_table_iter_init(&it, m->per_tgid);
     while (n < GPM_DPROBE_MAX_PIDS &&
            g_hash_table_iter_next(&it, (gpointer *)&tgid, NULL))
-        put32(f + GPM_DFRAME_HDR_SIZE + 4 * n++, (uint32_t)*tgid);
+        gpm_wire_put32(f + GPM_DFRAME_HDR_SIZE + 4 * n++, (uint32_t)*tgid);
     gpm__dframe_put_hdr(f, GPM_DFRAME_PROBE, 0, 4 * n);
     if (gpm__channel_push_locked(m, ch, f, GPM_DFRAME_HDR_SIZE + 4 * n) != 0)
         return false;
@@ -512,9 +486,9 @@ static int build_load(const char *name, const char *path, uint32_t seq,
         return GPM_ENOMEM;
     }
     gpm__dframe_put_hdr(f, GPM_DFRAME_LOAD, seq, (uint32_t)payload);
-    put16(f + 16, (uint16_t)name_len);
-    put16(f + 18, 0);
-    put32(f + 20, (uint32_t)elf_len);
+    gpm_wire_put16(f + 16, (uint16_t)name_len);
+    gpm_wire_put16(f + 18, 0);
+    gpm_wire_put32(f + 20, (uint32_t)elf_len);
     memcpy(f + 24, name, name_len);
     memcpy(f + 24 + name_len, elf, elf_len);
     g_free(elf);

@@ -92,11 +92,13 @@ static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
 static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
 {
     gpm__channel_t *ch, *dead;
+    gpm_channel_id_t id;
     const uint8_t *src;
     uint8_t *copy;
     uint64_t taken;
     size_t avail, n;
     int64_t result;
+    bool drained;
     int rc;
 
     g_mutex_lock(&c->m->lock);
@@ -151,10 +153,15 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
         c->m->stats.bytes_to_guest += n;
         result = (int64_t)n;
     }
+    drained = ch->drained && !ch->closed;
+    ch->drained = false;
+    id = ch->id;
     dead = gpm__channel_put(c->m, ch);
     g_mutex_unlock(&c->m->lock);
     if (dead != NULL)
         gpm__channel_destroy(dead);
+    if (drained)
+        gpm__channel_emit_drained(c->m, id);
     return result;
 }
 

@@ -42,6 +42,9 @@ typedef struct gpm__channel {
     int64_t owner;      /* GPM_OWNER_* or a tgid, see gpm/manager.h */
     int64_t prev_owner; /* refused while owner is PENDING; 0 if none */
     int64_t creator;    /* tgid that made an anonymous channel, or -1 */
+    size_t limit;       /* host -> guest queue limit, <= cfg.queue_limit */
+    bool full;          /* a write got GPM_ENOSPC since the last drain */
+    bool drained;       /* GPM_EVENT_CHANNEL_DRAINED is due */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;
 } gpm__channel_t;
@@ -143,6 +146,12 @@ int gpm__channel_push_locked(gpm_manager_t *m, gpm__channel_t *ch,
  */
 const uint8_t *gpm__channel_peek_locked(gpm__channel_t *ch, size_t *avail);
 size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n);
+/*
+ * Emits GPM_EVENT_CHANNEL_DRAINED for @id; the lock must NOT be held.
+ * Callers of gpm__channel_take_locked() check and clear ch->drained under
+ * the lock, then call this after unlocking.
+ */
+void gpm__channel_emit_drained(gpm_manager_t *m, gpm_channel_id_t id);
 
 /* Removes @ch from the tables; the caller then puts the table reference. */
 void gpm__channel_unlink_locked(gpm_manager_t *m, gpm__channel_t *ch);

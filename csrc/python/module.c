@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "arch/arch_ops.h"
+#include "gpm/files_proto.h"
+#include "gpm/pty_proto.h"
+#include "gpm/wire.h"
 
 /* Room for the explanations the inventory functions write. */
 #define PY_WHY_LEN 2048
@@ -568,7 +571,29 @@ static PyObject *py_clear_plugin_dirs(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* wire_header(magic, type, seq, len) -> bytes, from gpm/wire.h itself. */
+static PyObject *py_wire_header(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    unsigned long magic, seq, len;
+    unsigned int type;
+    uint8_t hdr[GPM_WIRE_HDR_SIZE];
+
+    if (!PyArg_ParseTuple(args, "kIkk:wire_header", &magic, &type, &seq, &len))
+        return NULL;
+    if (magic > UINT32_MAX || type > UINT16_MAX || seq > UINT32_MAX ||
+        len > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "a header field is too large");
+        return NULL;
+    }
+    gpm_wire_hdr_put(hdr, (uint32_t)magic, (uint16_t)type, (uint32_t)seq,
+                     (uint32_t)len);
+    return PyBytes_FromStringAndSize((const char *)hdr, sizeof(hdr));
+}
+
 static PyMethodDef py_module_methods[] = {
+    {"wire_header", py_wire_header, METH_VARARGS,
+     "wire_header(magic, type, seq, len) -> bytes: a frame header encoded "
+     "by gpm/wire.h (for checking the Python encoder against it)."},
     {"strerror", py_strerror, METH_O,
      "strerror(code) -> str: the message of a GPM_E* code."},
     {"err_name", py_err_name, METH_O,
@@ -711,6 +736,72 @@ static int py_add_constants(PyObject *module)
     PY_ADD_INT("EVENT_PLUGIN_EXITED", GPM_EVENT_PLUGIN_EXITED);
     PY_ADD_INT("EVENT_PLUGIN_FAILED", GPM_EVENT_PLUGIN_FAILED);
     PY_ADD_INT("EVENT_PROTOCOL_ERROR", GPM_EVENT_PROTOCOL_ERROR);
+    PY_ADD_INT("EVENT_CHANNEL_DRAINED", GPM_EVENT_CHANNEL_DRAINED);
+
+    /* The frame layout of gpm/wire.h and the daemon protocol's types. */
+    PY_ADD_INT("WIRE_HDR_SIZE", GPM_WIRE_HDR_SIZE);
+    PY_ADD_INT("WIRE_VERSION", GPM_WIRE_VERSION);
+    PY_ADD_INT("WIRE_MAGIC_DAEMON", GPM_WIRE_MAGIC_DAEMON);
+    PY_ADD_INT("WIRE_MAGIC_FILES", GPM_WIRE_MAGIC_FILES);
+    PY_ADD_INT("WIRE_MAGIC_PTY", GPM_WIRE_MAGIC_PTY);
+    PY_ADD_INT("DFRAME_MAX_PAYLOAD", GPM_DFRAME_MAX_PAYLOAD);
+    PY_ADD_INT("DFRAME_MAX_REPLY", GPM_DFRAME_MAX_REPLY);
+    PY_ADD_INT("DFRAME_LOAD", GPM_DFRAME_LOAD);
+    PY_ADD_INT("DFRAME_PING", GPM_DFRAME_PING);
+    PY_ADD_INT("DFRAME_PROBE", GPM_DFRAME_PROBE);
+    PY_ADD_INT("DFRAME_HELLO", GPM_DFRAME_HELLO);
+    PY_ADD_INT("DFRAME_STARTED", GPM_DFRAME_STARTED);
+    PY_ADD_INT("DFRAME_EXITED", GPM_DFRAME_EXITED);
+    PY_ADD_INT("DFRAME_FAILED", GPM_DFRAME_FAILED);
+    PY_ADD_INT("DFRAME_GONE", GPM_DFRAME_GONE);
+    PY_ADD_INT("DSTAGE_LOST", GPM_DSTAGE_LOST);
+
+    /* The files plugin's protocol (gpm/files_proto.h). */
+    PY_ADD_INT("FILES_STAT", GPM_FILES_STAT);
+    PY_ADD_INT("FILES_LISTDIR", GPM_FILES_LISTDIR);
+    PY_ADD_INT("FILES_GET", GPM_FILES_GET);
+    PY_ADD_INT("FILES_PUT", GPM_FILES_PUT);
+    PY_ADD_INT("FILES_REMOVE", GPM_FILES_REMOVE);
+    PY_ADD_INT("FILES_MKDIR", GPM_FILES_MKDIR);
+    PY_ADD_INT("FILES_CHMOD", GPM_FILES_CHMOD);
+    PY_ADD_INT("FILES_CHOWN", GPM_FILES_CHOWN);
+    PY_ADD_INT("FILES_UTIMES", GPM_FILES_UTIMES);
+    PY_ADD_INT("FILES_READLINK", GPM_FILES_READLINK);
+    PY_ADD_INT("FILES_SYMLINK", GPM_FILES_SYMLINK);
+    PY_ADD_INT("FILES_RENAME", GPM_FILES_RENAME);
+    PY_ADD_INT("FILES_TRUNCATE", GPM_FILES_TRUNCATE);
+    PY_ADD_INT("FILES_QUIT", GPM_FILES_QUIT);
+    PY_ADD_INT("FILES_SETUSER", GPM_FILES_SETUSER);
+
+    /* The pty_shell plugin's protocol (gpm/pty_proto.h). */
+    PY_ADD_INT("PTY_OPEN", GPM_PTY_OPEN);
+    PY_ADD_INT("PTY_STDIN", GPM_PTY_STDIN);
+    PY_ADD_INT("PTY_EOF", GPM_PTY_EOF);
+    PY_ADD_INT("PTY_WINSIZE", GPM_PTY_WINSIZE);
+    PY_ADD_INT("PTY_SIGNAL", GPM_PTY_SIGNAL);
+    PY_ADD_INT("PTY_QUIT", GPM_PTY_QUIT);
+    PY_ADD_INT("PTY_STARTED", GPM_PTY_STARTED);
+    PY_ADD_INT("PTY_STDOUT", GPM_PTY_STDOUT);
+    PY_ADD_INT("PTY_STDERR", GPM_PTY_STDERR);
+    PY_ADD_INT("PTY_EXIT", GPM_PTY_EXIT);
+    PY_ADD_INT("PTY_MAX_FRAME", GPM_PTY_MAX_FRAME);
+    PY_ADD_INT("PTY_MAX_ARGS", GPM_PTY_MAX_ARGS);
+    PY_ADD_INT("PTY_F_TTY", GPM_PTY_F_TTY);
+    PY_ADD_INT("PTY_X_TIMEOUT", GPM_PTY_X_TIMEOUT);
+    PY_ADD_INT("FILES_R_STATUS", GPM_FILES_R_STATUS);
+    PY_ADD_INT("FILES_R_ATTR", GPM_FILES_R_ATTR);
+    PY_ADD_INT("FILES_R_DIRENTS", GPM_FILES_R_DIRENTS);
+    PY_ADD_INT("FILES_R_DATA", GPM_FILES_R_DATA);
+    PY_ADD_INT("FILES_PATH_MAX", GPM_FILES_PATH_MAX);
+    PY_ADD_INT("FILES_CHUNK", GPM_FILES_CHUNK);
+    PY_ADD_INT("FILES_DIRENTS_MAX", GPM_FILES_DIRENTS_MAX);
+    PY_ADD_INT("FILES_ATTR_SIZE", GPM_FILES_ATTR_SIZE);
+    PY_ADD_INT("FILES_MAX_REQUEST", GPM_FILES_MAX_REQUEST);
+    PY_ADD_INT("FILES_NOFOLLOW", GPM_FILES_NOFOLLOW);
+    PY_ADD_INT("FILES_DIR", GPM_FILES_DIR);
+    PY_ADD_INT("FILES_TRUNC", GPM_FILES_TRUNC);
+    PY_ADD_INT("FILES_EXCL", GPM_FILES_EXCL);
+    PY_ADD_INT("FILES_CREATE", GPM_FILES_CREATE);
     PY_ADD_INT("DSTAGE_PROTOCOL", GPM_DSTAGE_PROTOCOL);
     PY_ADD_INT("DSTAGE_MEMORY", GPM_DSTAGE_MEMORY);
     PY_ADD_INT("DSTAGE_FILE", GPM_DSTAGE_FILE);

@@ -210,6 +210,8 @@ static const char *py_event_type_name(gpm_event_type_t type)
         return "PLUGIN_FAILED";
     case GPM_EVENT_PROTOCOL_ERROR:
         return "PROTOCOL_ERROR";
+    case GPM_EVENT_CHANNEL_DRAINED:
+        return "CHANNEL_DRAINED";
     }
     return "UNKNOWN";
 }
@@ -636,6 +638,28 @@ static PyObject *py_manager_set_paused(py_manager *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_manager_set_queue_limit(py_manager *self, PyObject *args)
+{
+    PyThreadState *ts;
+    gpm_channel_id_t id;
+    Py_ssize_t limit;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "O&n:set_queue_limit", gpm__py_chan_id_conv,
+                          &id, &limit))
+        return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "limit must not be negative");
+        return NULL;
+    }
+    ts = PyEval_SaveThread();
+    rc = gpm_channel_set_queue_limit(self->mgr, id, (size_t)limit);
+    PyEval_RestoreThread(ts);
+    if (rc < 0)
+        return gpm__py_raise_chan(self, rc, id);
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_manager_daemon_channel(py_manager *self,
                                            PyObject *Py_UNUSED(ignored))
 {
@@ -785,6 +809,10 @@ static PyMethodDef py_manager_methods[] = {
     {"set_paused", (PyCFunction)py_manager_set_paused, METH_VARARGS,
      "set_paused(id, paused): while paused, guest writes on id get EBUSY "
      "and are retried by the guest."},
+    {"set_queue_limit", (PyCFunction)py_manager_set_queue_limit, METH_VARARGS,
+     "set_queue_limit(id, limit): a smaller host -> guest queue for id "
+     "(0: the manager's); a write refused for a full queue is followed by "
+     "a CHANNEL_DRAINED event once it is half empty."},
     {"daemon_channel", (PyCFunction)py_manager_daemon_channel, METH_NOARGS,
      "daemon_channel() -> int: the guest_daemon channel, created if "
      "needed."},

@@ -14,27 +14,22 @@ static const uint8_t dframe_magic[4] = {
 
 uint16_t gpm_get_le16(const uint8_t *p)
 {
-    return (uint16_t)(p[0] | (p[1] << 8));
+    return gpm_wire_get16(p);
 }
 
 uint32_t gpm_get_le32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return gpm_wire_get32(p);
 }
 
 void gpm_put_le16(uint8_t *p, uint16_t v)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
+    gpm_wire_put16(p, v);
 }
 
 void gpm_put_le32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
+    gpm_wire_put32(p, v);
 }
 
 void gpm_dparser_init(struct gpm_dparser *p)
@@ -112,11 +107,7 @@ static int hdr_complete(struct gpm_dparser *p, struct gpm_dframe *out)
 {
     struct gpm_dframe_hdr *h = &p->cur.hdr;
 
-    h->magic = gpm_get_le32(p->hdr_buf);
-    h->version = gpm_get_le16(p->hdr_buf + 4);
-    h->type = gpm_get_le16(p->hdr_buf + 6);
-    h->seq = gpm_get_le32(p->hdr_buf + 8);
-    h->len = gpm_get_le32(p->hdr_buf + 12);
+    gpm_wire_hdr_get(p->hdr_buf, h);
     if (h->len > p->max_payload) {
         /* Not a header we can trust: look for the next magic. */
         hdr_drop_one(p);
@@ -194,11 +185,7 @@ size_t gpm_dframe_encode(uint8_t *out, size_t cap, uint16_t type, uint32_t seq,
     }
     if (cap < GPM_DFRAME_HDR_SIZE || total > cap - GPM_DFRAME_HDR_SIZE)
         return 0;
-    gpm_put_le32(out, GPM_DFRAME_MAGIC);
-    gpm_put_le16(out + 4, GPM_DFRAME_VERSION);
-    gpm_put_le16(out + 6, type);
-    gpm_put_le32(out + 8, seq);
-    gpm_put_le32(out + 12, (uint32_t)total);
+    gpm_wire_hdr_put(out, GPM_DFRAME_MAGIC, type, seq, (uint32_t)total);
     off = GPM_DFRAME_HDR_SIZE;
     for (i = 0; i < nparts; i++) {
         if (lens[i])

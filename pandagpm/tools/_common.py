@@ -104,3 +104,13 @@ def read_exact(chan, n, timeout):
             raise EOFError(f"guest plugin {chan.name!r} went away")
         out += data
     return bytes(out)
+
+
+def say(session, text):
+    """One line of a command's output: to the caller's stdout in a kept
+    session (``session.out``), else to this process's."""
+    out = getattr(session, "out", None)
+    if out is not None:
+        out(text + "\n")
+    else:
+        print(text, flush=True)

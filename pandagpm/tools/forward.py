@@ -665,14 +665,14 @@ def _cmd_forward(args, session):
         f = reverse_forward(session, args.guest_port, args.host_port,
                             host_addr=args.host_addr,
                             guest_addr=args.guest_addr)
-        print(f"guest {args.guest_addr}:{args.guest_port} -> "
-              f"{args.host_addr}:{args.host_port}", flush=True)
+        _common.say(session, f"guest {args.guest_addr}:{args.guest_port} -> "
+             f"{args.host_addr}:{args.host_port}")
     else:
         f = forward(session, args.guest_port, args.host_port or 0,
                     guest_addr=args.guest_addr, host_addr=args.host_addr,
                     watch=not args.no_watch)
-        print(f"{f.host_addr}:{f.host_port} -> guest "
-              f"{args.guest_addr}:{args.guest_port}", flush=True)
+        _common.say(session, f"{f.host_addr}:{f.host_port} -> guest "
+             f"{args.guest_addr}:{args.guest_port}")
     deadline = None if args.duration is None else \
         time.monotonic() + args.duration
     try:
@@ -682,7 +682,7 @@ def _cmd_forward(args, session):
     except KeyboardInterrupt:
         pass
     f.close()
-    print(f"forward ended: {f.reason}", flush=True)
+    _common.say(session, f"forward ended: {f.reason}")
     return 0
 
 

@@ -119,7 +119,7 @@ def _cmd_ports(args, session):
     socks = list_sockets(session)
     if args.listening:
         socks = [s for s in socks if s.listening]
-    print(format_sockets(socks))
+    _common.say(session, format_sockets(socks))
     return 0
 
 

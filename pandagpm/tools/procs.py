@@ -195,9 +195,9 @@ def format_maps(maps):
 
 def _cmd_ps(args, session):
     if args.maps is not None:
-        print(format_maps(memory_maps(session, args.maps)))
+        _common.say(session, format_maps(memory_maps(session, args.maps)))
     else:
-        print(format_processes(list_processes(session)))
+        _common.say(session, format_processes(list_processes(session)))
     return 0
 
 

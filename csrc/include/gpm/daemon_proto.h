@@ -33,12 +33,15 @@
 
 #include <stdint.h>
 
+#include "gpm/wire.h"
+
 #define GPM_DAEMON_CHANNEL     "guest_daemon"
 #define GPM_DAEMON_PLUGIN_NAME "guest_daemon"
 
-#define GPM_DFRAME_MAGIC       0x444d5047u /* "GPMD" as little-endian bytes */
-#define GPM_DFRAME_VERSION     1u
-#define GPM_DFRAME_HDR_SIZE    16u
+/* The frame layout is gpm/wire.h's, with the daemon's magic. */
+#define GPM_DFRAME_MAGIC       GPM_WIRE_MAGIC_DAEMON
+#define GPM_DFRAME_VERSION     GPM_WIRE_VERSION
+#define GPM_DFRAME_HDR_SIZE    GPM_WIRE_HDR_SIZE
 /* Largest payload either side sends or accepts (an ELF plus its name). */
 #define GPM_DFRAME_MAX_PAYLOAD (64u << 20)
 #define GPM_DFRAME_MAX_ARGS    64u
@@ -69,20 +72,7 @@ enum gpm_dstage {
     GPM_DSTAGE_LOST = 7, /* host side: the daemon was replaced or lost */
 };
 
-/*
- * Header layout, little-endian:
- *   offset 0  u32 magic   GPM_DFRAME_MAGIC
- *   offset 4  u16 version GPM_DFRAME_VERSION
- *   offset 6  u16 type    enum gpm_dframe_type
- *   offset 8  u32 seq     request number (replies echo it; 0 if none)
- *   offset 12 u32 len     payload length, <= GPM_DFRAME_MAX_PAYLOAD
- */
-struct gpm_dframe_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t type;
-    uint32_t seq;
-    uint32_t len;
-};
+/* A decoded header (layout: gpm/wire.h). */
+#define gpm_dframe_hdr gpm_wire_hdr
 
 #endif /* GPM_DAEMON_PROTO_H */

@@ -65,6 +65,8 @@ typedef enum gpm_event_type {
     GPM_EVENT_PLUGIN_EXITED,     /* plugin @name, @pid ended: @status */
     GPM_EVENT_PLUGIN_FAILED,     /* loading @name failed: @err, @text */
     GPM_EVENT_PROTOCOL_ERROR,    /* the daemon sent a malformed frame */
+    GPM_EVENT_CHANNEL_DRAINED,   /* @channel had a write refused for a
+                                    full queue and has room again */
 } gpm_event_type_t;
 
 /* Every pointer in an event is only valid for the duration of the call. */
@@ -200,6 +202,30 @@ int gpm_channel_set_callback(gpm_manager_t *m, gpm_channel_id_t id,
  * GPM_EBADF.
  */
 int gpm_channel_set_paused(gpm_manager_t *m, gpm_channel_id_t id, bool paused);
+
+/**
+ * gpm_channel_set_queue_limit() - a smaller host -> guest queue for @id.
+ * @limit: bytes (with the per-message overhead), more than 32; 0 restores
+ *         the manager's queue_limit, and a value above it is cut to it.
+ *
+ * A sender that streams (a file copy) sets a few MiB so that host memory
+ * stays bounded whatever the guest does. Returns 0, GPM_EBADF or
+ * GPM_EINVAL. Any thread.
+ */
+int gpm_channel_set_queue_limit(gpm_manager_t *m, gpm_channel_id_t id,
+                                size_t limit);
+
+/*
+ * The drained event: when gpm_channel_write() on a channel fails with
+ * GPM_ENOSPC, the channel is marked full; once the guest's reads have
+ * brought its queue down to half its limit (or empty), the core emits one
+ * GPM_EVENT_CHANNEL_DRAINED for it, on the thread that read (the
+ * emulator's, for a guest READ), without the lock. A sender then writes
+ * again instead of polling gpm_channel_pending(). If the write failed for
+ * the manager's total limit, the room may be taken by other channels by
+ * the time it retries: a sender waits for the event with a bound and
+ * retries.
+ */
 
 /**
  * gpm_channel_lookup() - find a channel by name.
