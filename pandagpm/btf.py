@@ -105,6 +105,8 @@ class Type:
     members: list[Member] = field(default_factory=list)
     elem_type: int = 0
     nelems: int = 0
+    #: For a datasec: ``(var type id, byte offset, byte size)`` per variable.
+    secinfo: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def kind_name(self) -> str:
@@ -251,6 +253,20 @@ class BTF:
                     return m.bit_offset + found[0], found[1]
         return None
 
+    def var_offset(self, section: str, var: str) -> int:
+        """Byte offset of variable ``var`` in data section ``section``
+        (e.g. a per-CPU variable in ``.data..percpu``)."""
+        for t in self.types:
+            if t is None or t.kind != KIND_DATASEC or t.name != section:
+                continue
+            for type_id, off, _size in t.secinfo:
+                v = self.types[type_id] if 0 < type_id < len(self.types) \
+                    else None
+                if v is not None and v.kind == KIND_VAR and v.name == var:
+                    return off
+            raise BTFError(f"no variable {var} in section {section}")
+        raise BTFError(f"no data section {section}")
+
     def member_offset(self, struct_name: str, path: str) -> int:
         """Byte offset of ``struct_name.path``; raises for bitfields."""
         bits, m = self.member(struct_name, path)
@@ -302,7 +318,11 @@ def _parse_types(tdata: bytes, strings: bytes, bo: str) -> list[Type | None]:
                     t.members.append(Member(name_at(m_name), m_type, m_off))
         elif kind == KIND_ENUM or kind == KIND_FUNC_PROTO:
             pos += 8 * vlen
-        elif kind in (KIND_DATASEC, KIND_ENUM64):
+        elif kind == KIND_DATASEC:
+            for _ in range(vlen):
+                t.secinfo.append(u32x3.unpack_from(tdata, pos))
+                pos += 12
+        elif kind == KIND_ENUM64:
             pos += 12 * vlen
         elif kind in (KIND_PTR, KIND_FWD, KIND_TYPEDEF, KIND_VOLATILE,
                       KIND_CONST, KIND_RESTRICT, KIND_FUNC, KIND_FLOAT,

@@ -133,9 +133,35 @@ def _etc_files(packages: dict,
     return {k: (v.encode(), m) for k, (v, m) in files.items()}
 
 
+_EM_X86_64 = 62
+
+
 def _busybox_applets(busybox: Path, run) -> list[str]:
-    out = run([str(busybox), "--list"], "listing busybox applets")
-    return sorted({a for a in out.split() if a and "/" not in a})
+    """The applet names of a busybox binary.
+
+    An x86_64 busybox is asked (``--list``); one of another architecture
+    cannot run here, so its names are read from the binary's table: a
+    run of NUL-terminated, sorted names that starts with ``[`` and ``[[``
+    and ends with an empty name.
+    """
+    data = busybox.read_bytes()
+    if data[:4] == b"\x7fELF" and data[18] == _EM_X86_64 and data[19] == 0:
+        out = run([str(busybox), "--list"], "listing busybox applets")
+        return sorted({a for a in out.split() if a and "/" not in a})
+    i = data.find(b"\0[\0[[\0")
+    if i < 0:
+        raise ValueError(f"{busybox}: no busybox applet table found")
+    names, j = [], i + 1
+    while len(names) < 4096:
+        k = data.find(b"\0", j, j + 64)
+        if k <= j:
+            break
+        names.append(data[j:k].decode("ascii"))
+        j = k + 1
+    if len(names) < 50 or names != sorted(names):
+        raise ValueError(f"{busybox}: the applet table looks wrong "
+                         f"({len(names)} names)")
+    return sorted({a for a in names if "/" not in a})
 
 
 def build_initramfs(busybox: Path, packages: dict, run,

@@ -12,9 +12,11 @@ the host four doors into the guest:
 * the **gdbstub** on a unix socket, :attr:`QemuMachine.gdb_socket_path`,
   for the C gdb client (connecting to it pauses the VM);
 * **guest RAM** in a shared file, :attr:`QemuMachine.ram_path` of
-  :attr:`QemuMachine.ram_size` bytes; guest physical address ``p`` (below
-  the PCI hole, i.e. all of it for the default 512 MiB) is at file offset
-  ``p``.  :meth:`QemuMachine.read_phys` reads it from Python.
+  :attr:`QemuMachine.ram_size` bytes; guest physical address ``p`` is at
+  file offset ``p - ram_base``, where :attr:`QemuMachine.ram_base` is 0
+  on x86_64 (all 512 MiB lie below the PCI hole) and 0x40000000 on the
+  ARM ``virt`` board.  :meth:`QemuMachine.read_phys` reads it from
+  Python.
 
 QEMU never outlives its owner: the child gets ``PR_SET_PDEATHSIG`` =
 SIGKILL (from a long-lived spawner thread, because the death signal is tied
@@ -487,6 +489,8 @@ class QemuMachine:
     * ``serial_socket_path``, ``qmp_socket_path`` -- console and monitor
       sockets (owned by this object; do not connect to them);
     * ``ram_path``, ``ram_size`` -- the guest RAM file and its size;
+    * ``ram_base`` -- the guest-physical address of the file's offset 0
+      (the image profile's ``qemu.ram_base``, 0 when absent);
     * ``pid`` -- QEMU's process id; ``argv`` -- its command line;
     * ``profile`` -- the image profile (kernel symbols and offsets).
 
@@ -524,6 +528,7 @@ class QemuMachine:
         self.gdb_socket_path = self.serial_socket_path = ""
         self.qmp_socket_path = self.ram_path = self.disk_path = ""
         self.ram_size = int(self.profile["qemu"]["ram_size"])
+        self.ram_base = int(self.profile["qemu"].get("ram_base", 0))
         self.argv: list[str] = []
 
     # -- life cycle --------------------------------------------------------
@@ -768,6 +773,21 @@ class QemuMachine:
         assert self._serial is not None
         self._serial.write(data)
 
+    def wait_for_output(self, pattern: bytes, timeout: float = 30) -> bytes:
+        """Wait until the console prints ``pattern`` (a regular
+        expression); return the text up to its end, which is consumed.
+
+        Typing nothing meanwhile matters on ARM's PL011 UART: input that
+        fills its FIFO before the kernel's driver starts is never read,
+        and the console then takes no input at all (QEMU raises the
+        receive interrupt only when a byte arrives).
+        """
+        self._require()
+        assert self._serial is not None
+        m = self._serial.wait_for(re.compile(pattern), timeout,
+                                  self.is_running)
+        return m.group(0)
+
     def wait_for_shell(self, timeout: float = 30) -> float:
         """Wait until the guest shell runs commands; return the seconds."""
         self._require()
@@ -896,13 +916,19 @@ class QemuMachine:
     # -- guest RAM ---------------------------------------------------------
 
     def read_phys(self, addr: int, size: int) -> bytes:
-        """Read guest physical memory from the shared RAM file."""
+        """Read guest physical memory from the shared RAM file.
+
+        ``addr`` is a guest-physical address; RAM spans ``ram_base`` to
+        ``ram_base + ram_size``.
+        """
         self._require()
-        if addr < 0 or size < 0 or addr + size > self.ram_size:
+        off = addr - self.ram_base
+        if off < 0 or size < 0 or off + size > self.ram_size:
             raise ValueError(f"physical range {addr:#x}+{size:#x} is outside "
-                             f"guest RAM ({self.ram_size:#x} bytes)")
+                             f"guest RAM ({self.ram_base:#x}+"
+                             f"{self.ram_size:#x})")
         if self._ram_map is None:
             with open(self.ram_path, "rb") as f:
                 self._ram_map = mmap.mmap(f.fileno(), self.ram_size,
                                           prot=mmap.PROT_READ)
-        return self._ram_map[addr:addr + size]
+        return self._ram_map[off:off + size]
