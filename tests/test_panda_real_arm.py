@@ -25,7 +25,9 @@ Then, with gpm_test_host (tests/panda/host_plugin) built for the target:
     img), with the cross-built daemon appended to the initramfs and
     started from the root shell (no injector on ARM yet), etc_count and
     hello run: the count equals ``ls -A /etc | wc -l`` in the guest and
-    hello's messages and number go both ways.
+    hello's messages and number go both ways;
+  * ``pandagpm.pypanda.Panda(generic=arch, osi=False)``: PANDA's own root
+    snapshot of the image, ``revert_sync("root")`` and the serial console.
 
 Skips, saying why, when PANDA has no build for the target, the cross
 compiler is missing or no image of the arch is cached. Marked
@@ -34,6 +36,7 @@ compiler is missing or no image of the arch is cached. Marked
 """
 
 import os
+import sys
 import re
 import shutil
 import subprocess
@@ -336,3 +339,36 @@ def test_linux_exchange_without_injection(arch, panda, arm_image, tmp_path):
     assert got["hello_1"] == "hello from the guest!"
     assert got["hello_2"] == "today's lucky number is: 3"
     assert got["hello_3"] == f"the number you sent the guest was: {HELLO_NUMBER}"
+
+
+# --------------------------------------------------------------------------
+# pandagpm.pypanda.Panda(generic=<arm arch>): the pypanda factory on the
+# ARM images (PANDA's own root snapshot, revert, the serial console). One
+# Panda per process, so it runs in a child.
+
+PYPANDA_SCRIPT = r"""
+import json, sys
+from pandagpm.pypanda import Panda
+panda = Panda(generic=sys.argv[1], osi=False, progress=False)
+out = {}
+@panda.queue_blocking
+def run():
+    panda.revert_sync("root")
+    out["uname"] = panda.run_serial_cmd("uname -m").strip()
+    out["etc"] = panda.run_serial_cmd("ls -A /etc | wc -l").strip()
+    panda.end_analysis()
+panda.run()
+print("RESULT=" + json.dumps(out), flush=True)
+"""
+
+
+def test_pypanda_factory(arch, panda, arm_image):
+    r = subprocess.run([sys.executable, "-c", PYPANDA_SCRIPT, arch],
+                       capture_output=True, text=True, timeout=600,
+                       cwd=str(ROOT))
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT=")]
+    assert r.returncode == 0 and line, r.stdout[-3000:] + r.stderr[-3000:]
+    import json
+    got = json.loads(line[0][len("RESULT="):])
+    assert got["uname"] == {"aarch64": "aarch64", "arm": "armv7l"}[arch]
+    assert int(got["etc"]) > 0
