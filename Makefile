@@ -52,8 +52,9 @@ build: venv
 guest:
 	@$(MAKE) -C guest
 
+# ARCH=aarch64 or ARCH=arm builds that arch's generic image instead.
 image: build
-	$(VPY) -m pandagpm.image build
+	$(VPY) -m pandagpm.image build $(if $(ARCH),--arch $(ARCH))
 
 # C unit tests of the core, under ASan and UBSan.
 tests/c/build/%: tests/c/%.c $(CORE_SRCS) $(wildcard csrc/include/gpm/*.h) \

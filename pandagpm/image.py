@@ -29,6 +29,11 @@ Each image also carries an osi_linux kernel profile for PANDA
 built before it existed get the file on first use, from their cached
 kernel and profile.
 
+The ``aarch64`` and ``arm`` images (QEMU's ``virt`` board, RAM at
+guest-physical 0x40000000: ``profile["qemu"]["ram_base"]``) are built
+the same way; what only they need is in :mod:`pandagpm.image_arm`, and
+docs/image.md says what the host needs to know about each kernel.
+
 Command line: ``python -m pandagpm.image build [--arch x86_64] [--force]``,
 ``python -m pandagpm.image info [--arch x86_64] [--path | --kernelinfo]``,
 ``python -m pandagpm.image kernelinfo VMLINUZ KALLSYMS [--group NAME]``.
@@ -120,6 +125,10 @@ class ArchSpec:
     #: Where the kernel's structure offsets come from: "btf" (the kernel
     #: file's .BTF) or "headers" (the kernel's Debian headers, compiled).
     offsets_from: str = "btf"
+    #: Bump when this arch's recipe or profile changes, so its cached
+    #: images rebuild without touching the other arches' keys (0: not in
+    #: the key, which keeps x86_64's key what it always was).
+    recipe_version: int = 0
 
 
 ARCHES: dict[str, ArchSpec] = {
@@ -175,6 +184,7 @@ ARCHES: dict[str, ArchSpec] = {
         doorbell_phys=0x5FFFF000,
         ram_base=0x40000000,
         foreign=True,
+        recipe_version=1,
         symbols=("vectors", "el0t_64_sync", "el0t_64_sync_handler",
                  "el0_svc", "do_el0_svc", "el0_svc_common", "invoke_syscall",
                  "ret_to_user", "__entry_task", "__per_cpu_offset",
@@ -211,6 +221,7 @@ ARCHES: dict[str, ArchSpec] = {
         doorbell_phys=0x5FFFF000,
         ram_base=0x40000000,
         foreign=True,
+        recipe_version=1,
         symbols=("vector_swi", "__vectors_start", "__stubs_start",
                  "vector_bhb_loop8_swi", "vector_bhb_bpiall_swi",
                  "ret_fast_syscall", "ret_to_user", "__entry_task",
@@ -439,9 +450,12 @@ def _qemu_version(binary: str) -> str:
 
 
 def _image_key(arch: str, packages: dict, qemu_version: str) -> str:
-    blob = json.dumps({"builder": BUILDER_VERSION, "arch": arch,
-                       "packages": packages, "qemu": qemu_version},
-                      sort_keys=True)
+    inputs = {"builder": BUILDER_VERSION, "arch": arch,
+              "packages": packages, "qemu": qemu_version}
+    spec = ARCHES.get(arch)
+    if spec is not None and spec.recipe_version:
+        inputs["recipe"] = spec.recipe_version
+    blob = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -994,7 +1008,9 @@ def _kernelinfo_from(b: _btf.BTF, profile: dict) -> "_ki.KernelInfo":
 def _image_kernelinfo(img: ImageInfo) -> "_ki.KernelInfo":
     try:
         if img.profile["kernel"].get("offsets_source", "btf") != "btf":
-            raise ImageError(f"the {img.arch} kernel has no BTF")
+            raise ImageError(f"no osi_linux kernelinfo for the {img.arch} "
+                             "image: its kernel has no BTF (the profile's "
+                             "offsets come from the kernel's headers)")
         b = kernel_btf(img.kernel.read_bytes())
         return _kernelinfo_from(b, img.profile)
     except (OSError, KeyError, _btf.BTFError, _ki.KernelInfoError) as err:
@@ -1130,7 +1146,10 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.write(have[0].kernelinfo_path.read_text())
             else:
                 shown = dict(have[0].profile)
-                shown["osi_linux"] = _osi_summary(have[0])
+                try:
+                    shown["osi_linux"] = _osi_summary(have[0])
+                except ImageError as err:
+                    shown["osi_linux"] = {"unavailable": str(err)}
                 print(json.dumps(shown, indent=2, sort_keys=True))
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away; that is not an error.

@@ -74,13 +74,22 @@ SYSCALL_ENTRY: dict[str, dict] = {
     },
     "arm": {
         "symbol": "vector_swi",
+        "breakpoint_offset": 8,
         "table": "sys_call_table",
-        "note": ("vector_swi is the SVC exception handler (the vector "
-                 "page at 0xffff0000 branches to it). At its first "
-                 "instruction the CPU is in SVC mode: r0-r12 are the "
-                 "user's, r7 the EABI syscall number, LR (lr_svc) the "
-                 "user return address (after the svc), SPSR the user "
-                 "CPSR; SP is the kernel stack (the user SP is banked)."),
+        "note": ("vector_swi is the SVC handler, but on cortex-a15 the "
+                 "vector goes to vector_bhb_loop8_swi (a Spectre-BHB "
+                 "variant, even with mitigations=off), which saves r0-r12 "
+                 "itself and jumps to vector_swi + 8, past vector_swi's "
+                 "own two saving instructions: break at symbol + "
+                 "breakpoint_offset (checked at build time), which every "
+                 "system call reaches. There the CPU is in SVC mode: "
+                 "r0-r12 are still the user's (and saved at SP), r7 is "
+                 "the EABI syscall number, LR (lr_svc) the user return "
+                 "address (after the svc; user code is often Thumb: "
+                 "SPSR.T), SPSR the user CPSR; SP is the kernel stack "
+                 "and the user SP is banked (not in the gdbstub's "
+                 "registers; it is at SP + 52 once vector_swi has saved "
+                 "it, or read it from pt_regs)."),
     },
 }
 
@@ -157,7 +166,8 @@ def offsets_from_headers(tree: Path, release: str, spec,
         raise _image_error(f"the kernel headers lack {mk}: {err}") from err
     # The package's Makefile includes the common tree by absolute path;
     # point it at the extracted copy.
-    mk.write_text(text.replace("/usr/src/", f"{src}/"))
+    mk.write_text(re.sub(r"(?m)^include /usr/src/", f"include {src}/",
+                         text))
     work = tree / "gpm-offsets"
     work.mkdir(exist_ok=True)
     (work / "Kbuild").write_text("obj-m := gpm_offsets.o\n")
@@ -277,6 +287,36 @@ def _arm_entry_task(code: bytes, addr: int) -> int | None:
     return None
 
 
+def _arm_branch_target(word: int, addr: int) -> int | None:
+    """The target of an A32 ``b`` (always) at ``addr``, else None."""
+    if word & 0xFF000000 != 0xEA000000:
+        return None
+    imm = word & 0xFFFFFF
+    if imm & 0x800000:
+        imm -= 1 << 24
+    return (addr + 8 + 4 * imm) & 0xFFFFFFFF
+
+
+def _arm_swi_breakpoint(m, linear, sym: dict[str, int]) -> int:
+    """Check that the BHB variants of the SVC vector join vector_swi at
+    vector_swi + 8 (after its ``sub sp`` and ``stmia sp, {r0-r12}``)."""
+    from .image import ImageError
+    swi = sym["vector_swi"]
+    head = struct.unpack("<2I", m.read_phys(linear(swi), 8))
+    if head[0] & 0xFFFFF000 != 0xE24DD000 or head[1] != 0xE88D1FFF:
+        raise ImageError(f"vector_swi does not start with sub sp / stmia "
+                         f"{{r0-r12}}: {head[0]:#010x} {head[1]:#010x}")
+    for name in ("vector_bhb_bpiall_swi", "vector_bhb_loop8_swi"):
+        if name not in sym:
+            continue
+        code = m.read_phys(linear(sym[name]), 64)
+        targets = [_arm_branch_target(w, sym[name] + 4 * i) for i, w in
+                   enumerate(struct.unpack("<16I", code))]
+        if swi + 8 not in targets:
+            raise ImageError(f"{name} does not branch to vector_swi + 8")
+    return swi + 8
+
+
 def layout_facts(m, spec, syms: dict[str, str],
                  offsets: dict[str, dict[str, int]],
                  kbtf: _btf.BTF | None = None) -> dict:
@@ -349,6 +389,7 @@ def layout_facts(m, spec, syms: dict[str, str],
         found["__entry_task"] = found["cpu_number"] + kbtf.var_offset(
             ".data..percpu", "__entry_task") - kbtf.var_offset(
             ".data..percpu", "cpu_number")
+        facts["syscall_breakpoint"] = hex(sym["el0t_64_sync"])
         facts.update({"kimage_voffset": hex(voff),
                       "page_offset": hex(page_offset),
                       "phys_offset": hex(phys_offset),
@@ -374,6 +415,8 @@ def layout_facts(m, spec, syms: dict[str, str],
             raise ImageError("vector_swi's code does not load __entry_task "
                              "as expected")
         found["__entry_task"] = et
+        facts["syscall_breakpoint"] = hex(_arm_swi_breakpoint(m, linear,
+                                                              sym))
         facts.update({"page_offset": hex(page_offset),
                       "phys_offset": hex(phys_offset),
                       "paging_levels": 2, "lpae": False,

@@ -13,8 +13,11 @@ GUEST_PKGS="musl-tools"
 # tests/test_guest_cross.py).
 GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user"
-# Real host: QEMU 10 from bookworm-backports.
-QEMU_PKGS="qemu-system-x86 qemu-utils"
+# The ARM generic images: arm's structure offsets are compiled against
+# its kernel's headers with the cross gcc 12 (pandagpm/image_arm.py).
+IMAGE_PKGS="make gcc-arm-linux-gnueabihf"
+# Real host: QEMU 10 from bookworm-backports (x86_64, arm and aarch64).
+QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
 
@@ -34,7 +37,21 @@ SRC
     rm -f /var/lib/apt/periodic/pandagpm-updated
 fi
 
+# The ARM generic images are built from arm64 and armhf packages (apt-get
+# download, nothing is installed): apt must serve those architectures.
+foreign_added=0
+for a in arm64 armhf; do
+    if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+        echo "[deps] adding the $a dpkg architecture (for the ARM images)"
+        $SUDO dpkg --add-architecture "$a"
+        foreign_added=1
+    fi
+done
+
 missing=""
+for p in $IMAGE_PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
 for p in $HOST_PKGS $GUEST_PKGS $GUEST_CROSS_PKGS $FUZZ_PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
 done
@@ -44,8 +61,10 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 ||
     need_qemu=1
 fi
 command -v qemu-img >/dev/null 2>&1 || need_qemu=1
+# qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
+command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
 
-if [ -z "$missing" ] && [ "$need_qemu" = 0 ]; then
+if [ -z "$missing" ] && [ "$need_qemu" = 0 ] && [ "$foreign_added" = 0 ]; then
     echo "[deps] system packages already installed"
     exit 0
 fi
