@@ -330,7 +330,9 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
     """A ready ``pandare.Panda`` on pandagpm's generic image ``generic``.
 
     ``osi=True`` loads syscalls2, osi and osi_linux (with the image's
-    BTF-made kernel profile) in the order that works; ``loadvm=True``
+    BTF-made kernel profile; an image without one, e.g. arm's, raises
+    ``pandagpm.image.ImageError``: pass ``osi=False``) in the order that
+    works; ``loadvm=True``
     starts PANDA in the ``root`` snapshot (``revert_sync("root")`` returns
     there). Other keyword arguments go to ``pandare.Panda``. A ``generic``
     that is not one of pandagpm's images goes to pandare unchanged.
@@ -344,7 +346,12 @@ def Panda(generic: str | None = "x86_64", *, osi: bool = True,
     inst = find_panda(arch)
     img = _image.get_image(arch, progress=progress)
     qcow = panda_snapshot(arch, install=inst, progress=progress)
-    os_version, osi_args = osi_setup(img)
+    # The kernel profile is made only when OSI is wanted: an image whose
+    # kernel has none (the arm image: no BTF) still runs with osi=False.
+    if osi:
+        os_version, osi_args = osi_setup(img)
+    else:
+        os_version, osi_args = img.os_string, None
     # PANDA writes to the qcow2 it loads from: each Panda works on its own
     # copy, so runs in parallel never share one and the cache stays intact.
     qcow = _private_copy(qcow)

@@ -321,3 +321,38 @@ def test_inventory_knows_the_arch_and_refuses_another(arch, cross):
     mine = _gpm.Manager(arch=arch)
     assert mine.add_guest_plugin("hello", path) >= 1
     assert _gpm.find_plugin("hello", arch, str(cross))["path"] == path
+
+
+# --------------------------------------------------------------------------
+# Whole-system stock QEMU: the same bare-metal program PANDA runs
+# (tests/test_panda_real_arm.py), hypercalls caught at the stub.
+
+BARE = ROOT / "tests" / "panda" / "bare"
+BARE_STUB = 0x40400000  # tests/panda/bare/Makefile's .gpmhc
+
+
+def test_bare_metal_on_stock_qemu(arch, cross, host_mod, tmp_path):
+    """hc_bare on qemu-system-<arch> -machine virt with the gdbstub
+    breakpoint on its stub, served like the stock-QEMU host does. The
+    trap never executes (it would be an undefined instruction here, and
+    the program would not reach DONE); the answers are the ones
+    guest_plugin_manager gives under PANDA for the same binary."""
+    if shutil.which(f"qemu-system-{arch}") is None:
+        pytest.skip(f"qemu-system-{arch} not found")
+    r = subprocess.run(["make", "-C", str(BARE), f"ARCH={arch}"],
+                       capture_output=True, text=True, timeout=300)
+    assert_clean(r)
+    serial = tmp_path / "uart.txt"
+    serial.write_bytes(b"")
+    host = host_mod.QemuSystemHost(arch, {"guest_daemon": []}, BARE_STUB,
+                                   str(serial))
+    assert host.run([str(BARE / "build" / arch / "hc_bare")], timeout=120,
+                    until=lambda h: b"DONE" in serial.read_bytes()) is None
+    text = serial.read_text()
+    got = {m.group(1): int(m.group(2), 16) for m in
+           re.finditer(r"^(\w+)=([0-9a-f]{16})$", text, re.M)}
+    mask = (1 << (64 if arch == "aarch64" else 32)) - 1
+    assert got == {"get_daemon": 1, "get_unknown": -1 & mask,
+                   "get_manager": 2, "start_daemon": 0,
+                   "write_unknown": -9 & mask, "op_99": -38 & mask}, text
+    assert host.hypercalls == 6

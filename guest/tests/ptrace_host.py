@@ -183,6 +183,9 @@ class PtraceHost:
             name = f"anon{len(self.ids) + 1}"
             self.queues[name] = deque()
             return self._channel(name)
+        # Unknown ops first, as the real core dispatches (no doorbell).
+        if op not in (OP_START, OP_STOP, OP_READ, OP_WRITE, OP_ERROR):
+            return ENOSYS
         name = self.names.get(chan)
         if name is None:
             return EBADF

@@ -165,15 +165,19 @@ class QemuUserHost(ptrace_host.PtraceHost):
         return regs_hex[:num * 2 * w] + data + regs_hex[(num + 1) * 2 * w:]
 
     # Running.
-    def start(self, argv):
+    def _command(self, sock_path, argv):
+        """The emulator's command line, its gdbstub on @sock_path."""
         qemu = qemu_user(self.arch)
         if qemu is None:
             raise FileNotFoundError(f"{self.info['qemu']} not found "
                                     "(Debian package qemu-user)")
+        return [qemu, "-g", sock_path] + list(argv)
+
+    def start(self, argv):
         self._tmp = tempfile.mkdtemp(prefix="gpm-qemu-user-")
         path = os.path.join(self._tmp, "gdb.sock")
-        self.proc = subprocess.Popen([qemu, "-g", path] + list(argv),
-                                     env=self.env or os.environ)
+        cmd = self._command(path, argv)
+        self.proc = subprocess.Popen(cmd, env=self.env or os.environ)
         deadline = time.monotonic() + 10
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         while True:
@@ -183,7 +187,7 @@ class QemuUserHost(ptrace_host.PtraceHost):
             except (FileNotFoundError, ConnectionRefusedError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     sock.close()
-                    raise RuntimeError(f"{qemu} did not open its gdbstub")
+                    raise RuntimeError(f"{cmd[0]} did not open its gdbstub")
                 time.sleep(0.02)
         self.gdb = Gdb(sock, timeout=30)
         self.gdb.cmd("?")
@@ -256,6 +260,32 @@ class QemuUserHost(ptrace_host.PtraceHost):
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+class QemuSystemHost(QemuUserHost):
+    """The same for a bare-metal program on stock QEMU's ``virt`` machine
+    (qemu-system-aarch64 / qemu-system-arm, stopped with -S until the
+    breakpoint is set): the stock-QEMU host's way, on whole-system QEMU.
+    @addr is the program's stub address; its UART goes to @serial_path.
+    The machine never exits: stop it with run(until=...)."""
+
+    CPUS = {"aarch64": "cortex-a57", "arm": "cortex-a15"}
+
+    def __init__(self, arch, inbox, addr, serial_path, **kw):
+        super().__init__(arch, inbox, **kw)
+        self.addr = addr
+        self.serial_path = serial_path
+
+    def _command(self, sock_path, argv):
+        name = f"qemu-system-{self.arch}"
+        qemu = shutil.which(name)
+        if qemu is None:
+            raise FileNotFoundError(f"{name} not found")
+        return [qemu, "-machine", "virt", "-cpu", self.CPUS[self.arch],
+                "-m", "128M", "-nodefaults", "-display", "none",
+                "-monitor", "none", "-serial", f"file:{self.serial_path}",
+                "-S", "-gdb", f"unix:{sock_path},server=on,wait=off",
+                "-kernel", str(argv[0])]
 
 
 def main(args):

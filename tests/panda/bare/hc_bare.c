@@ -1,7 +1,9 @@
 /*
  * hc_bare.c - a bare-metal program that issues pandagpm hypercalls through
  * the guest library's own gpm_hc() (guest/lib/arch/<arch>.c), for PANDA's
- * ARM targets without a Linux image (tests/test_panda_real_arm.py).
+ * ARM targets without a Linux image (tests/test_panda_real_arm.py) and,
+ * the very same binary, stock QEMU with a gdbstub breakpoint on the stub
+ * (tests/test_guest_cross.py).
  *
  * Built static and freestanding for QEMU's "virt" machine (RAM at
  * 0x40000000, a PL011 UART at 0x09000000), loaded with -kernel, it runs
@@ -9,8 +11,8 @@
  * channel names it passes are plain memory reads. Each result is printed
  * on the UART as "NAME=HEX" (the raw return register, zero-extended), then
  * "DONE". Under PANDA without guest_plugin_manager every result is the
- * magic (the trap leaves the registers alone); with it, the manager's
- * answers.
+ * magic (the trap leaves the registers alone); with it, or on stock QEMU
+ * with guest/tests/qemu_user_host.py's QemuSystemHost, the host's answers.
  */
 #include <stddef.h>
 #include <stdint.h>
