@@ -97,7 +97,7 @@ static int setup(void **state)
     fake_phys_put32(&ram, PT32, 1, 0x101000 | P | US);
     fake_phys_put32(&ram, PD32, 2, 0x400000 | P | RW | US | PS);
     fake_phys_put32(&ram, PD32, 3, 0x000000 | (2u << 13) | P | RW | US | PS);
-    fake_phys_put32(&ram, PD32, 768, PT32 + 0x1000 | P | RW);
+    fake_phys_put32(&ram, PD32, 768, (PT32 + 0x1000) | P | RW);
     fake_phys_put32(&ram, PT32 + 0x1000, 0, 0x600000 | P | RW);
     return 0;
 }
