@@ -87,8 +87,10 @@ def inspect_plugin(path):
 def find_plugin(name, arch="x86_64", explicit_dir=None):
     """The first valid binary for ``name`` along the search path.
 
-    Raises PluginNotFound (listing every path tried), or the error of the
-    first candidate that was refused (e.g. WrongArchitecture).
+    Binaries for other arches are passed over (a search path may hold
+    several arches' builds). Raises PluginNotFound (listing every path
+    tried), the error of the first candidate that was refused, or
+    WrongArchitecture if only other arches' binaries were found.
     """
     _paths.register()
     with wrap(PluginNotFound):

@@ -314,3 +314,23 @@ def test_set_callback_on_guest_channel(m):
     assert error_code(info) == _gpm.EBADF
     with pytest.raises(TypeError):
         m.set_callback(anon, 1)
+
+
+def test_search_passes_over_other_arches(tmp_path):
+    """One search path holding two arches' builds: each arch finds its
+    own; an arch with only another arch's binary gets WrongArchitecture
+    (EARCH) naming that binary, not "not found"."""
+    x86, arm = tmp_path / "x86", tmp_path / "arm"
+    x86.mkdir()
+    arm.mkdir()
+    make_plugin_elf(str(x86 / "mixed_p"), "mixed_p", arch="x86_64")
+    make_plugin_elf(str(arm / "mixed_p"), "mixed_p", arch="arm")
+    make_plugin_elf(str(x86 / "only_x"), "only_x", arch="x86_64")
+    _gpm.add_plugin_dir(str(x86))
+    _gpm.add_plugin_dir(str(arm))
+    assert _gpm.find_plugin("mixed_p", "x86_64")["path"] == str(x86 / "mixed_p")
+    assert _gpm.find_plugin("mixed_p", "arm")["path"] == str(arm / "mixed_p")
+    with pytest.raises(_gpm.Error) as e:
+        _gpm.find_plugin("only_x", "arm")
+    assert e.value.code == _gpm.EARCH
+    assert str(x86 / "only_x") in str(e.value)

@@ -338,7 +338,8 @@ int gpm_plugin_find(const char *name, const char *explicit_dir, gpm_arch_t arch,
     const gpm_arch_info_t *a = gpm_arch_info(arch);
     GString *tried;
     GPtrArray *dirs;
-    int rc = GPM_ENOENT;
+    int rc = GPM_ENOENT, arch_err = 0;
+    gchar *arch_why = NULL;
 
     if (out == NULL || a == NULL)
         return GPM_EINVAL;
@@ -348,6 +349,11 @@ int gpm_plugin_find(const char *name, const char *explicit_dir, gpm_arch_t arch,
     }
     tried = g_string_new(NULL);
     dirs = search_dirs(explicit_dir);
+    /*
+     * A binary for another arch is passed over (one search path may hold
+     * several arches' builds); if nothing else fits, its refusal is the
+     * answer.
+     */
     for (guint i = 0; i < dirs->len && rc == GPM_ENOENT; i++) {
         const char *dir = g_ptr_array_index(dirs, i);
         gchar *cand[2] = {g_build_filename(dir, a->name, name, NULL),
@@ -361,6 +367,14 @@ int gpm_plugin_find(const char *name, const char *explicit_dir, gpm_arch_t arch,
             rc = gpm_plugin_inspect(cand[k], out, why, why_len);
             if (rc == 0)
                 rc = gpm_plugin_check_arch(out, arch, why, why_len);
+            if (rc == GPM_EARCH) {
+                if (arch_err == 0) {
+                    arch_err = rc;
+                    arch_why = g_strdup(why != NULL ? why : "");
+                }
+                rc = GPM_ENOENT;
+                continue;
+            }
             if (rc == 0 && strcmp(out->name, name) != 0) {
                 gpm__why(why, why_len,
                          "%s: its descriptor names plugin \"%s\", not \"%s\"",
@@ -371,10 +385,15 @@ int gpm_plugin_find(const char *name, const char *explicit_dir, gpm_arch_t arch,
         g_free(cand[0]);
         g_free(cand[1]);
     }
-    if (rc == GPM_ENOENT)
+    if (rc == GPM_ENOENT && arch_err != 0) {
+        rc = arch_err;
+        gpm__why(why, why_len, "%s", arch_why);
+    } else if (rc == GPM_ENOENT) {
         gpm__why(why, why_len,
                  "guest plugin \"%s\" for %s not found; looked in: %s", name,
                  a->name, dirs->len ? tried->str : "(empty search path)");
+    }
+    g_free(arch_why);
     g_ptr_array_free(dirs, TRUE);
     g_string_free(tried, TRUE);
     return rc;

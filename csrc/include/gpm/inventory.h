@@ -78,9 +78,11 @@ void gpm_inventory_clear_dirs(void);
  * @out: filled with the first binary named @name that passes
  *       gpm_plugin_inspect() and gpm_plugin_check_arch().
  *
- * Returns 0; GPM_ENOENT if no candidate exists (@why lists every path
- * tried); or the error of the first candidate that exists but was refused
- * (@why explains it).
+ * A binary built for another arch is passed over, so one search path may
+ * hold several arches' builds. Returns 0; GPM_ENOENT if no candidate
+ * exists (@why lists every path tried); the error of the first candidate
+ * that exists but was refused (@why explains it); or, if the only
+ * candidates are for other arches, GPM_EARCH for the first of them.
  */
 int gpm_plugin_find(const char *name, const char *explicit_dir, gpm_arch_t arch,
                     gpm_plugin_info_t *out, char *why, size_t why_len);
