@@ -1,19 +1,22 @@
-"""End-to-end tests against the real guest: stock QEMU, the generic x86_64
-image, and the guest programs of guest/plugins and guest/testprogs.
+"""End-to-end tests against the real guest: stock QEMU, the generic image
+of each arch of tests/archs.py (x86_64, aarch64, arm, i386), and the
+guest programs of guest/plugins and guest/testprogs built for it.
 
 Covers issue 4's acceptance (hello through a serial copy; the zero page is
 never written) and issue 7 items 3-4 (a hostile guest; fault tests: QEMU
 killed mid-transfer, the guest daemon killed, a plugin that crashes, a
 Python callback that raises, a plugin for the wrong architecture).
 
-One ``Panda`` is shared by the module and reverted to ``root`` before each
-test; one QEMU runs at a time. Guest programs are built here with
-``make -C guest`` and ``make -C guest/testprogs`` (musl-gcc). Select with
+One ``Panda`` per arch is shared by the module and reverted to ``root``
+before each test; one QEMU runs at a time. Guest programs are built here
+with ``make -C guest GUEST_ARCH=...`` and ``make -C guest/testprogs``
+(musl-gcc on x86_64, Debian's cross compilers elsewhere). Select with
 ``-m e2e``, ``-m hostile`` or ``-m fault``.
 
-Run time: about 70 s, 28 of them the hostile flood (each guest write is a
-VM exit, about 3 ms with the Python callback); GPM_E2E_FLOOD_MSGS sets
-its length (default 10000 messages of 2 KiB).
+Run time on x86_64: about 70 s, 28 of them the hostile flood (each guest
+write is a VM exit, about 3 ms with the Python callback);
+GPM_E2E_FLOOD_MSGS sets its length (default 10000 messages of 2 KiB), and
+GPM_E2E_FLOOD_MSGS_ARM the other arches' (default 3000).
 """
 
 import gc
