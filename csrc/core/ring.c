@@ -73,8 +73,8 @@ static uint8_t *slot_mem(struct gpm__rings *r, unsigned i)
 
 static uint32_t load32(const uint8_t *pair, uint32_t off)
 {
-    uint32_t v = __atomic_load_n((const uint32_t *)(pair + off),
-                                 __ATOMIC_ACQUIRE);
+    uint32_t v =
+        __atomic_load_n((const uint32_t *)(pair + off), __ATOMIC_ACQUIRE);
 
     return GUINT32_FROM_LE(v);
 }
@@ -98,8 +98,7 @@ static void copy_out(const uint8_t *area, uint32_t pos, uint8_t *dst,
     memcpy(dst + first, area, len - first);
 }
 
-static void copy_in(uint8_t *area, uint32_t pos, const uint8_t *src,
-                    size_t len)
+static void copy_in(uint8_t *area, uint32_t pos, const uint8_t *src, size_t len)
 {
     size_t at = pos % GPM_RING_DATA_SIZE;
     size_t first = GPM_RING_DATA_SIZE - at;
@@ -432,14 +431,17 @@ static int serve_slot(gpm_manager_t *m, unsigned i, pass_t *ps)
     g_mutex_lock(&m->lock);
     ch = gpm__channel_get(m, id);
     gone = ch == NULL || !ch->ring || ch->owner == GPM_OWNER_NONE;
-    paused = !gone && ch->paused;
-    has_recv = !gone && ch->recv != NULL;
+    paused = ch != NULL && ch->paused;
+    has_recv = ch != NULL && ch->recv != NULL;
     if (gone && ch != NULL)
         ch->ring = false;
     g_mutex_unlock(&m->lock);
     if (gone) {
+        /* Stopped, or its process ended: what it wrote still counts. */
+        if (ch != NULL && has_recv && !s->broken)
+            moved = take_g2h(m->rings, i, ps);
         slot_free(m, i, GPM_HC_EBADF);
-        return 0;
+        return moved > 0 ? moved : 0;
     }
     if (s->broken)
         return 0;
@@ -453,8 +455,8 @@ static int serve_slot(gpm_manager_t *m, unsigned i, pass_t *ps)
     }
     /* Host bytes wait in the queue until the guest said it mapped us. */
     if (!s->ready)
-        s->ready = load32(slot_mem(m->rings, i), GPM_RING_OFF_READY) ==
-                   GPM_RING_MAGIC;
+        s->ready =
+            load32(slot_mem(m->rings, i), GPM_RING_OFF_READY) == GPM_RING_MAGIC;
     if (!s->ready)
         return moved;
     g_mutex_lock(&m->lock);
@@ -491,8 +493,8 @@ static void finish_pass(gpm_manager_t *m, pass_t *ps)
         g_mutex_lock(&m->lock);
         m->stats.ring_broken++;
         g_mutex_unlock(&m->lock);
-        g_snprintf(text, sizeof(text), "ring of channel %u shut: %s",
-                   sh->chan, sh->why);
+        g_snprintf(text, sizeof(text), "ring of channel %u shut: %s", sh->chan,
+                   sh->why);
         ev.type = GPM_EVENT_GUEST_ERROR;
         ev.channel = sh->chan;
         ev.text = text;

@@ -118,8 +118,8 @@ int gpm_qemu_host_enable_rings(gpm_qemu_host_t *h, uint64_t phys, size_t size)
     pthread_condattr_destroy(&ca);
     r->stop = false;
     r->kicked = false;
-    rc = gpm_manager_set_rings(h->cfg.manager, phys, size, region, ring_kick,
-                               r);
+    rc =
+        gpm_manager_set_rings(h->cfg.manager, phys, size, region, ring_kick, r);
     if (rc == 0 && pthread_create(&r->thread, NULL, ring_main, h) != 0) {
         gpm_manager_set_rings(h->cfg.manager, 0, 0, NULL, NULL, NULL);
         rc = GPM_ENOMEM;

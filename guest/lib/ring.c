@@ -33,11 +33,11 @@
 
 #include "gpm/ring_abi.h"
 
-#define RING_TABLE        64
+#define RING_TABLE         64
 /* Empty polls of a ring before the first sleep (tens of microseconds). */
-#define RING_SPIN         2000
-#define RING_SLEEP_MIN_NS 20000L
-#define RING_SLEEP_MAX_NS 200000L
+#define RING_SPIN          2000
+#define RING_SLEEP_MIN_NS  20000L
+#define RING_SLEEP_MAX_NS  200000L
 /* How long a writer waits for room before -EBUSY, as the hypercall path. */
 #define RING_WRITE_WAIT_NS (30L * 1000000000L)
 
@@ -237,24 +237,6 @@ struct gpm__ring *gpm__ring_find(gpm_chan_t chan)
     return NULL;
 }
 
-void gpm__ring_detach(gpm_chan_t chan)
-{
-    struct gpm__ring *r;
-
-    spin_lock(&table_lock);
-    r = gpm__ring_find(chan);
-    if (r != NULL) {
-        spin_lock(&r->wlock);
-        spin_lock(&r->rlock);
-        munmap((void *)r->pair, GPM_RING_SLOT_SIZE);
-        __atomic_store_n(&r->chan, 0, __ATOMIC_RELEASE);
-        r->pair = NULL;
-        spin_unlock(&r->rlock);
-        spin_unlock(&r->wlock);
-    }
-    spin_unlock(&table_lock);
-}
-
 /* The host's verdict on the ring: 0, or why it no longer serves it. */
 static int ring_status(const struct gpm__ring *r)
 {
@@ -272,6 +254,42 @@ static int ring_dead(const struct gpm__ring *r)
     int st = ring_status(r);
 
     return st != 0 && st != -EPIPE;
+}
+
+/* Waits (up to about 2 s) until the host took every record we wrote. */
+static void wait_drained(const struct gpm__ring *r)
+{
+    long slept = 0, step = RING_SLEEP_MIN_NS;
+    unsigned spins = 0;
+
+    while (rd32(r, GPM_RING_OFF_G2H_TAIL) != r->g2h_head && !ring_dead(r) &&
+           slept < 2000000000L) {
+        if (++spins < RING_SPIN)
+            continue;
+        nap(step);
+        slept += step;
+        step = step * 2 > RING_SLEEP_MAX_NS ? RING_SLEEP_MAX_NS : step * 2;
+    }
+}
+
+void gpm__ring_detach(gpm_chan_t chan)
+{
+    struct gpm__ring *r;
+
+    spin_lock(&table_lock);
+    r = gpm__ring_find(chan);
+    if (r != NULL) {
+        spin_lock(&r->wlock);
+        /* STOP frees the pair: let the host take what is in it first. */
+        wait_drained(r);
+        spin_lock(&r->rlock);
+        munmap((void *)r->pair, GPM_RING_SLOT_SIZE);
+        __atomic_store_n(&r->chan, 0, __ATOMIC_RELEASE);
+        r->pair = NULL;
+        spin_unlock(&r->rlock);
+        spin_unlock(&r->wlock);
+    }
+    spin_unlock(&table_lock);
 }
 
 /* Waits for @need bytes of room for a record; 0 or a negative error. */
