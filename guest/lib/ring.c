@@ -56,6 +56,7 @@ struct gpm__ring {
     uint32_t g2h_head; /* our indices; the host trusts only its own */
     uint32_t h2g_tail;
     uint32_t rd_off; /* bytes of the current host record already read */
+    int reading;     /* READY written: host bytes come through the ring */
 };
 
 static struct gpm__ring table[RING_TABLE];
@@ -215,8 +216,6 @@ int gpm__ring_attach(gpm_chan_t chan)
             r = NULL; /* not a ring we understand: stay on hypercalls */
         } else {
             r->chan = chan;
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
         }
     }
     spin_unlock(&table_lock);
@@ -282,6 +281,9 @@ void gpm__ring_detach(gpm_chan_t chan)
         spin_lock(&r->wlock);
         /* STOP frees the pair: let the host take what is in it first. */
         wait_drained(r);
+        /* What we read of a host record, so nobody gets it again. */
+        wr32(r, GPM_RING_OFF_H2G_PART, r->rd_off);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         spin_lock(&r->rlock);
         munmap((void *)r->pair, GPM_RING_SLOT_SIZE);
         __atomic_store_n(&r->chan, 0, __ATOMIC_RELEASE);
@@ -384,6 +386,11 @@ ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
     if (len == 0)
         return 0;
     spin_lock(&r->rlock);
+    if (!r->reading) {
+        /* From now on the host sends this channel's bytes through us. */
+        wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
+        r->reading = 1;
+    }
     for (;;) {
         uint32_t head = rd32(r, GPM_RING_OFF_H2G_HEAD), w0, flen, more, n;
         uint32_t avail = head - r->h2g_tail;
