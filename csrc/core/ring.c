@@ -366,8 +366,12 @@ static void finish_pass(gpm_manager_t *m, gpm__ring_pass_t *ps)
 {
     for (guint k = 0; k < ps->out->len; k++) {
         pending_t *p = &g_array_index(ps->out, pending_t, k);
+        int rc;
 
-        if (gpm__deliver(m, p->chan, p->buf, p->len) == 0) {
+        __atomic_store_n(&m->stats.ring_delivering, true, __ATOMIC_RELAXED);
+        rc = gpm__deliver(m, p->chan, p->buf, p->len);
+        __atomic_store_n(&m->stats.ring_delivering, false, __ATOMIC_RELAXED);
+        if (rc == 0) {
             g_mutex_lock(&m->lock);
             m->stats.ring_msgs_from_guest++;
             m->stats.ring_bytes_from_guest += p->len;

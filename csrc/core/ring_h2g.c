@@ -106,8 +106,8 @@ int gpm__ring_fill_locked(gpm_manager_t *m, unsigned i, gpm__channel_t *ch,
     while (msg != NULL && s->fl_count < GPM__RING_FL_CAP) {
         uint32_t space = GPM_RING_DATA_SIZE - (s->h2g_head - s->h2g_tail);
         size_t avail = msg->len - off;
-        uint32_t n = avail > GPM_RING_MAX_FRAG ? GPM_RING_MAX_FRAG
-                                               : (uint32_t)avail;
+        uint32_t n =
+            avail > GPM_RING_MAX_FRAG ? GPM_RING_MAX_FRAG : (uint32_t)avail;
         uint32_t w[2];
 
         /* Split only at GPM_RING_MAX_FRAG: wait for room instead. */
@@ -115,8 +115,8 @@ int gpm__ring_fill_locked(gpm_manager_t *m, unsigned i, gpm__channel_t *ch,
             break;
         w[0] = GUINT32_TO_LE(n | (n < avail ? GPM_RING_MORE : 0));
         w[1] = 0;
-        gpm__ring_copy(area, s->h2g_head + GPM_RING_REC_HDR, msg->data + off,
-                       n, true);
+        gpm__ring_copy(area, s->h2g_head + GPM_RING_REC_HDR, msg->data + off, n,
+                       true);
         gpm__ring_copy(area, s->h2g_head, (uint8_t *)w, sizeof(w), true);
         s->h2g_head += GPM_RING_REC_SPACE(n);
         fl_push(s, n);

@@ -14,7 +14,7 @@
 /* Messages one service pass may collect before delivering them. */
 #define GPM__RING_PASS_MAX ((size_t)4 << 20)
 /* The most host records a ring can hold (each takes at least 16 bytes). */
-#define GPM__RING_FL_CAP (GPM_RING_DATA_SIZE / 16u)
+#define GPM__RING_FL_CAP   (GPM_RING_DATA_SIZE / 16u)
 
 typedef struct gpm__ring_slot {
     gpm_channel_id_t chan; /* GPM_CHANNEL_NONE: free */
@@ -113,7 +113,6 @@ void gpm__ring_break(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps,
  */
 int gpm__ring_fill_locked(gpm_manager_t *m, unsigned i, gpm__channel_t *ch,
                           gpm__ring_pass_t *ps);
-void gpm__ring_retire_locked(gpm_manager_t *m, unsigned i,
-                             gpm__channel_t *ch);
+void gpm__ring_retire_locked(gpm_manager_t *m, unsigned i, gpm__channel_t *ch);
 
 #endif /* GPM_CORE_RING_INTERNAL_H */

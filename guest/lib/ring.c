@@ -39,7 +39,7 @@
 #define RING_SLEEP_MIN_NS  20000L
 #define RING_SLEEP_MAX_NS  200000L
 /* How long a writer waits for room before -EBUSY, as the hypercall path. */
-#define RING_WRITE_WAIT_NS (30L * 1000000000L)
+#define RING_WRITE_WAIT_NS (30LL * 1000000000LL)
 
 #if defined(__x86_64__) || defined(__i386__)
 #define RING_PLAIN_MEMCPY 1
@@ -295,7 +295,7 @@ void gpm__ring_detach(gpm_chan_t chan)
 }
 
 /* Waits for @need bytes of room for a record; 0 or a negative error. */
-static int wait_room(struct gpm__ring *r, uint32_t need, long *slept_ns)
+static int wait_room(struct gpm__ring *r, uint32_t need, long long *slept_ns)
 {
     long step = RING_SLEEP_MIN_NS;
     unsigned spins = 0;
@@ -325,7 +325,7 @@ static int wait_room(struct gpm__ring *r, uint32_t need, long *slept_ns)
 
 /* One message of at most GPM_HC_MAX_TRANSFER bytes, as records. */
 static int write_message(struct gpm__ring *r, const unsigned char *p,
-                         size_t len, long *slept_ns)
+                         size_t len, long long *slept_ns)
 {
     volatile unsigned char *area = r->pair + GPM_RING_OFF_G2H_DATA;
     size_t off = 0;
@@ -359,7 +359,7 @@ static int write_message(struct gpm__ring *r, const unsigned char *p,
 ssize_t gpm__ring_write(struct gpm__ring *r, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    long slept_ns = 0;
+    long long slept_ns = 0;
     size_t done = 0;
     int err = 0;
 
@@ -387,7 +387,18 @@ ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
         return 0;
     spin_lock(&r->rlock);
     if (!r->reading) {
-        /* From now on the host sends this channel's bytes through us. */
+        /*
+         * What the host queued before this first read comes by READ, as
+         * without a ring; once the queue is empty the host sends through
+         * the ring, so a program's first read still finds what was
+         * waiting, and no byte is reordered.
+         */
+        ssize_t n = gpm__ring_read_queued(r->chan, buf, len);
+
+        if (n != 0) {
+            spin_unlock(&r->rlock);
+            return n;
+        }
         wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
         r->reading = 1;
     }
