@@ -21,7 +21,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv build guest image ctest ctest-valgrind pytest \
-	pytest-asan test panda test-panda test-arch-matrix \
+	pytest-asan test panda test-panda test-arch-matrix test-rings-off \
 	demo bench fuzz-smoke format format-check clean
 
 all: build
@@ -134,6 +134,15 @@ test: deps build guest
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory pytest-asan
 	$(VPY) -m pytest -ra $(PYTEST_ARGS)
+	@echo "[test] the guest and loader suites again with the rings off (x86_64)"
+	PANDAGPM_RINGS=0 PANDAGPM_TEST_ARCHES=x86_64 $(VPY) -m pytest -ra \
+		tests/test_e2e_guest.py tests/test_e2e_loader.py
+
+# Every end-to-end suite on every arch with the shared-memory rings off
+# (docs/rings.md): the hypercall path alone.
+test-rings-off: build guest
+	PANDAGPM_RINGS=0 PANDAGPM_FULL_MATRIX=1 $(VPY) -m pytest -ra \
+		$(wildcard tests/test_e2e_*.py)
 
 # Real PANDA, built from source into the per-user cache (seconds when
 # cached), with pandagpm's plugins built in its tree and its pypanda
