@@ -217,5 +217,6 @@ fuzz/build/fuzz_%: fuzz/fuzz_%.c $(LIB_fuzz) tests/c/fake_cpu.h
 	@mkdir -p $(@D)
 	$(CC_SAN) $(FUZZ_CFLAGS) -o $@ $< $(LIB_fuzz) $(GLIB_LIBS) -lpthread
 
-fuzz-smoke: deps fuzz/build/fuzz_hypercall fuzz/build/fuzz_rsp
-	@bash scripts/fuzz-smoke.sh $(FUZZ_SECONDS) hypercall rsp
+fuzz-smoke: deps fuzz/build/fuzz_hypercall fuzz/build/fuzz_rsp \
+		fuzz/build/fuzz_ring
+	@bash scripts/fuzz-smoke.sh $(FUZZ_SECONDS) hypercall rsp ring
