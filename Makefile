@@ -176,11 +176,11 @@ demo: deps build guest
 	@if [ "$(ARCH)" != x86_64 ]; then $(MAKE) --no-print-directory -C guest GUEST_ARCH=$(ARCH); fi
 	$(VPY) examples/demo.py --arch $(ARCH)
 
-# Every figure per arch: x86_64 runs every script; the ARM arches the
-# hypercall round trip, bulk rate and load-to-first-message.
+# Every figure per arch: x86_64 runs every script; the other arches the
+# hypercall round trip, bulk rate, load-to-first-message and the rings.
 BENCH_ARCHES ?= x86_64 aarch64 arm i386
 BENCH_ARCH_SCRIPTS ?= bench/bench_hypercall.py bench/bench_bulk.py \
-	bench/bench_load.py
+	bench/bench_load.py bench/bench_ring.py
 bench: deps build guest
 	@set -e; for a in $(BENCH_ARCHES); do \
 		if [ "$$a" = x86_64 ]; then scripts="$$(ls bench/bench_*.py)"; \

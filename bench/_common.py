@@ -61,12 +61,18 @@ def arch_info():
     return _gpm.arch_info(ARCH)
 
 
-def start_panda():
-    """A started Panda on the generic image of ARCH, reverted to root."""
+def start_panda(rings=None):
+    """A started Panda on the generic image of ARCH, reverted to root.
+
+    ``rings``: the shared-memory rings (docs/rings.md); None follows
+    PANDAGPM_RINGS (default on). The scripts that measure the hypercall
+    path itself pass False.
+    """
     from pandagpm.host import Panda
 
-    progress(f"starting QEMU (generic {ARCH}, snapshot root)")
-    p = Panda(generic=ARCH, verbose=False)
+    progress(f"starting QEMU (generic {ARCH}, snapshot root"
+             f"{', rings off' if rings is False else ''})")
+    p = Panda(generic=ARCH, verbose=False, rings=rings)
     t0 = time.monotonic()
     p.start()
     progress(f"QEMU up, shell answers after {time.monotonic() - t0:.2f} s")
@@ -271,7 +277,8 @@ secondary figure, labelled "guest clock".
 
 def write_markdown(data):
     lines = [_PREAMBLE]
-    order = ["bench_hypercall", "bench_bulk", "bench_load", "bench_flood",
+    order = ["bench_hypercall", "bench_bulk", "bench_ring", "bench_load",
+             "bench_flood",
              "bench_forward"]
     names = sorted(data.get("scripts", {}),
                    key=lambda s: (order.index(s) if s in order else 99, s))

@@ -144,7 +144,8 @@ def main():
     C.build_guest_bench()
     res = C.Results("bench_bulk", "Bulk transfer MB/s per call size")
     rows = {label: {"m": [], "g": [], "h": []} for label, *_ in SIZES}
-    p = C.start_panda()
+    # The hypercall path itself: no rings (bench_ring compares both).
+    p = C.start_panda(rings=False)
     try:
         res.context["other_qemus"] = C.other_qemus(p.machine.pid)
         C.copy_bench(p)

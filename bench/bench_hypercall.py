@@ -153,7 +153,8 @@ def main():
     res = C.Results("bench_hypercall",
                     "Hypercall round trip vs. bare gdbstub stop + continue")
     rounds = []
-    p = C.start_panda()
+    # The hypercall path itself: no rings (bench_ring compares both).
+    p = C.start_panda(rings=False)
     try:
         res.context["other_qemus"] = C.other_qemus(p.machine.pid)
         for r in range(ROUNDS):
