@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 import archs  # noqa: E402  (tests/archs.py)
+from waits import wait_for  # noqa: E402  (tests/waits.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The x86_64 build, for the suites that run on x86_64 only (test_e2e_loader).
@@ -89,19 +90,6 @@ LONG = 120.0
 # --------------------------------------------------------------------------
 # Helpers.
 # --------------------------------------------------------------------------
-
-def wait_for(pred, timeout, what, period=0.02):
-    """Polls ``pred`` until it returns something true; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting "
-                                 f"for {what}")
-        time.sleep(period)
-
 
 def parse_results(text):
     """``name=value`` lines of a guest program's output as a dict."""

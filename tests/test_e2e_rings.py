@@ -19,6 +19,7 @@ import time
 import pytest
 
 import archs  # noqa: E402  (tests/archs.py)
+from waits import wait_for  # noqa: E402  (tests/waits.py)
 
 from pandagpm.host import Panda  # noqa: E402
 
@@ -29,18 +30,6 @@ SHORT = 30.0
 LONG = 300.0
 STRESS_MSGS = 600
 MAX_MSG = 200 << 10
-
-
-def wait_for(pred, timeout, what, period=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting "
-                                 f"for {what}")
-        time.sleep(period)
 
 
 def msg_size(seed, seq):

@@ -103,9 +103,12 @@ def test_arch_table():
         assert spec.ram_base <= spec.doorbell_phys < \
             spec.ram_base + spec.ram_size
         assert "virt" in spec.machine_args
-        # mem= keeps exactly the last page out.
+        # mem= keeps exactly the ring region and the last page out: the
+        # rings right below the doorbell page, which ends RAM.
         kib = int(spec.append.split("mem=")[1].split("K")[0])
-        assert kib * 1024 == spec.doorbell_phys - spec.ram_base
+        assert kib * 1024 == spec.ring_phys - spec.ram_base
+        assert spec.ring_phys + spec.ring_size == spec.doorbell_phys
+        assert spec.ring_size >= (16 << 20)
         assert spec.doorbell_phys + 4096 == spec.ram_base + spec.ram_size
     assert image.ARCHES["x86_64"].ram_base == 0
     assert image.ARCHES["x86_64"].recipe_version == 0

@@ -182,7 +182,11 @@ def test_stats_keys(m):
     assert set(s) == {"hypercalls", "not_ours", "guest_errors",
                       "bytes_to_guest", "bytes_from_guest", "queued_bytes",
                       "channels", "callback_errors", "refused",
-                      "protocol_errors"}
+                      "protocol_errors", "probes_declined",
+                      "rings_attached", "ring_msgs_from_guest",
+                      "ring_bytes_from_guest", "ring_msgs_to_guest",
+                      "ring_bytes_to_guest", "ring_broken",
+                      "ring_delivering"}
     assert all(isinstance(v, int) and v == 0 for v in s.values())
 
 

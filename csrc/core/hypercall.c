@@ -421,7 +421,11 @@ int gpm_hypercall_handle_as(gpm_manager_t *m, const gpm_host_ops_t *ops,
 
     g_mutex_lock(&m->lock);
     m->stats.hypercalls++;
-    if (result < 0 && result >= -4095)
+    /* "Not offered" to a feature probe is an answer, not an error. */
+    if (result == GPM_HC_ENOSYS &&
+        (a.op == GPM_HC_OP_GET_DOORBELL || a.op == GPM_HC_OP_RING_ATTACH))
+        m->stats.probes_declined++;
+    else if (result < 0 && result >= -4095)
         m->stats.guest_errors++;
     g_mutex_unlock(&m->lock);
     rc = ops->write_reg(cpu, arch->ret_reg, (uint64_t)result & c.word_mask);

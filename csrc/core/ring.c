@@ -162,13 +162,13 @@ int64_t gpm__ring_attach(gpm_manager_t *m, gpm_channel_id_t id, int64_t tgid,
     g_mutex_lock(&m->lock);
     r = m->rings;
     ch = gpm__channel_get(m, id);
-    if (ch == NULL) {
+    if (r == NULL) {
+        err = GPM_HC_ENOSYS; /* this host offers no rings at all */
+    } else if (ch == NULL) {
         err = GPM_HC_EBADF;
     } else if ((err = gpm__owner_check_locked(m, ch, tgid)) != 0) {
         if (err == GPM_HC_EACCES)
             m->stats.refused++;
-    } else if (r == NULL) {
-        err = GPM_HC_ENOSYS;
     } else if (ch->recv == NULL) {
         err = GPM_HC_EPIPE;
     } else {

@@ -512,10 +512,9 @@ static void print_help(gpm_panda_print_fn print, void *opaque)
 }
 
 /*
- * The core counts every negative result as a guest error, including the
- * "no doorbell" answer each guest program gets once on PANDA (which has
- * no doorbell page); that is an answer, not an error, so it is shown
- * apart.
+ * The "no doorbell" (and "no ring") answer each guest program gets on
+ * PANDA is an answer, not an error: the core counts it apart
+ * (probes_declined), and the doorbell queries are shown apart.
  */
 static void print_stats(gpm_panda_print_fn print, void *opaque)
 {
@@ -526,7 +525,8 @@ static void print_stats(gpm_panda_print_fn print, void *opaque)
     g_mutex_lock(&g.lock);
     no_doorbell = g.no_doorbell;
     g_mutex_unlock(&g.lock);
-    errors = s.guest_errors > no_doorbell ? s.guest_errors - no_doorbell : 0;
+    /* The core does not count declined probes as errors. */
+    errors = s.guest_errors;
     printf_(print, opaque,
             "hypercalls %llu (not ours %llu, errors %llu, doorbell queries "
             "%llu), to guest %llu bytes, from guest %llu bytes, queued %zu "

@@ -327,11 +327,12 @@ void *gpm__qh_io_main(void *arg)
         err = GPM_ECONNRESET;
     }
     sync_conn_stats(h);
+    /* Nothing reaches a callback once the host says it is gone. */
+    gpm__qh_rings_stop(h);
     fail_all(h, err == GPM_ETIMEDOUT ? err : GPM_ECONNRESET);
     gpm__gdb_close(&h->conn);
     if (h->free_on_exit) {
         pthread_detach(pthread_self());
-        gpm__qh_rings_stop(h);
         gpm__ram_close(&h->ram);
         gpm__qh_release(h);
     }

@@ -138,8 +138,12 @@ int gpm_qemu_host_enable_rings(gpm_qemu_host_t *h, uint64_t phys, size_t size)
 void gpm__qh_rings_stop(gpm_qemu_host_t *h)
 {
     gpm__qh_rings_t *r = &h->rings;
+    bool running;
 
-    if (!r->running)
+    pthread_mutex_lock(&h->lock);
+    running = r->running;
+    pthread_mutex_unlock(&h->lock);
+    if (!running || pthread_equal(pthread_self(), r->thread))
         return;
     pthread_mutex_lock(&r->mu);
     r->stop = true;
@@ -148,9 +152,12 @@ void gpm__qh_rings_stop(gpm_qemu_host_t *h)
     pthread_join(r->thread, NULL);
     /* No pass runs now: the manager lets go of the mapping. */
     gpm_manager_set_rings(h->cfg.manager, 0, 0, NULL, NULL, NULL);
+    /* Stats read the counters under the host's lock: off first. */
+    pthread_mutex_lock(&h->lock);
+    r->running = false;
+    pthread_mutex_unlock(&h->lock);
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->mu);
-    r->running = false;
 }
 
 void gpm__qh_rings_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out)

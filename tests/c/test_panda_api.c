@@ -369,11 +369,14 @@ static void test_monitor_states(void **state)
     assert_null(strstr(out->str, "not started"));
     g_string_truncate(out, 0);
 
-    /* A "no doorbell" answer the glue counted is not an error. */
+    /* "No doorbell" and "no ring" are answers, not errors. */
     assert_int_equal(
         (int64_t)fake_hc(m, cpu, GPM_HC_OP_GET_DOORBELL, 0, 0, 0, NULL),
         GPM_HC_ENOSYS);
     gpm_panda_api_count_no_doorbell();
+    assert_int_equal(
+        (int64_t)fake_hc(m, cpu, GPM_HC_OP_RING_ATTACH, 1, 0, 0, NULL),
+        GPM_HC_ENOSYS);
     assert_true(gpm_panda_api_monitor("gpm stats", collect, NULL));
     assert_non_null(strstr(out->str, "errors 0, doorbell queries 1"));
     g_string_truncate(out, 0);

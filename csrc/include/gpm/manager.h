@@ -95,7 +95,10 @@ typedef struct gpm_manager_config {
 typedef struct gpm_manager_stats {
     uint64_t hypercalls;       /* handled hypercalls */
     uint64_t not_ours;         /* stops without the magic value */
-    uint64_t guest_errors;     /* hypercalls answered with an error result */
+    uint64_t guest_errors;     /* hypercalls answered with an error result,
+                                * but for probes_declined */
+    uint64_t probes_declined;  /* GET_DOORBELL and RING_ATTACH answered
+                                * GPM_HC_ENOSYS: this host offers none */
     uint64_t bytes_to_guest;   /* bytes moved by READ */
     uint64_t bytes_from_guest; /* bytes moved by WRITE */
     size_t queued_bytes;       /* host -> guest bytes queued now */
