@@ -80,10 +80,12 @@ def register_map(arch):
     except (_gpm.Error, ValueError):
         info = {}
     if info.get("backend") and info.get("env_gpr_field"):
-        field = (info["env_gpr_field"],)
+        # A dotted name reaches into a member (MIPS: active_tc.gpr).
+        field = tuple(info["env_gpr_field"].split("."))
         regs = {n: (field, q) for n, q in enumerate(info["env_gpr_index"])}
         if info["env_pc_field"]:
-            regs[info["pc_reg"]] = ((info["env_pc_field"],), None)
+            regs[info["pc_reg"]] = (tuple(info["env_pc_field"].split(".")),
+                                    None)
     elif arch == "i386":
         regs = {n: (("regs",), n) for n in range(8)}
         regs[8] = (("eip",), None)
