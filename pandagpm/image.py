@@ -652,7 +652,7 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
     else:
         _say(progress, "compiling structure offsets from the kernel's "
                        "headers")
-        extra = ({"defines": _image_mips.HEADER_DEFINES,
+        extra = ({"defines": _image_mips.header_defines(spec.name),
                   "includes": _image_mips.HEADER_INCLUDES}
                  if spec.name in _image_mips.ARCHES else {})
         offsets = _image_arm.offsets_from_headers(

@@ -248,14 +248,16 @@ EXPORTED_DATA = {
 
 
 def _ksymtab(blob: bytes, names: tuple[str, ...], prel32: bool,
-             str_addr: Callable[[int], int]) -> dict[str, int]:
+             str_addr: Callable[[int], int], word: int = 4
+             ) -> dict[str, int]:
     """Exported symbols from a kernel's export table inside ``blob``.
 
     With PREL32 entries (arm64) each ``struct kernel_symbol`` holds three
     32-bit offsets relative to their own fields (value, name, namespace),
     and the value comes back as an offset into ``blob``.  Without (arm),
-    it holds absolute pointers: the name's address is ``str_addr(offset
-    of the name in blob)`` and the value is the absolute address.
+    it holds absolute pointers of ``word`` bytes (little-endian): the
+    name's address is ``str_addr(offset of the name in blob)`` and the
+    value is the absolute address.
     """
     import array
     found: dict[str, int] = {}
@@ -272,13 +274,14 @@ def _ksymtab(blob: bytes, names: tuple[str, ...], prel32: bool,
             if name is not None and name not in found and i > 0:
                 found[name] = 4 * (i - 1) + words[i - 1]
     else:
+        fmt = "<Q" if word == 8 else "<I"
         for off, name in strpos.items():
-            needle = struct.pack("<I", str_addr(off))
+            needle = struct.pack(fmt, str_addr(off))
             j = blob.find(needle)
-            while j >= 0 and (j % 4 or j < 4):
+            while j >= 0 and (j % word or j < word):
                 j = blob.find(needle, j + 1)
-            if j >= 4 and name not in found:
-                found[name] = struct.unpack_from("<I", blob, j - 4)[0]
+            if j >= word and name not in found:
+                found[name] = struct.unpack_from(fmt, blob, j - word)[0]
     return found
 
 

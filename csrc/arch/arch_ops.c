@@ -229,6 +229,52 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .xlate = gpm__mmu_mips32_xlate,
             .gdb_builtin_xml = gpm__gdb_mips32_xml,
         },
+    [GPM_ARCH_MIPS64EL] =
+        {
+            .arch = GPM_ARCH_MIPS64EL,
+            .hc_addr = GPM_HC_ADDR_MIPS64EL,
+            .hc_insn = {0x0a, 0x00, 0x00, 0x00}, /* movz $zero, ... */
+            .hc_insn_len = 4,
+            .mode_reg = "status",
+            .mode_is_user = mips_is_user,
+            .gdb_xml_arch = "mips",
+            .pc_reg = "pc",
+            .bp_kind = 4,
+            .user_top = 1ull << 40,
+            /*
+             * The kernel facts (docs/image.md, image_mips.py): the syscall
+             * exception's handler (o32's handle_sys) saves the user's
+             * registers in pt_regs at sp, stores EPC + 4 in its cp0_epc
+             * (sp + 296) and passes n64 numbers on to handle_sys64, at
+             * whose first instruction v0 and a0-a5 are live; the number
+             * and a0-a2, a4, a5 are saved at sp + 8n (a3's restart copy
+             * is stored by that first instruction). kernelsp[0] points
+             * into the running thread's 16 KiB kernel stack.
+             */
+            .syscall_entry_symbol = "handle_sys64",
+            .current_task_symbol = "kernelsp",
+            .user_percpu_reg = NULL,
+            .percpu_base_const = true,
+            .current_stack_mask = ~(uint64_t)(16384 - 1),
+            .entry_ret_word = true,
+            .entry_ret_base_reg = 29,
+            .entry_ret_offset = 296,
+            .entry_saved = {{2, 8 * 2},
+                            {4, 8 * 4},
+                            {5, 8 * 5},
+                            {6, 8 * 6},
+                            {8, 8 * 8},
+                            {9, 8 * 9}},
+            .entry_saved_n = 6,
+            .env_gpr_field = "active_tc.gpr",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 32,
+            .env_pc_field = "active_tc.PC",
+            .mmu_inputs_const = true,
+            .mmu_ninputs = 3,
+            .xlate = gpm__mmu_mips64_xlate,
+            .gdb_builtin_xml = gpm__gdb_mips64_xml,
+        },
 };
 
 const gpm__arch_ops_t *gpm__arch_ops(gpm_arch_t arch)

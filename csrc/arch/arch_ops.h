@@ -260,6 +260,8 @@ int gpm__mmu_armv7_xlate(const gpm__mmu_state_t *st, uint64_t va,
                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 int gpm__mmu_mips32_xlate(const gpm__mmu_state_t *st, uint64_t va,
                           gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
+int gpm__mmu_mips64_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 
 /* The built-in target descriptions (csrc/arch/gdb_mips.c). */
 extern const char gpm__gdb_mips32_xml[];

@@ -1,10 +1,10 @@
 /*
  * syscalls.c - system call tables for the injector.
  *
- * x86_64, i386, aarch64, arm and mipsel are injectable: their registers at the
- * stock-QEMU host's syscall entry stop are known. The other tables hold
- * the numbers so that the hosts for those architectures only need to add
- * their registers.
+ * x86_64, i386, aarch64, arm, mipsel and mips64el are injectable: their
+ * registers at the stock-QEMU host's syscall entry stop are known. The other
+ * tables hold the numbers so that the hosts for those architectures only need
+ * to add their registers.
  */
 #include <stddef.h>
 
@@ -32,14 +32,11 @@
     .rt_sigprocmask = 4195, .open_flags = OPEN_FLAGS_MIPS, MIPS_CONSTANTS
 
 /* MIPS n64 numbers start at 5000; both byte orders share them. */
-#define MIPS_N64_TABLE                                                         \
-    {                                                                          \
-        .getuid = 5100, .mmap = 5009, .munmap = 5011, .memfd_create = 5314,    \
-        .open = 5002, .openat = 5247, .write = 5001, .close = 5003,            \
-        .fork = 5056, .clone = 5055, .setsid = 5110, .execve = 5057,           \
-        .exit_group = 5205, .rt_sigprocmask = 5014,                            \
-        .open_flags = OPEN_FLAGS_MIPS, MIPS_CONSTANTS                          \
-    }
+#define MIPS_N64_NUMBERS                                                       \
+    .getuid = 5100, .mmap = 5009, .munmap = 5011, .memfd_create = 5314,        \
+    .open = 5002, .openat = 5247, .write = 5001, .close = 5003, .fork = 5056,  \
+    .clone = 5055, .setsid = 5110, .execve = 5057, .exit_group = 5205,         \
+    .rt_sigprocmask = 5014, .open_flags = OPEN_FLAGS_MIPS, MIPS_CONSTANTS
 
 static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
     /* rax 0, rcx 2, rdx 3, rsi 4, rdi 5, r8 8, r9 9, r10 10. */
@@ -164,8 +161,21 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                          .err_flag = true,
                          .err_flag_reg = 7,
                          MIPS_O32_NUMBERS},
-    [GPM_ARCH_MIPS64] = MIPS_N64_TABLE,
-    [GPM_ARCH_MIPS64EL] = MIPS_N64_TABLE,
+    [GPM_ARCH_MIPS64] = {MIPS_N64_NUMBERS},
+    /*
+     * At handle_sys64: v0 = number, a0-a5 (GDB 4-9) = arguments, pc (37:
+     * the pt_regs word the host presents) = the address after the
+     * syscall; v0 and a3 at the re-entry as for o32.
+     */
+    [GPM_ARCH_MIPS64EL] = {.injectable = true,
+                           .nr_reg = 2,
+                           .ret_reg = 2,
+                           .retaddr_reg = 37,
+                           .arg_regs = {4, 5, 6, 7, 8, 9},
+                           .insn_len = 4,
+                           .err_flag = true,
+                           .err_flag_reg = 7,
+                           MIPS_N64_NUMBERS},
     [GPM_ARCH_PPC] = {.getuid = 24,
                       .mmap = 90,
                       .munmap = 91,

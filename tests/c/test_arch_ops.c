@@ -57,7 +57,7 @@ static void test_rows_complete(void **state)
             assert_null(o->mmu_regs[i]);
         }
     }
-    assert_int_equal(rows, 5);
+    assert_int_equal(rows, 6);
     assert_null(gpm__arch_ops(GPM_ARCH_MIPS));
     assert_null(gpm__arch_ops(GPM_ARCH_COUNT));
     assert_null(gpm__arch_ops((gpm_arch_t)-1));
