@@ -61,12 +61,28 @@ static gpm__channel_t *get_checked(hc_ctx_t *c, uint64_t v, int64_t *err)
     return *err == 0 ? ch : NULL;
 }
 
+/* Whether the caller may use @v's channel; counts nothing. No lock held. */
+static bool may_use(hc_ctx_t *c, uint64_t v)
+{
+    gpm__channel_t *ch;
+    bool ok;
+
+    g_mutex_lock(&c->m->lock);
+    ch = gpm__channel_get(c->m, chan_id(v));
+    ok = ch != NULL && gpm__owner_check_locked(c->m, ch, c->tgid) == 0;
+    g_mutex_unlock(&c->m->lock);
+    return ok;
+}
+
 static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
 {
     gpm_event_t ev = {0};
     gpm__channel_t *ch, *dead = NULL;
     int64_t err;
 
+    /* A stopped channel's ring is retired (the owner check follows). */
+    if (!start && may_use(c, a->chan))
+        gpm__ring_stop(c->m, chan_id(a->chan));
     g_mutex_lock(&c->m->lock);
     ch = get_checked(c, a->chan, &err);
     if (ch != NULL) {
@@ -106,6 +122,11 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
     if (ch == NULL) {
         g_mutex_unlock(&c->m->lock);
         return result;
+    }
+    /* Its bytes are in flight through its ring, in order: not for READ. */
+    if (ch->ring_h2g) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EINVAL;
     }
     src = gpm__channel_peek_locked(ch, &avail);
     n = avail;
@@ -167,11 +188,8 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
 
 static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
 {
-    gpm__channel_t *ch, *dead;
     gpm_channel_id_t id = chan_id(a->chan);
-    GSList *stale = NULL;
-    gpm_recv_cb recv;
-    void *opaque;
+    gpm__channel_t *ch;
     uint8_t *buf;
     int64_t err;
     size_t n;
@@ -193,40 +211,23 @@ static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
         g_mutex_unlock(&c->m->lock);
         return GPM_HC_EBUSY;
     }
-    if (n == 0) {
-        g_mutex_unlock(&c->m->lock);
+    g_mutex_unlock(&c->m->lock);
+    if (n == 0)
         return 0;
-    }
-    ch->refs++;
-    recv = ch->recv;
-    opaque = ch->opaque;
-    g_mutex_unlock(&c->m->lock);
-
-    if (!range_ok(c, a->a1, n)) {
-        rc = GPM_EFAULT;
-        buf = NULL;
-    } else {
-        buf = g_try_malloc(n);
-        rc = buf == NULL ? GPM_ENOMEM : c->ops->read_mem(c->cpu, a->a1, buf, n);
-    }
-    if (rc == 0)
-        recv(id, buf, n, opaque);
-    g_free(buf);
-
-    g_mutex_lock(&c->m->lock);
-    if (rc == 0)
-        c->m->stats.bytes_from_guest += n;
-    dead = gpm__channel_put(c->m, ch);
-    if (dead == NULL && ch->refs == 1 && !ch->closed) {
-        stale = ch->stale;
-        ch->stale = NULL;
-    }
-    g_mutex_unlock(&c->m->lock);
-    if (dead != NULL)
-        gpm__channel_destroy(dead);
-    gpm__run_stale(stale);
-    if (rc == GPM_ENOMEM)
+    if (!range_ok(c, a->a1, n))
+        return GPM_HC_EFAULT;
+    buf = g_try_malloc(n);
+    if (buf == NULL)
         return GPM_HC_EBUSY;
+    rc = c->ops->read_mem(c->cpu, a->a1, buf, n);
+    /* A channel closed meanwhile took the bytes into the void. */
+    if (rc == 0) {
+        gpm__deliver(c->m, id, buf, n);
+        g_mutex_lock(&c->m->lock);
+        c->m->stats.bytes_from_guest += n;
+        g_mutex_unlock(&c->m->lock);
+    }
+    g_free(buf);
     return rc == 0 ? (int64_t)n : GPM_HC_EFAULT;
 }
 
@@ -362,6 +363,8 @@ static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
         return op_get_channel(c, a);
     case GPM_HC_OP_GET_DOORBELL:
         return op_get_doorbell(c);
+    case GPM_HC_OP_RING_ATTACH:
+        return gpm__ring_attach(c->m, chan_id(a->chan), c->tgid, c->word_mask);
     default:
         return GPM_HC_ENOSYS;
     }
