@@ -223,9 +223,12 @@ ARCHES: dict[str, ArchSpec] = {
     # (32-bit, 4 KiB pages, 2-level tables, no highmem). 256 MiB: all of
     # it is low RAM at guest-physical 0 (Malta maps only 256 MiB there),
     # so RAM file offset = physical address = kseg0 address - 0x80000000.
-    # The doorbell is RAM's last page, kept out with mem= (MIPS has no
-    # memmap=; QEMU puts the initrd 128 KiB below the top). The kernel is
-    # relocatable with KASLR: nokaslr keeps the profile's addresses.
+    # The doorbell is RAM's last page and the channel rings the 16 MiB at
+    # 224 MiB, both kept out with two mem= (MIPS has no memmap=; the
+    # first mem= replaces the firmware's map): QEMU puts the initrd just
+    # below the top of the 256 MiB, so the rings cannot sit under the
+    # doorbell as on ARM. The kernel is relocatable with KASLR: nokaslr
+    # keeps the profile's addresses.
     "mipsel": ArchSpec(
         name="mipsel",
         debian_arch="mipsel",
@@ -246,9 +249,11 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyS0",
         append=("console=ttyS0 nokaslr quiet loglevel=1 panic=-1 "
-                "mem=262140K"),
+                "mem=229376K@0 mem=16380K@0xf000000"),
         ram_size=256 * 1024 * 1024,
         doorbell_phys=0x0FFFF000,
+        ring_phys=0x0E000000,
+        ring_size=16 << 20,
         foreign=True,
         # Text symbols (and the entry's local labels) from /proc/kallsyms;
         # init_task from the export table, kernelsp and pgd_current from
@@ -266,7 +271,7 @@ ARCHES: dict[str, ArchSpec] = {
                      "CONFIG_RANDSTRUCT_NONE=y", "CONFIG_MEMFD_CREATE=y"),
         # Debian's malta kernels have no BTF: offsets from the headers.
         offsets_from="headers",
-        recipe_version=2,
+        recipe_version=3,
     ),
     # The same board with a MIPS64R2 5KEf: Debian's 5kc-malta kernel
     # (64-bit, 4 KiB pages, 3-level tables), n64 userland; the rest as
@@ -291,9 +296,11 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyS0",
         append=("console=ttyS0 nokaslr quiet loglevel=1 panic=-1 "
-                "mem=262140K"),
+                "mem=229376K@0 mem=16380K@0xf000000"),
         ram_size=256 * 1024 * 1024,
         doorbell_phys=0x0FFFF000,
+        ring_phys=0x0E000000,
+        ring_size=16 << 20,
         foreign=True,
         # Text symbols (and the entry's local labels) from /proc/kallsyms;
         # init_task from the export table, kernelsp and pgd_current from
@@ -312,7 +319,7 @@ ARCHES: dict[str, ArchSpec] = {
                      "CONFIG_RANDSTRUCT_NONE=y", "CONFIG_MEMFD_CREATE=y"),
         # Debian's malta kernels have no BTF: offsets from the headers.
         offsets_from="headers",
-        recipe_version=1,
+        recipe_version=2,
     ),
 }
 

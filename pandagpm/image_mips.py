@@ -216,6 +216,10 @@ def layout_facts(m, spec, syms: dict[str, str],
     if not ram or any(s <= db + 4095 and db <= e for s, e in ram):
         raise ImageError(f"the doorbell page {db:#x} is in System RAM {ram}: "
                          "mem= did not keep it out")
+    rp, rs = spec.ring_phys, spec.ring_size
+    if rs and any(s < rp + rs and rp <= e for s, e in ram):
+        raise ImageError(f"the ring area {rp:#x}+{rs:#x} overlaps System "
+                         f"RAM {ram}: mem= did not keep it out")
     named = {n: (s, e) for d, s, e, n in iomem if d == 1}
     code, data = named.get("Kernel code"), named.get("Kernel data")
     stext = phys(int(syms["_stext"], 16))

@@ -65,11 +65,19 @@ def test_arch_rows():
         assert spec.ram_base == 0 and spec.ram_size == 256 << 20
         assert "malta" in spec.machine_args
         assert spec.offsets_from == "headers" and spec.foreign
-        # mem= keeps exactly the last page out; nokaslr: the profile's
-        # addresses stay.
-        kib = int(spec.append.split("mem=")[1].split("K")[0])
-        assert kib * 1024 == spec.doorbell_phys
+        # The two mem= keep exactly the rings and the last page (the
+        # doorbell) out; nokaslr: the profile's addresses stay.
+        regions = []
+        for arg in spec.append.split():
+            if arg.startswith("mem="):
+                size, at = arg[4:].split("@")
+                regions.append((int(at, 0), int(size[:-1]) * 1024))
+        assert regions == [(0, spec.ring_phys),
+                           (spec.ring_phys + spec.ring_size,
+                            spec.doorbell_phys - spec.ring_phys -
+                            spec.ring_size)]
         assert spec.doorbell_phys + 4096 == spec.ram_size
+        assert spec.ring_size == 16 << 20
         assert "nokaslr" in spec.append.split()
         assert "sleep=off" in " ".join(spec.machine_args)
         defs = image_mips.header_defines(arch)
@@ -155,6 +163,9 @@ def test_doorbell_page_is_not_kernel_ram(img, machine):
     assert ram and ram[0][0] == 0
     assert all(e < db or s > db + 4095 for s, e in ram)
     assert machine.read_phys(db, 4096) == bytes(4096)
+    rp, rs = img.profile["guest"]["ring_phys"], img.profile["guest"][
+        "ring_size"]
+    assert all(e < rp or s >= rp + rs for s, e in ram)
 
 
 @pytest.mark.e2e
