@@ -1,8 +1,8 @@
 """The pandagpm demo (``make demo``, ``make demo ARCH=aarch64``).
 
 Boots a generic image (x86_64 unless ``--arch`` or ``$ARCH`` says
-aarch64, arm or i386) from its ``root`` snapshot under stock QEMU, injects the
-guest daemon with linjector (no cooperation from the guest), loads the
+aarch64, arm, i386, mipsel or mips64el) from its ``root`` snapshot under
+stock QEMU, injects the guest daemon with linjector (no cooperation from the guest), loads the
 ``etc_count`` guest plugin and prints what it counted, then loads
 ``hello`` and shows its conversation with the host.
 """
@@ -19,7 +19,7 @@ from pandagpm.host import Panda
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--arch", default=os.environ.get("ARCH") or "x86_64",
                     help="guest architecture: x86_64 (default), aarch64, "
-                    "arm or i386")
+                    "arm, i386, mipsel or mips64el")
 args = parser.parse_args()
 print(f"pandagpm demo on a generic {args.arch} guest")
 panda = Panda(generic=args.arch)

@@ -54,8 +54,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gpm_channel_id_t a, b, d;
     size_t n = size / RECORD, off;
 
+    static const gpm_arch_t mips[4] = {GPM_ARCH_MIPSEL, GPM_ARCH_MIPS,
+                                       GPM_ARCH_MIPS64EL, GPM_ARCH_MIPS64};
+
     if (size > 0 && (data[0] & 0x80))
         cfg.arch = GPM_ARCH_I386;
+    else if (size > 0 && (data[0] & 0x40)) /* both byte orders, both sizes */
+        cfg.arch = mips[data[0] & 3];
     if (n > MAX_RECORDS)
         n = MAX_RECORDS;
     if (gpm_manager_new(&cfg, &m) != 0)

@@ -138,6 +138,16 @@ def _kernel_profile(profile, arch="x86_64"):
     }
 
 
+def _mmu_inputs(profile, arch):
+    """The page walk's constant inputs (``kernel.mmu_inputs``) of an arch
+    whose walker reads no registers."""
+    try:
+        return [int(v, 16) for v in profile["kernel"]["mmu_inputs"]]
+    except KeyError:
+        raise GpmError(f"the {arch} image profile has no mmu_inputs "
+                       "(rebuild the image?)", _gpm.ENOENT) from None
+
+
 class Panda:
     """A generic image under stock QEMU, with pypanda's shape.
 
@@ -258,6 +268,11 @@ class Panda:
             k = _kernel_profile(self.image.profile, self.arch_name)
             self.gdb.set_task_profile(k["task_base_reg"], k["current_task"],
                                       k["task_tgid"])
+            # A walker that reads no registers (MIPS) takes the image's
+            # constants.
+            if _gpm.arch_info(self.arch_name).get("mmu_inputs_const"):
+                self.gdb.set_mmu_inputs(_mmu_inputs(self.image.profile,
+                                                    self.arch_name))
         self._daemon_ready.clear()
         self._daemon_pid = None
         self._injected = False

@@ -70,6 +70,7 @@ from .initramfs import Cpio as _Cpio  # noqa: F401
 from . import kernelinfo as _ki
 from . import image_arm as _image_arm
 from . import image_i386 as _image_i386
+from . import image_mips as _image_mips
 
 __all__ = [
     "ARCHES", "BUILDER_VERSION", "ImageError", "ImageInfo",
@@ -654,8 +655,12 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
     else:
         _say(progress, "compiling structure offsets from the kernel's "
                        "headers")
+        extra = ({"defines": _image_mips.header_defines(spec.name),
+                  "includes": _image_mips.HEADER_INCLUDES}
+                 if spec.name in _image_mips.ARCHES else {})
         offsets = _image_arm.offsets_from_headers(
-            tree, kernel_release, spec, _offset_requests(spec.name), _run)
+            tree, kernel_release, spec, _offset_requests(spec.name), _run,
+            **extra)
 
     _say(progress, "building the initramfs")
     busybox = tree / "bin" / "busybox"
@@ -723,6 +728,8 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
             facts = _check_memory(m, syms, offsets)
         elif spec.name == "i386":
             facts = _image_i386.layout_facts(m, spec, syms, offsets)
+        elif spec.name in _image_mips.ARCHES:
+            facts = _image_mips.layout_facts(m, spec, syms, offsets)
         else:
             facts = _image_arm.layout_facts(m, spec, syms, offsets, kbtf)
         # Let the console and the kernel settle, then snapshot an idle

@@ -219,6 +219,108 @@ ARCHES: dict[str, ArchSpec] = {
         # off): offsets from its headers, as for arm.
         offsets_from="headers",
     ),
+    # QEMU's Malta board with a MIPS32R2 24Kf: Debian's 4kc-malta kernel
+    # (32-bit, 4 KiB pages, 2-level tables, no highmem). 256 MiB: all of
+    # it is low RAM at guest-physical 0 (Malta maps only 256 MiB there),
+    # so RAM file offset = physical address = kseg0 address - 0x80000000.
+    # The doorbell is RAM's last page and the channel rings the 16 MiB at
+    # 224 MiB, both kept out with two mem= (MIPS has no memmap=; the
+    # first mem= replaces the firmware's map): QEMU puts the initrd just
+    # below the top of the 256 MiB, so the rings cannot sit under the
+    # doorbell as on ARM. The kernel is relocatable with KASLR: nokaslr
+    # keeps the profile's addresses.
+    "mipsel": ArchSpec(
+        name="mipsel",
+        debian_arch="mipsel",
+        kernel_meta="linux-image-4kc-malta",
+        kernel_series="linux-image-6.1.",
+        kernel_file="vmlinuz-",
+        qemu_binary="qemu-system-mipsel",
+        # -icount sleep=off: a restored snapshot otherwise sleeps in
+        # `wait` for as long as the guest had run before savevm (16-18 s,
+        # measured: no interrupt arrives, not even the UART's); with it
+        # an idle CPU moves the virtual clock on to the next timer at
+        # once (load to shell 0.3-0.5 s), at the price of an idle guest
+        # using a host CPU (docs/image.md).
+        machine_args=("-machine", "malta", "-accel", "tcg", "-cpu", "24Kf",
+                      "-icount", "shift=auto,sleep=off",
+                      "-smp", "1", "-m", "256M", "-nodefaults",
+                      "-no-user-config", "-display", "none", "-nic", "none",
+                      "-no-reboot"),
+        console="ttyS0",
+        append=("console=ttyS0 nokaslr quiet loglevel=1 panic=-1 "
+                "mem=229376K@0 mem=16380K@0xf000000"),
+        ram_size=256 * 1024 * 1024,
+        doorbell_phys=0x0FFFF000,
+        ring_phys=0x0E000000,
+        ring_size=16 << 20,
+        foreign=True,
+        # Text symbols (and the entry's local labels) from /proc/kallsyms;
+        # init_task from the export table, kernelsp and pgd_current from
+        # the code that uses them (image_mips).
+        symbols=("handle_sys", "loads_done", "syscall_common",
+                 "handle_sys64", "except_vec3_generic", "_text", "_stext",
+                 "_etext", "_end", "resume", "do_exit", "sys_execve",
+                 "sys_exit_group", "sys_call_table"),
+        required_symbols=("handle_sys", "loads_done", "_stext"),
+        config_need=("CONFIG_SERIAL_8250=y", "CONFIG_SERIAL_8250_CONSOLE=y",
+                     "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
+                     "CONFIG_DEVTMPFS=y", "CONFIG_32BIT=y",
+                     "CONFIG_CPU_LITTLE_ENDIAN=y", "CONFIG_PAGE_SIZE_4KB=y",
+                     "CONFIG_PGTABLE_LEVELS=2", "# CONFIG_HIGHMEM is not set",
+                     "CONFIG_RANDSTRUCT_NONE=y", "CONFIG_MEMFD_CREATE=y"),
+        # Debian's malta kernels have no BTF: offsets from the headers.
+        offsets_from="headers",
+        recipe_version=3,
+    ),
+    # The same board with a MIPS64R2 5KEf: Debian's 5kc-malta kernel
+    # (64-bit, 4 KiB pages, 3-level tables), n64 userland; the rest as
+    # for mipsel.
+    "mips64el": ArchSpec(
+        name="mips64el",
+        debian_arch="mips64el",
+        kernel_meta="linux-image-5kc-malta",
+        kernel_series="linux-image-6.1.",
+        kernel_file="vmlinuz-",
+        qemu_binary="qemu-system-mips64el",
+        # -icount sleep=off: a restored snapshot otherwise sleeps in
+        # `wait` for as long as the guest had run before savevm (16-18 s,
+        # measured: no interrupt arrives, not even the UART's); with it
+        # an idle CPU moves the virtual clock on to the next timer at
+        # once (load to shell 0.3-0.5 s), at the price of an idle guest
+        # using a host CPU (docs/image.md).
+        machine_args=("-machine", "malta", "-accel", "tcg", "-cpu", "5KEf",
+                      "-icount", "shift=auto,sleep=off",
+                      "-smp", "1", "-m", "256M", "-nodefaults",
+                      "-no-user-config", "-display", "none", "-nic", "none",
+                      "-no-reboot"),
+        console="ttyS0",
+        append=("console=ttyS0 nokaslr quiet loglevel=1 panic=-1 "
+                "mem=229376K@0 mem=16380K@0xf000000"),
+        ram_size=256 * 1024 * 1024,
+        doorbell_phys=0x0FFFF000,
+        ring_phys=0x0E000000,
+        ring_size=16 << 20,
+        foreign=True,
+        # Text symbols (and the entry's local labels) from /proc/kallsyms;
+        # init_task from the export table, kernelsp and pgd_current from
+        # the code that uses them (image_mips).
+        symbols=("handle_sys64", "handle_sys", "handle_sysn32",
+                 "syscall_common", "n64_syscall_check", "not_o32_scall",
+                 "except_vec3_generic", "_stext", "_etext", "_end",
+                 "resume", "do_exit", "sys_execve", "sys_exit_group",
+                 "sys_call_table"),
+        required_symbols=("handle_sys64", "handle_sys", "_stext"),
+        config_need=("CONFIG_SERIAL_8250=y", "CONFIG_SERIAL_8250_CONSOLE=y",
+                     "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
+                     "CONFIG_DEVTMPFS=y", "CONFIG_64BIT=y",
+                     "CONFIG_CPU_LITTLE_ENDIAN=y", "CONFIG_PAGE_SIZE_4KB=y",
+                     "CONFIG_PGTABLE_LEVELS=3", "CONFIG_MIPS_PGD_C0_CONTEXT=y",
+                     "CONFIG_RANDSTRUCT_NONE=y", "CONFIG_MEMFD_CREATE=y"),
+        # Debian's malta kernels have no BTF: offsets from the headers.
+        offsets_from="headers",
+        recipe_version=2,
+    ),
 }
 
 #: Structure members whose offsets go into the profile, from BTF.
@@ -242,4 +344,10 @@ EXTRA_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
                 "rq": ("curr",)},
     "arm": {"task_struct": ("stack", "thread_info"),
             "thread_info": ("flags", "cpu", "tp_value")},
+    # MIPS: thread_info (first word: the task) sits at the base of the
+    # kernel stack, not in task_struct; pt_regs is what the entry saves.
+    "mipsel": {"task_struct": ("stack",),
+               "thread_info": ("task", "flags", "cpu")},
+    "mips64el": {"task_struct": ("stack",),
+                 "thread_info": ("task", "flags", "cpu")},
 }

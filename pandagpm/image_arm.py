@@ -96,7 +96,12 @@ SYSCALL_ENTRY: dict[str, dict] = {
 #: The cross compiler prefix for compiling against an arch's headers.
 _CROSS_COMPILE = {"arm": "arm-linux-gnueabihf-",
                   "aarch64": "aarch64-linux-gnu-",
-                  "i386": "i686-linux-gnu-"}
+                  "i386": "i686-linux-gnu-",
+                  "mipsel": "mipsel-linux-gnu-",
+                  "mips64el": "mips64el-linux-gnuabi64-"}
+
+#: The kernel's ARCH= where it is not the image's name.
+_KERNEL_ARCH = {"mipsel": "mips", "mips64el": "mips"}
 
 # The BTF header a kernel writes: magic 0xEB9F, version 1, flags 0, and a
 # 24-byte header (little-endian: both ARM images are little-endian).
@@ -133,9 +138,13 @@ _INCLUDES = ("linux/kbuild.h", "linux/sched.h", "linux/cred.h",
 _MARK_RE = re.compile(r'->(gpm__\w+) [#$]?(-?\d+)\b')
 
 
-def _offsets_source(requests: dict[str, tuple[str, ...]]) -> str:
-    lines = [f"#include <{h}>" for h in _INCLUDES]
+def _offsets_source(requests: dict[str, tuple[str, ...]],
+                    defines: dict[str, str] | None = None,
+                    includes: tuple[str, ...] = ()) -> str:
+    lines = [f"#include <{h}>" for h in _INCLUDES + tuple(includes)]
     lines += ["void gpm_offsets(void);", "void gpm_offsets(void)", "{"]
+    for name, expr in (defines or {}).items():
+        lines.append(f"\tDEFINE(gpm__def__{name}, {expr});")
     for sname, members in requests.items():
         lines.append(f"\tDEFINE(gpm__sizeof__{sname}, "
                      f"sizeof(struct {sname}));")
@@ -149,14 +158,19 @@ def _offsets_source(requests: dict[str, tuple[str, ...]]) -> str:
 
 def offsets_from_headers(tree: Path, release: str, spec,
                          requests: dict[str, tuple[str, ...]],
-                         run: Callable[..., str]) -> dict[str, dict[str, int]]:
+                         run: Callable[..., str],
+                         defines: dict[str, str] | None = None,
+                         includes: tuple[str, ...] = ()
+                         ) -> dict[str, dict[str, int]]:
     """Compile the structure offsets from the kernel's Debian headers.
 
     ``tree`` holds the extracted ``linux-headers-<release>``,
     ``linux-headers-<abi>-common`` and ``linux-kbuild-<series>``
     packages.  The result has the shape of the BTF-made offsets:
     ``{struct: {member: offset}}`` plus ``task_struct.comm_size``,
-    ``task_struct.sizeof`` and ``cred.uid_size``.
+    ``task_struct.sizeof`` and ``cred.uid_size``; with ``defines``
+    (name -> C constant expression, after ``includes``) also
+    ``{"defines": {name: value}}``.
     """
     src = tree / "usr" / "src"
     hdr = src / f"linux-headers-{release}"
@@ -172,11 +186,13 @@ def offsets_from_headers(tree: Path, release: str, spec,
     work = tree / "gpm-offsets"
     work.mkdir(exist_ok=True)
     (work / "Kbuild").write_text("obj-m := gpm_offsets.o\n")
-    (work / "gpm_offsets.c").write_text(_offsets_source(requests))
+    (work / "gpm_offsets.c").write_text(
+        _offsets_source(requests, defines, includes))
     cross = _CROSS_COMPILE.get(spec.name)
     if cross is None:
         raise _image_error(f"no cross compiler known for {spec.name}")
-    run(["make", "-s", "-C", str(hdr), f"M={work}", f"ARCH={spec.name}",
+    karch = _KERNEL_ARCH.get(spec.name, spec.name)
+    run(["make", "-s", "-C", str(hdr), f"M={work}", f"ARCH={karch}",
          f"CROSS_COMPILE={cross}", "gpm_offsets.s"],
         f"compiling structure offsets against {hdr.name} (needs "
         f"{cross}gcc-12: apt-get install gcc-{cross[:-1]})")
@@ -195,6 +211,8 @@ def offsets_from_headers(tree: Path, release: str, spec,
     t["comm_size"] = vals["gpm__size__task_struct__comm"]
     t["sizeof"] = vals["gpm__sizeof__task_struct"]
     out["cred"]["uid_size"] = vals["gpm__size__cred__uid"]
+    if defines:
+        out["defines"] = {n: vals[f"gpm__def__{n}"] for n in defines}
     return out
 
 
@@ -230,14 +248,16 @@ EXPORTED_DATA = {
 
 
 def _ksymtab(blob: bytes, names: tuple[str, ...], prel32: bool,
-             str_addr: Callable[[int], int]) -> dict[str, int]:
+             str_addr: Callable[[int], int], word: int = 4
+             ) -> dict[str, int]:
     """Exported symbols from a kernel's export table inside ``blob``.
 
     With PREL32 entries (arm64) each ``struct kernel_symbol`` holds three
     32-bit offsets relative to their own fields (value, name, namespace),
     and the value comes back as an offset into ``blob``.  Without (arm),
-    it holds absolute pointers: the name's address is ``str_addr(offset
-    of the name in blob)`` and the value is the absolute address.
+    it holds absolute pointers of ``word`` bytes (little-endian): the
+    name's address is ``str_addr(offset of the name in blob)`` and the
+    value is the absolute address.
     """
     import array
     found: dict[str, int] = {}
@@ -254,13 +274,14 @@ def _ksymtab(blob: bytes, names: tuple[str, ...], prel32: bool,
             if name is not None and name not in found and i > 0:
                 found[name] = 4 * (i - 1) + words[i - 1]
     else:
+        fmt = "<Q" if word == 8 else "<I"
         for off, name in strpos.items():
-            needle = struct.pack("<I", str_addr(off))
+            needle = struct.pack(fmt, str_addr(off))
             j = blob.find(needle)
-            while j >= 0 and (j % 4 or j < 4):
+            while j >= 0 and (j % word or j < word):
                 j = blob.find(needle, j + 1)
-            if j >= 4 and name not in found:
-                found[name] = struct.unpack_from("<I", blob, j - 4)[0]
+            if j >= word and name not in found:
+                found[name] = struct.unpack_from(fmt, blob, j - word)[0]
     return found
 
 

@@ -80,14 +80,16 @@ def register_map(arch):
     except (_gpm.Error, ValueError):
         info = {}
     if info.get("backend") and info.get("env_gpr_field"):
-        field = (info["env_gpr_field"],)
+        # A dotted name reaches into a member (MIPS: active_tc.gpr).
+        field = tuple(info["env_gpr_field"].split("."))
         regs = {n: (field, q) for n, q in enumerate(info["env_gpr_index"])}
         if info["env_pc_field"]:
-            regs[info["pc_reg"]] = ((info["env_pc_field"],), None)
+            regs[info["pc_reg"]] = (tuple(info["env_pc_field"].split(".")),
+                                    None)
     elif arch == "i386":
         regs = {n: (("regs",), n) for n in range(8)}
         regs[8] = (("eip",), None)
-    elif arch in ("mips", "mipsel", "mips64"):
+    elif arch in ("mips", "mipsel", "mips64", "mips64el"):
         regs = {n: (("active_tc", "gpr"), n) for n in range(32)}
         regs[37] = (("active_tc", "PC"), None)
     elif arch == "ppc":
@@ -243,7 +245,8 @@ def is_pandare(obj):
 _ENV_TYPES = {"x86_64": "CPUX86State", "i386": "CPUX86State",
               "arm": "CPUARMState", "aarch64": "CPUARMState",
               "mips": "CPUMIPSState", "mipsel": "CPUMIPSState",
-              "mips64": "CPUMIPSState", "ppc": "CPUPPCState"}
+              "mips64": "CPUMIPSState", "mips64el": "CPUMIPSState",
+              "ppc": "CPUPPCState"}
 
 
 def _fn_address(ffi, fn):

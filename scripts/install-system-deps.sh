@@ -8,17 +8,20 @@ HOST_PKGS="build-essential pkg-config libglib2.0-dev libcmocka-dev clang-14 \
 clang-format-14 libclang-rt-14-dev valgrind file cpio xz-utils"
 # Guest build (static x86_64 executables).
 GUEST_PKGS="musl-tools"
-# Guest builds for aarch64 and arm (armhf), static against the cross
+# Guest builds for aarch64, arm (armhf), i386, mipsel and mips64el,
+# static against the cross
 # glibc, and qemu-user to run their tests (make -C guest check-arch,
 # tests/test_guest_cross.py).
 GUEST_CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-i686-linux-gnu \
-libc6-dev-i386-cross qemu-user"
+libc6-dev-i386-cross gcc-mipsel-linux-gnu libc6-dev-mipsel-cross \
+gcc-mips64el-linux-gnuabi64 libc6-dev-mips64el-cross qemu-user"
 # The ARM generic images: arm's structure offsets are compiled against
 # its kernel's headers with the cross gcc 12 (pandagpm/image_arm.py).
 IMAGE_PKGS="make gcc-arm-linux-gnueabihf"
-# Real host: QEMU 10 from bookworm-backports (x86_64, arm and aarch64).
-QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-utils"
+# Real host: QEMU 10 from bookworm-backports (x86_64, arm, aarch64; i386
+# is in qemu-system-x86; mipsel and mips64el in qemu-system-mips).
+QEMU_PKGS="qemu-system-x86 qemu-system-arm qemu-system-mips qemu-utils"
 # Fuzzing.
 FUZZ_PKGS="afl++"
 # The FUSE mount (pandagpm mount): fusermount3, and libfuse3 for pyfuse3.
@@ -42,7 +45,7 @@ fi
 
 # The generic images of other arches are made of those arches' Debian
 # packages (pandagpm/image.py, apt-get download): apt must serve them.
-for a in arm64 armhf i386; do
+for a in arm64 armhf i386 mipsel mips64el; do
     if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
         echo "[deps] dpkg --add-architecture $a"
         $SUDO dpkg --add-architecture "$a"
@@ -66,6 +69,8 @@ fi
 command -v qemu-img >/dev/null 2>&1 || need_qemu=1
 # qemu-system-arm has both qemu-system-arm and qemu-system-aarch64.
 command -v qemu-system-aarch64 >/dev/null 2>&1 || need_qemu=1
+# qemu-system-mips has qemu-system-mipsel and qemu-system-mips64el.
+command -v qemu-system-mips64el >/dev/null 2>&1 || need_qemu=1
 
 if [ -z "$missing" ] && [ "$need_qemu" = 0 ] && [ -z "${force_update:-}" ]; then
     echo "[deps] system packages already installed"

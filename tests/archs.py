@@ -1,8 +1,9 @@
 """The guest architectures the end-to-end suites run on.
 
 ``PANDAGPM_TEST_ARCHES`` (comma-separated; default every arch with a
-generic image: x86_64, aarch64, arm, i386) picks them. An arch whose tools are
-missing (its QEMU, its cross compiler) is skipped with the reason, unless
+generic image: x86_64, aarch64, arm, i386, mipsel, mips64el) picks
+them. An arch whose tools are missing (its QEMU, its cross compiler) is
+skipped with the reason, unless
 ``PANDAGPM_REQUIRE_ARCHES=1`` (CI sets it), which turns that into a
 failure: CI must not pass by skipping an arch.
 
@@ -22,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ALL_ARCHES = ("x86_64", "aarch64", "arm", "i386")
+ALL_ARCHES = ("x86_64", "aarch64", "arm", "i386", "mipsel", "mips64el")
 
 #: What each arch needs on the host: its QEMU and its guest compiler.
 _TOOLS = {
@@ -30,6 +31,8 @@ _TOOLS = {
     "aarch64": ("qemu-system-aarch64", "aarch64-linux-gnu-gcc"),
     "arm": ("qemu-system-arm", "arm-linux-gnueabihf-gcc"),
     "i386": ("qemu-system-i386", "i686-linux-gnu-gcc"),
+    "mipsel": ("qemu-system-mipsel", "mipsel-linux-gnu-gcc"),
+    "mips64el": ("qemu-system-mips64el", "mips64el-linux-gnuabi64-gcc"),
 }
 
 

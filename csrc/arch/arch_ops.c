@@ -33,6 +33,16 @@ static bool arm_is_user(uint64_t cpsr)
 }
 
 /*
+ * MIPS Status (CP0 register 12): KSU (bits 4:3) = 2 is user mode, unless
+ * EXL (bit 1) or ERL (bit 2) holds the CPU in kernel mode (an exception
+ * being taken).
+ */
+static bool mips_is_user(uint64_t status)
+{
+    return ((status >> 3) & 3) == 2 && !(status & 6);
+}
+
+/*
  * GDB's x86_64 order is rax rbx rcx rdx rsi rdi rbp rsp r8-r15; QEMU's
  * env->regs[] is the hardware order R_EAX R_ECX R_EDX R_EBX R_ESP R_EBP
  * R_ESI R_EDI, then r8-r15.
@@ -171,6 +181,99 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .env_pc_field = NULL, /* pc is r15 */
             .mmu_regs = {"TTBR0", "TTBR1", "TTBCR", "SCTLR"},
             .xlate = gpm__mmu_armv7_xlate,
+        },
+    [GPM_ARCH_MIPSEL] =
+        {
+            .arch = GPM_ARCH_MIPSEL,
+            .hc_addr = GPM_HC_ADDR_MIPSEL,
+            /* movz $zero, $zero, $zero = 0x0000000a, little-endian. */
+            .hc_insn = {0x0a, 0x00, 0x00, 0x00},
+            .hc_insn_len = 4,
+            .mode_reg = "status",
+            .mode_is_user = mips_is_user,
+            .gdb_xml_arch = "mips",
+            .pc_reg = "pc",
+            .bp_kind = 4,
+            .user_top = 0x80000000ull,
+            /*
+             * The kernel facts (docs/image.md, image_mips.py): at
+             * handle_sys's local label loads_done v0, a0-a3, t5, t6 are
+             * the number and arguments (live), sp the pt_regs, whose
+             * cp0_epc (sp + 180) holds the address after the syscall;
+             * the number and a0-a3 are also saved there (regs[n] at sp +
+             * 32 + 4n) and a3 once more in regs[26] for restarts. The
+             * running task: kernelsp[0] (a constant address) points into
+             * its 8 KiB kernel stack, whose base holds its thread_info.
+             */
+            .syscall_entry_symbol = "loads_done",
+            .current_task_symbol = "kernelsp",
+            .user_percpu_reg = NULL,
+            .percpu_base_const = true,
+            .current_stack_mask = ~(uint64_t)(8192 - 1),
+            .entry_ret_word = true,
+            .entry_ret_base_reg = 29,
+            .entry_ret_offset = 180,
+            .entry_saved = {{2, 32 + 4 * 2},
+                            {4, 32 + 4 * 4},
+                            {5, 32 + 4 * 5},
+                            {6, 32 + 4 * 6},
+                            {7, 32 + 4 * 7},
+                            {7, 32 + 4 * 26}},
+            .entry_saved_n = 6,
+            .env_gpr_field = "active_tc.gpr",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 32,
+            .env_pc_field = "active_tc.PC",
+            .mmu_inputs_const = true,
+            .mmu_ninputs = 1,
+            .xlate = gpm__mmu_mips32_xlate,
+            .gdb_builtin_xml = gpm__gdb_mips32_xml,
+        },
+    [GPM_ARCH_MIPS64EL] =
+        {
+            .arch = GPM_ARCH_MIPS64EL,
+            .hc_addr = GPM_HC_ADDR_MIPS64EL,
+            .hc_insn = {0x0a, 0x00, 0x00, 0x00}, /* movz $zero, ... */
+            .hc_insn_len = 4,
+            .mode_reg = "status",
+            .mode_is_user = mips_is_user,
+            .gdb_xml_arch = "mips",
+            .pc_reg = "pc",
+            .bp_kind = 4,
+            .user_top = 1ull << 40,
+            /*
+             * The kernel facts (docs/image.md, image_mips.py): the syscall
+             * exception's handler (o32's handle_sys) saves the user's
+             * registers in pt_regs at sp, stores EPC + 4 in its cp0_epc
+             * (sp + 296) and passes n64 numbers on to handle_sys64, at
+             * whose first instruction v0 and a0-a5 are live; the number
+             * and a0-a2, a4, a5 are saved at sp + 8n (a3's restart copy
+             * is stored by that first instruction). kernelsp[0] points
+             * into the running thread's 16 KiB kernel stack.
+             */
+            .syscall_entry_symbol = "handle_sys64",
+            .current_task_symbol = "kernelsp",
+            .user_percpu_reg = NULL,
+            .percpu_base_const = true,
+            .current_stack_mask = ~(uint64_t)(16384 - 1),
+            .entry_ret_word = true,
+            .entry_ret_base_reg = 29,
+            .entry_ret_offset = 296,
+            .entry_saved = {{2, 8 * 2},
+                            {4, 8 * 4},
+                            {5, 8 * 5},
+                            {6, 8 * 6},
+                            {8, 8 * 8},
+                            {9, 8 * 9}},
+            .entry_saved_n = 6,
+            .env_gpr_field = "active_tc.gpr",
+            .env_gpr_index = identity_env_gpr,
+            .env_ngpr = 32,
+            .env_pc_field = "active_tc.PC",
+            .mmu_inputs_const = true,
+            .mmu_ninputs = 3,
+            .xlate = gpm__mmu_mips64_xlate,
+            .gdb_builtin_xml = gpm__gdb_mips64_xml,
         },
 };
 

@@ -37,6 +37,18 @@ typedef int (*gpm_phys_read_fn)(void *opaque, uint64_t paddr, void *buf,
 /* The GDB number of register @name on the host's target, or < 0. */
 typedef int (*gpm__regnum_fn)(void *opaque, const char *name);
 
+#define GPM__ENTRY_SAVED_MAX 6
+
+/*
+ * A register the kernel's entry code has already saved when the syscall
+ * breakpoint stops it: a word at @offset from the entry_ret_base_reg
+ * register's value (MIPS: in the pt_regs at sp).
+ */
+typedef struct gpm__entry_saved {
+    unsigned regno; /* GDB number */
+    int offset;
+} gpm__entry_saved_t;
+
 /* The most MMU registers any walker reads. */
 #define GPM__MMU_NREGS 4
 
@@ -126,6 +138,14 @@ typedef struct gpm__arch_ops {
      */
     bool percpu_base_const;
     /*
+     * current_stack_mask: the word the current-task variable holds is a
+     * pointer into the running thread's kernel stack (MIPS: kernelsp[0]),
+     * not the task: the task pointer is the first word of the
+     * thread_info at (word & current_stack_mask), the stack's base. 0:
+     * the word is the task pointer.
+     */
+    uint64_t current_stack_mask;
+    /*
      * QEMU's CPUArchState, for the PANDA glue (C and pypanda): GDB
      * registers 0..env_ngpr-1 live in the array @env_gpr_field at the
      * indices @env_gpr_index; the program counter (GDB pc_reg of
@@ -161,13 +181,37 @@ typedef struct gpm__arch_ops {
     bool entry_ret_word;
     unsigned entry_ret_base_reg;
     int entry_ret_offset;
+    /*
+     * entry_saved: live registers the entry has also saved by the stop
+     * (MIPS: the number and a0-a3 in pt_regs, a3 once more for restarts);
+     * a write to one also writes each saved copy, so that the kernel's
+     * syscall-restart path and the return to user mode see the new value
+     * (the exact restore includes them). Several rows may name one
+     * register.
+     */
+    gpm__entry_saved_t entry_saved[GPM__ENTRY_SAVED_MAX];
+    unsigned entry_saved_n;
     bool (*entry_step_over)(const gpm_host_ops_t *ops, void *cpu, uint64_t pc,
                             gpm__regnum_fn regnum, void *opaque);
     unsigned (*entry_insn_len)(const gpm_host_ops_t *ops, void *cpu,
                                uint64_t retaddr);
-    /* The gdbstub names (target.xml) of the walker's inputs; NULL ends. */
+    /*
+     * The gdbstub names (target.xml) of the walker's inputs; NULL ends.
+     * With mmu_inputs_const the walker's inputs are not registers (MIPS:
+     * none holds a table root) but constants from the image profile that
+     * the host is given (gpm_qemu_host_set_mmu_inputs()); mmu_regs is
+     * then empty.
+     */
     const char *mmu_regs[GPM__MMU_NREGS];
+    bool mmu_inputs_const;
+    unsigned mmu_ninputs;
     gpm__xlate_fn xlate; /* NULL: no walker for this arch yet */
+    /*
+     * A target description for gdbstubs that serve none (QEMU's MIPS
+     * target has no qXfer:features): its fixed 'g' layout, as target.xml
+     * would give it. NULL: the stub must serve one.
+     */
+    const char *gdb_builtin_xml;
 } gpm__arch_ops_t;
 
 /* The backend of @arch, or NULL for an arch without one. */
@@ -214,6 +258,14 @@ int gpm__mmu_i386_xlate(const gpm__mmu_state_t *st, uint64_t va,
                         gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
 int gpm__mmu_armv7_xlate(const gpm__mmu_state_t *st, uint64_t va,
                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
+int gpm__mmu_mips32_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
+int gpm__mmu_mips64_xlate(const gpm__mmu_state_t *st, uint64_t va,
+                          gpm_phys_read_fn rd, void *opaque, gpm__xlate_t *out);
+
+/* The built-in target descriptions (csrc/arch/gdb_mips.c). */
+extern const char gpm__gdb_mips32_xml[];
+extern const char gpm__gdb_mips64_xml[];
 
 #ifdef __cplusplus
 }

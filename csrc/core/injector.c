@@ -20,8 +20,8 @@
 #define OFF_MEMFD_NAME 0u
 #define OFF_TMP_PATH   64u
 #define OFF_EXEC_PATH  128u
-#define OFF_SIGSET_ALL 448u /* 8 bytes of ones: every signal */
-#define OFF_SIGSET_OLD 456u /* the target's mask, saved by the kernel */
+#define OFF_SIGSET_ALL 448u /* sigset_bytes() of ones: every signal */
+#define OFF_SIGSET_OLD 464u /* the target's mask, saved by the kernel */
 #define OFF_ARGV       512u
 #define OFF_ENVP       896u
 #define OFF_STRINGS    1024u
@@ -29,10 +29,11 @@
 #define MAX_REJECTED   64u
 
 #define PROT_RW                   3u
+/* MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, unless the table differs. */
 #define MAP_PRIVATE_ANON_POPULATE (0x02u | 0x20u | 0x8000u)
 #define MFD_CLOEXEC               1u
 #define GUEST_SIG_SETMASK         2u
-#define SIGSET_BYTES              8u
+#define SIGSET_BYTES              8u /* at most 16: see OFF_SIGSET_OLD */
 
 static const char memfd_name[] = "pandagpm";
 static const char tmp_path[] = "/tmp/.pandagpm-payload";
@@ -88,6 +89,23 @@ struct gpm_injector {
     unsigned n_rejected;
     char *error;
 };
+
+/* The arch's values where they differ from the common ones (MIPS). */
+static unsigned sigset_bytes(const gpm_injector_t *inj)
+{
+    return inj->sys->sigset_bytes ? inj->sys->sigset_bytes : SIGSET_BYTES;
+}
+
+static uint64_t sig_setmask(const gpm_injector_t *inj)
+{
+    return inj->sys->sig_setmask ? inj->sys->sig_setmask : GUEST_SIG_SETMASK;
+}
+
+static uint64_t mmap_flags(const gpm_injector_t *inj)
+{
+    return inj->sys->mmap_flags ? inj->sys->mmap_flags
+                                : MAP_PRIVATE_ANON_POPULATE;
+}
 
 static void logf_(gpm_injector_t *inj, int level, const char *fmt, ...)
     G_GNUC_PRINTF(3, 4);
@@ -272,7 +290,7 @@ static int write_header(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     int rc;
 
     memcpy(hdr + OFF_MEMFD_NAME, memfd_name, sizeof(memfd_name));
-    memset(hdr + OFF_SIGSET_ALL, 0xff, SIGSET_BYTES);
+    memset(hdr + OFF_SIGSET_ALL, 0xff, sigset_bytes(inj));
     memcpy(hdr + OFF_TMP_PATH, tmp_path, sizeof(tmp_path));
     if (with_exec) {
         if (inj->tmp_file)
@@ -294,9 +312,10 @@ static int write_header(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     /* Keep the mask the kernel saved there by writing around it. */
     rc = ops->write_mem(cpu, inj->scratch, hdr, OFF_SIGSET_OLD);
     if (rc == 0)
-        rc = ops->write_mem(cpu, inj->scratch + OFF_SIGSET_OLD + SIGSET_BYTES,
-                            hdr + OFF_SIGSET_OLD + SIGSET_BYTES,
-                            SCRATCH_HDR - OFF_SIGSET_OLD - SIGSET_BYTES);
+        rc = ops->write_mem(cpu,
+                            inj->scratch + OFF_SIGSET_OLD + sigset_bytes(inj),
+                            hdr + OFF_SIGSET_OLD + sigset_bytes(inj),
+                            SCRATCH_HDR - OFF_SIGSET_OLD - sigset_bytes(inj));
     g_free(hdr);
     return rc;
 }
@@ -342,9 +361,9 @@ static int cleanup(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu)
     }
     if (inj->sig_blocked) {
         inj->pstep = P_SIGRESTORE;
-        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
-                      GUEST_SIG_SETMASK, inj->scratch + OFF_SIGSET_OLD, 0,
-                      SIGSET_BYTES, 0, 0);
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask, sig_setmask(inj),
+                      inj->scratch + OFF_SIGSET_OLD, 0, sigset_bytes(inj), 0,
+                      0);
     }
     if (inj->scratch != 0) {
         inj->pstep = P_MUNMAP;
@@ -403,7 +422,7 @@ static int start_mmap(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu)
 {
     inj->pstep = P_MMAP;
     return inject(inj, ops, cpu, inj->sys->mmap, 0, SCRATCH_SIZE, PROT_RW,
-                  MAP_PRIVATE_ANON_POPULATE, (uint64_t)-1, 0);
+                  mmap_flags(inj), (uint64_t)-1, 0);
 }
 
 /* The target thread entered again: @res is the last injected result. */
@@ -441,9 +460,9 @@ static int parent_step(gpm_injector_t *inj, const gpm_host_ops_t *ops,
          * the return address back over our rewritten one.
          */
         inj->pstep = P_SIGBLOCK;
-        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
-                      GUEST_SIG_SETMASK, inj->scratch + OFF_SIGSET_ALL,
-                      inj->scratch + OFF_SIGSET_OLD, SIGSET_BYTES, 0, 0);
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask, sig_setmask(inj),
+                      inj->scratch + OFF_SIGSET_ALL,
+                      inj->scratch + OFF_SIGSET_OLD, sigset_bytes(inj), 0, 0);
     case P_SIGBLOCK:
         if (is_err(inj, res))
             return fail(inj, ops, cpu, "blocking signals", as_signed(inj, res));
@@ -541,9 +560,9 @@ static int child_step(gpm_injector_t *inj, const gpm_host_ops_t *ops, void *cpu,
     case C_SETSID:
         /* The child inherited the blocked mask: give it the original. */
         inj->cstep = C_SIGRESTORE;
-        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask,
-                      GUEST_SIG_SETMASK, inj->child_scratch + OFF_SIGSET_OLD, 0,
-                      SIGSET_BYTES, 0, 0);
+        return inject(inj, ops, cpu, inj->sys->rt_sigprocmask, sig_setmask(inj),
+                      inj->child_scratch + OFF_SIGSET_OLD, 0, sigset_bytes(inj),
+                      0, 0);
     case C_SIGRESTORE:
         (void)res;
         inj->cstep = C_EXECVE;
@@ -626,6 +645,14 @@ int gpm_injector_on_syscall(gpm_injector_t *inj, const gpm_host_ops_t *ops,
     rc = ops->read_reg(cpu, inj->sys->retaddr_reg, &retaddr);
     if (rc == 0)
         rc = ops->read_reg(cpu, inj->sys->ret_reg, &res);
+    if (rc == 0 && inj->sys->err_flag) {
+        uint64_t flag = 0;
+
+        /* A positive errno with the flag set: the -errno of the rest. */
+        rc = ops->read_reg(cpu, inj->sys->err_flag_reg, &flag);
+        if (rc == 0 && flag != 0)
+            res = (uint64_t)-as_signed(inj, res);
+    }
     if (rc != 0)
         return rc;
     if (retaddr != inj->ret_addr)

@@ -1,10 +1,10 @@
 /*
  * syscalls.c - system call tables for the injector.
  *
- * x86_64, i386, aarch64 and arm are injectable: their registers at the
- * stock-QEMU host's syscall entry stop are known. The other tables hold
- * the numbers so that the hosts for those architectures only need to add
- * their registers.
+ * x86_64, i386, aarch64, arm, mipsel and mips64el are injectable: their
+ * registers at the stock-QEMU host's syscall entry stop are known. The other
+ * tables hold the numbers so that the hosts for those architectures only need
+ * to add their registers.
  */
 #include <stddef.h>
 
@@ -16,15 +16,27 @@
 /* MIPS: O_CREAT 0x100 and O_TRUNC 0x200. */
 #define OPEN_FLAGS_MIPS    0x80302u
 
+/*
+ * MIPS's own constants (both ABIs): MAP_ANONYMOUS 0x800, MAP_POPULATE
+ * 0x10000; SIG_SETMASK 3; _NSIG 128, so sigset_t is 16 bytes.
+ */
+#define MIPS_CONSTANTS                                                         \
+    .mmap_flags = 0x02u | 0x800u | 0x10000u, .sig_setmask = 3,                 \
+    .sigset_bytes = 16
+
 /* MIPS o32 numbers start at 4000; both byte orders share them. */
-#define MIPS_O32_TABLE                                                         \
-    {                                                                          \
-        .getuid = 4024, .mmap = 4090, .munmap = 4091, .memfd_create = 4354,    \
-        .open = 4005, .openat = 4288, .write = 4004, .close = 4006,            \
-        .fork = 4002, .clone = 4120, .setsid = 4066, .execve = 4011,           \
-        .exit_group = 4246, .rt_sigprocmask = 4195,                            \
-        .open_flags = OPEN_FLAGS_MIPS                                          \
-    }
+#define MIPS_O32_NUMBERS                                                       \
+    .getuid = 4024, .mmap = 4090, .munmap = 4091, .memfd_create = 4354,        \
+    .open = 4005, .openat = 4288, .write = 4004, .close = 4006, .fork = 4002,  \
+    .clone = 4120, .setsid = 4066, .execve = 4011, .exit_group = 4246,         \
+    .rt_sigprocmask = 4195, .open_flags = OPEN_FLAGS_MIPS, MIPS_CONSTANTS
+
+/* MIPS n64 numbers start at 5000; both byte orders share them. */
+#define MIPS_N64_NUMBERS                                                       \
+    .getuid = 5100, .mmap = 5009, .munmap = 5011, .memfd_create = 5314,        \
+    .open = 5002, .openat = 5247, .write = 5001, .close = 5003, .fork = 5056,  \
+    .clone = 5055, .setsid = 5110, .execve = 5057, .exit_group = 5205,         \
+    .rt_sigprocmask = 5014, .open_flags = OPEN_FLAGS_MIPS, MIPS_CONSTANTS
 
 static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
     /* rax 0, rcx 2, rdx 3, rsi 4, rdi 5, r8 8, r9 9, r10 10. */
@@ -131,24 +143,39 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                           .rt_sigprocmask = 135,
                           .exit_group = 94,
                           .open_flags = OPEN_FLAGS_GENERIC},
-    [GPM_ARCH_MIPS] = MIPS_O32_TABLE,
-    [GPM_ARCH_MIPSEL] = MIPS_O32_TABLE,
-    /* MIPS n64 numbers start at 5000. */
-    [GPM_ARCH_MIPS64] = {.getuid = 5100,
-                         .mmap = 5009,
-                         .munmap = 5011,
-                         .memfd_create = 5314,
-                         .open = 5002,
-                         .openat = 5247,
-                         .write = 5001,
-                         .close = 5003,
-                         .fork = 5056,
-                         .clone = 5055,
-                         .setsid = 5110,
-                         .execve = 5057,
-                         .rt_sigprocmask = 5014,
-                         .exit_group = 5205,
-                         .open_flags = OPEN_FLAGS_MIPS},
+    [GPM_ARCH_MIPS] = {MIPS_O32_NUMBERS},
+    /*
+     * At handle_sys's loads_done: v0 (GDB 2) = number, a0-a3 (4-7) and
+     * t5, t6 (13, 14: arguments 5 and 6, which o32 passes on the user
+     * stack and the entry has just loaded) = arguments, pc (37: the
+     * pt_regs word the host presents) = the address after the 4-byte
+     * syscall instruction. At the re-entry v0 is the result and a3 (7)
+     * is 1 when it failed (v0 is then the positive errno).
+     */
+    [GPM_ARCH_MIPSEL] = {.injectable = true,
+                         .nr_reg = 2,
+                         .ret_reg = 2,
+                         .retaddr_reg = 37,
+                         .arg_regs = {4, 5, 6, 7, 13, 14},
+                         .insn_len = 4,
+                         .err_flag = true,
+                         .err_flag_reg = 7,
+                         MIPS_O32_NUMBERS},
+    [GPM_ARCH_MIPS64] = {MIPS_N64_NUMBERS},
+    /*
+     * At handle_sys64: v0 = number, a0-a5 (GDB 4-9) = arguments, pc (37:
+     * the pt_regs word the host presents) = the address after the
+     * syscall; v0 and a3 at the re-entry as for o32.
+     */
+    [GPM_ARCH_MIPS64EL] = {.injectable = true,
+                           .nr_reg = 2,
+                           .ret_reg = 2,
+                           .retaddr_reg = 37,
+                           .arg_regs = {4, 5, 6, 7, 8, 9},
+                           .insn_len = 4,
+                           .err_flag = true,
+                           .err_flag_reg = 7,
+                           MIPS_N64_NUMBERS},
     [GPM_ARCH_PPC] = {.getuid = 24,
                       .mmap = 90,
                       .munmap = 91,

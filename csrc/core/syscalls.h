@@ -21,7 +21,21 @@ typedef struct gpm__sys_table {
     unsigned insn_len; /* bytes of the syscall instruction */
     int getuid, mmap, munmap, memfd_create, open, openat, write, close, fork,
         clone, setsid, execve, exit_group, rt_sigprocmask;
-    bool mmap_pgoff;     /* mmap2: the offset counts pages */
+    bool mmap_pgoff; /* mmap2: the offset counts pages */
+    /*
+     * err_flag: a failed call returns a positive errno in ret_reg and a
+     * non-zero err_flag_reg (MIPS: a3); the injector reads -errno.
+     */
+    bool err_flag;
+    unsigned err_flag_reg;
+    /*
+     * Where the ABI's constants differ from the common ones (0: the
+     * common value): MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, SIG_SETMASK
+     * and the kernel's sigset_t size (MIPS: 0x10802, 3 and 16 bytes).
+     */
+    unsigned mmap_flags;
+    unsigned sig_setmask;
+    unsigned sigset_bytes;
     unsigned open_flags; /* O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC */
 } gpm__sys_table_t;
 

@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "arch/arch_ops.h"
 #include "qemu/qemu_host.h"
 
 /* Largest read one call returns, to bound a typo's allocation. */
@@ -258,6 +259,38 @@ static PyObject *py_gdbhost_set_task_profile(py_gdbhost *self, PyObject *args)
                                          task_tgid);
     if (err < 0)
         return py_gdbhost_raise(self, err, "task profile");
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_gdbhost_set_mmu_inputs(py_gdbhost *self, PyObject *arg)
+{
+    uint64_t vals[GPM__MMU_NREGS];
+    PyObject *seq;
+    Py_ssize_t n;
+    int err;
+
+    seq = PySequence_Fast(arg, "set_mmu_inputs takes a sequence of ints");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n > GPM__MMU_NREGS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "at most %d MMU inputs", GPM__MMU_NREGS);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        vals[i] = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (py_gdbhost_check(self) < 0)
+        return NULL;
+    err = gpm_qemu_host_set_mmu_inputs(self->host, vals, (unsigned)n);
+    if (err < 0)
+        return py_gdbhost_raise(self, err, "MMU inputs");
     Py_RETURN_NONE;
 }
 
@@ -598,6 +631,11 @@ static PyMethodDef py_gdbhost_methods[] = {
      "add_breakpoint(addr): pause the guest whenever it reaches addr."},
     {"remove_breakpoint", (PyCFunction)py_gdbhost_remove_breakpoint, METH_O,
      "remove_breakpoint(addr)."},
+    {"set_mmu_inputs", (PyCFunction)py_gdbhost_set_mmu_inputs, METH_O,
+     "set_mmu_inputs(values): the page walk's inputs of an arch whose walker "
+     "reads no registers (arch_info(arch)['mmu_inputs_const']; MIPS: the "
+     "physical address of pgd_current[0]), from the image profile's "
+     "kernel.mmu_inputs."},
     {"set_task_profile", (PyCFunction)py_gdbhost_set_task_profile, METH_VARARGS,
      "set_task_profile(base_reg, current_task, task_tgid): tell each "
      "hypercall's guest process (for channel ownership): base_reg holds the "

@@ -83,6 +83,9 @@ static int read_thread(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
                           : ops->read_reg(cpu, (unsigned)qi->base_reg, &base);
     if (rc == 0)
         rc = read_ptr(qi, ops, cpu, base + p->current_task, &task);
+    /* A kernel stack pointer: the task is its thread_info's first word. */
+    if (rc == 0 && qi->aops->current_stack_mask)
+        rc = read_ptr(qi, ops, cpu, task & qi->aops->current_stack_mask, &task);
     if (rc == 0)
         rc = read_i32(qi, ops, cpu, task + p->task_pid, &t->tid);
     if (rc == 0)
@@ -120,6 +123,7 @@ typedef struct pt_view {
     void *inner_cpu;
     uint64_t base;     /* entry_pt_regs: the pt_regs' address */
     uint64_t ret_addr; /* entry_ret_word: the return address word's */
+    uint64_t ret_base; /* entry_ret_word: entry_ret_base_reg's value */
 } pt_view_t;
 
 /* True with *@at set if GDB register @regno is a word of memory. */
@@ -149,21 +153,41 @@ static int view_read_reg(void *cpu, unsigned regno, uint64_t *val)
     return read_ptr(v->qi, v->inner, v->inner_cpu, at, val);
 }
 
-static int view_write_reg(void *cpu, unsigned regno, uint64_t val)
+/* Writes @val as a guest word at kernel address @at (gdbstub access). */
+static int view_put_word(pt_view_t *v, uint64_t at, uint64_t val)
 {
-    pt_view_t *v = cpu;
     unsigned bytes = v->qi->ai->word_bits / 8;
     uint8_t b[8];
-    uint64_t at;
 
-    if (!view_word(v, regno, &at))
-        return v->inner->write_reg(v->inner_cpu, regno, val);
     for (unsigned i = 0; i < bytes; i++) {
         unsigned shift = v->qi->ai->big_endian ? bytes - 1 - i : i;
 
         b[i] = (uint8_t)(val >> (8 * shift));
     }
     return gpm_qemu_host_gdb_write_mem(v->h, at, b, bytes);
+}
+
+/*
+ * A live register is written, and so is each copy the entry has already
+ * saved of it (arch_ops.entry_saved).
+ */
+static int view_write_reg(void *cpu, unsigned regno, uint64_t val)
+{
+    pt_view_t *v = cpu;
+    const gpm__arch_ops_t *a = v->qi->aops;
+    uint64_t at;
+    int rc;
+
+    if (view_word(v, regno, &at))
+        return view_put_word(v, at, val);
+    rc = v->inner->write_reg(v->inner_cpu, regno, val);
+    for (unsigned i = 0; rc == 0 && i < a->entry_saved_n; i++) {
+        if (a->entry_saved[i].regno == regno)
+            rc = view_put_word(
+                v, v->ret_base + (uint64_t)(int64_t)a->entry_saved[i].offset,
+                val);
+    }
+    return rc;
 }
 
 static int view_read_mem(void *cpu, uint64_t addr, void *buf, size_t len)
@@ -213,6 +237,7 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
             rc = ops->read_reg(cpu, qi->aops->entry_pt_regs_reg, &view.base);
         if (rc == 0 && qi->aops->entry_ret_word) {
             rc = ops->read_reg(cpu, qi->aops->entry_ret_base_reg, &sp);
+            view.ret_base = sp;
             view.ret_addr = sp + (uint64_t)(int64_t)qi->aops->entry_ret_offset;
         }
         uops = &pt_view_ops;

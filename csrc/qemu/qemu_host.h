@@ -302,6 +302,21 @@ int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, const char *base_reg,
                                    uint64_t current_task, uint32_t task_tgid);
 
 /**
+ * gpm_qemu_host_set_mmu_inputs() - the page walk's inputs of an arch whose
+ * walker reads no registers (arch_ops.mmu_inputs_const; MIPS: the
+ * guest-physical address of pgd_current[0]), from the image profile's
+ * "mmu_inputs".
+ * @vals: @n values, copied; @n must be the arch's number of inputs.
+ *
+ * Until this is called such a host has no page walk: guest memory reads
+ * and writes fail with GPM_EFAULT. Any thread, after a successful start;
+ * takes effect at the next access. Returns 0 or GPM_EINVAL (another
+ * count, or an arch whose walker reads registers).
+ */
+int gpm_qemu_host_set_mmu_inputs(gpm_qemu_host_t *h, const uint64_t *vals,
+                                 unsigned n);
+
+/**
  * gpm_qemu_host_close() - stop serving the guest and join the I/O thread.
  *
  * Removes the breakpoints and detaches, which leaves the guest running

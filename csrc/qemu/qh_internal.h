@@ -122,6 +122,8 @@ struct gpm_qemu_host {
     uint64_t task_current; /* per-CPU offset of the current task, 0: off */
     uint32_t task_tgid;    /* offset of tgid in task_struct */
     unsigned task_gen;     /* counts set_task_profile() calls */
+    uint64_t mmu_const[GPM__MMU_NREGS]; /* arch_ops.mmu_inputs_const */
+    bool mmu_const_set;
 
     int wake[2];
     pthread_t thread;

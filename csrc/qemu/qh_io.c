@@ -40,7 +40,8 @@ static int setup(gpm_qemu_host_t *h)
             h->conn.packet_size = (size_t)v;
         }
     }
-    if (!strstr(h->reply, "qXfer:features:read+")) {
+    if (!strstr(h->reply, "qXfer:features:read+") &&
+        !h->aops->gdb_builtin_xml) {
         return GPM_ENOSYS;
     }
     err = gpm__gdb_send(&h->conn, "?", 1, tmo(h));

@@ -78,14 +78,23 @@ int gpm__qh_gdb_write_mem(gpm_qemu_host_t *h, uint64_t va, const void *buf,
 
 /*
  * The page walk's inputs: the MMU registers the arch's backend names, from
- * the register cache (one 'g', or one 'p' each, per stop).
+ * the register cache (one 'g', or one 'p' each, per stop), or the
+ * constants the host was given (arch_ops.mmu_inputs_const).
  */
 static int walk_state(gpm_qemu_host_t *h, gpm__ram_walk_t *w)
 {
     unsigned i;
+    bool set;
 
     memset(w, 0, sizeof(*w));
     w->ops = h->aops;
+    if (h->aops->mmu_inputs_const) {
+        pthread_mutex_lock(&h->lock);
+        set = h->mmu_const_set;
+        memcpy(w->st.reg, h->mmu_const, sizeof(w->st.reg));
+        pthread_mutex_unlock(&h->lock);
+        return set ? 0 : GPM_EFAULT;
+    }
     for (i = 0; i < GPM__MMU_NREGS && h->reg_mmu[i] >= 0; i++) {
         int err = gpm__qh_reg_get(h, (unsigned)h->reg_mmu[i], &w->st.reg[i]);
 

@@ -97,7 +97,10 @@ static int read_word(gpm_qemu_host_t *h, uint64_t va, unsigned bytes,
  * variable at the profile's offset there points at the running thread's
  * task_struct. With one vCPU the base never changes, so it is read once.
  * Without a register (reg_task_base -2: the arch's per-CPU base is a
- * constant, i386) the profile's value is the variable's address.
+ * constant, i386) the profile's value is the variable's address. With
+ * arch_ops.current_stack_mask (MIPS) the variable points into the task's
+ * kernel stack, whose thread_info at the masked address starts with the
+ * task pointer.
  * GPM_TGID_UNKNOWN without a profile or if any read fails (the core then
  * falls back to no checks).
  */
@@ -134,6 +137,9 @@ static int64_t caller_tgid(gpm_qemu_host_t *h)
     }
     if (read_word(h, h->task_base_cache + off, h->ai->word_bits / 8, &task) <
             0 ||
+        (h->aops->current_stack_mask &&
+         read_word(h, task & h->aops->current_stack_mask, h->ai->word_bits / 8,
+                   &task) < 0) ||
         read_word(h, task + tgid_off, 4, &tgid) < 0) {
         h->task_base_cache = 0;
         return GPM_TGID_UNKNOWN;
@@ -162,6 +168,20 @@ int gpm_qemu_host_set_task_profile(gpm_qemu_host_t *h, const char *base_reg,
     h->task_tgid = task_tgid;
     h->reg_task_base = reg;
     h->task_gen++;
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+int gpm_qemu_host_set_mmu_inputs(gpm_qemu_host_t *h, const uint64_t *vals,
+                                 unsigned n)
+{
+    if (!h || !vals || !h->aops->mmu_inputs_const ||
+        n != h->aops->mmu_ninputs || n > GPM__MMU_NREGS) {
+        return GPM_EINVAL;
+    }
+    pthread_mutex_lock(&h->lock);
+    memcpy(h->mmu_const, vals, n * sizeof(vals[0]));
+    h->mmu_const_set = true;
     pthread_mutex_unlock(&h->lock);
     return 0;
 }

@@ -50,12 +50,14 @@ static void test_rows_complete(void **state)
             assert_true(strlen(o->mmu_regs[n]) > 0);
             n++;
         }
-        assert_true(n >= 1);
+        /* A walker reads registers, or constants the host is given. */
+        assert_true(o->mmu_inputs_const ? n == 0 && o->mmu_ninputs >= 1
+                                        : n >= 1);
         for (unsigned i = n; i < GPM__MMU_NREGS; i++) {
             assert_null(o->mmu_regs[i]);
         }
     }
-    assert_int_equal(rows, 4);
+    assert_int_equal(rows, 6);
     assert_null(gpm__arch_ops(GPM_ARCH_MIPS));
     assert_null(gpm__arch_ops(GPM_ARCH_COUNT));
     assert_null(gpm__arch_ops((gpm_arch_t)-1));
@@ -113,6 +115,51 @@ static void test_rows(void **state)
     assert_string_equal(r->pc_reg, "eip");
     assert_string_equal(r->mmu_regs[2], "cr0");
     assert_ptr_equal(r->xlate, gpm__mmu_i386_xlate);
+}
+
+/*
+ * mipsel: the trap is PANDA's conditional move to $zero, rebuilt from its
+ * fields (SPECIAL, rs = rt = rd = 0, MOVZ 0x0a); the pt_regs copies the
+ * entry has saved; a walker of constant inputs; a built-in description.
+ */
+static void test_row_mipsel(void **state)
+{
+    const gpm__arch_ops_t *r = gpm__arch_ops(GPM_ARCH_MIPSEL);
+    uint32_t movz = (0u << 26) | (0u << 21) | (0u << 16) | (0u << 11) | 0x0a;
+    uint8_t le[4] = {(uint8_t)movz, (uint8_t)(movz >> 8), (uint8_t)(movz >> 16),
+                     (uint8_t)(movz >> 24)};
+
+    (void)state;
+    assert_non_null(r);
+    assert_int_equal(r->hc_addr, GPM_HC_ADDR_MIPSEL);
+    assert_int_equal(r->hc_insn_len, 4);
+    assert_memory_equal(r->hc_insn, le, 4);
+    assert_string_equal(r->pc_reg, "pc");
+    assert_string_equal(r->mode_reg, "status");
+    assert_true(r->mode_is_user(0x0000ff11));  /* KSU user, IE */
+    assert_false(r->mode_is_user(0x0000ff01)); /* kernel */
+    assert_false(r->mode_is_user(0x0000ff13)); /* user but EXL */
+    assert_false(r->mode_is_user(0x0000ff15)); /* user but ERL */
+    assert_int_equal(r->user_top, 0x80000000u);
+    assert_true(r->percpu_base_const);
+    assert_int_equal(r->current_stack_mask, ~(uint64_t)8191);
+    assert_true(r->entry_ret_word);
+    assert_int_equal(r->entry_ret_base_reg, 29);
+    assert_int_equal(r->entry_ret_offset, 32 + 4 * 37);
+    assert_int_equal(r->entry_saved_n, 6);
+    assert_int_equal(r->entry_saved[0].regno, 2);
+    assert_int_equal(r->entry_saved[0].offset, 40);
+    assert_int_equal(r->entry_saved[5].regno, 7);
+    assert_int_equal(r->entry_saved[5].offset, 32 + 4 * 26);
+    assert_true(r->mmu_inputs_const);
+    assert_null(r->mmu_regs[0]);
+    assert_ptr_equal(r->xlate, gpm__mmu_mips32_xlate);
+    assert_non_null(r->gdb_builtin_xml);
+    assert_non_null(
+        strstr(r->gdb_builtin_xml, "name=\"pc\" bitsize=\"32\" regnum=\"37\""));
+    assert_non_null(strstr(r->gdb_builtin_xml,
+                           "name=\"status\" bitsize=\"32\" regnum=\"32\""));
+    assert_null(gpm__arch_ops(GPM_ARCH_X86_64)->gdb_builtin_xml);
 }
 
 static void test_user_mode(void **state)
@@ -287,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rows_complete),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_row_mipsel),
         cmocka_unit_test(test_user_mode),
         cmocka_unit_test(test_entry_helpers),
         cmocka_unit_test(test_host_fields),

@@ -56,6 +56,7 @@ typedef struct fake {
     bool eof_on_continue; /* close the socket at the first 'c' */
     bool exit_on_continue;
     bool silent;      /* never answer anything */
+    bool no_xfer;     /* no target description (QEMU's MIPS stub) */
     uint64_t stop_at; /* on the next 'c', stop at this breakpoint */
     /* Observations. */
     int n_g, n_P, n_P_rip, n_c, n_s, n_Z, n_z, n_interrupts, n_D;
@@ -237,10 +238,11 @@ static void fake_packet(fake_t *f, const char *p, size_t n)
         f->violations++;
     }
     if (strncmp(p, "qSupported", 10) == 0) {
-        fake_replys(f, "PacketSize=1000;qXfer:features:read+");
+        fake_replys(f, f->no_xfer ? "PacketSize=1000"
+                                  : "PacketSize=1000;qXfer:features:read+");
     } else if (strcmp(p, "?") == 0) {
         fake_replys(f, "T05thread:01;");
-    } else if (strncmp(p, "qXfer:features:read:", 20) == 0) {
+    } else if (strncmp(p, "qXfer:features:read:", 20) == 0 && !f->no_xfer) {
         fake_xfer(f, p + 20);
     } else if (strcmp(p, "g") == 0) {
         f->n_g++;
@@ -449,18 +451,24 @@ static void fake_free(fake_t *f)
     free(f);
 }
 
-static gpm_qemu_host_t *host_new(fake_t *f, gpm_manager_t *m, int tmo_ms)
+static gpm_qemu_host_t *host_new_arch(fake_t *f, gpm_manager_t *m, int tmo_ms,
+                                      gpm_arch_t arch)
 {
     gpm_qemu_host_config_t cfg;
     gpm_qemu_host_t *h = NULL;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.gdb_socket_path = f->path;
-    cfg.arch = GPM_ARCH_X86_64;
+    cfg.arch = arch;
     cfg.manager = m;
     cfg.timeout_ms = tmo_ms;
     assert_int_equal(gpm_qemu_host_new(&cfg, &h), 0);
     return h;
+}
+
+static gpm_qemu_host_t *host_new(fake_t *f, gpm_manager_t *m, int tmo_ms)
+{
+    return host_new_arch(f, m, tmo_ms, GPM_ARCH_X86_64);
 }
 
 static bool wait_for(gpm_qemu_host_t *h, uint64_t hypercalls,
@@ -520,6 +528,45 @@ static void test_hypercalls(void **state)
     gpm_qemu_host_free(h);
     fake_free(f);
     gpm_manager_free(m);
+}
+
+/*
+ * A stub without target descriptions (QEMU's MIPS gdbstub answers
+ * qSupported without qXfer:features and qXfer with ""): an arch whose
+ * row has a built-in layout starts with it; another is refused. The
+ * MIPS walker's inputs are constants the host is given, not registers.
+ */
+static void test_builtin_target_description(void **state)
+{
+    fake_t *f = fake_new();
+    gpm_qemu_host_t *h;
+    const uint64_t in[3] = {0x810f27c0 - 0x80000000, 0, 0};
+
+    (void)state;
+    f->no_xfer = true;
+    fake_run(f);
+    h = host_new_arch(f, NULL, 2000, GPM_ARCH_MIPSEL);
+    assert_int_equal(gpm_qemu_host_start(h), 0);
+    assert_int_equal(gpm_qemu_host_reg_number(h, "pc"), 37);
+    assert_int_equal(gpm_qemu_host_reg_number(h, "status"), 32);
+    assert_int_equal(gpm_qemu_host_reg_number(h, "r29"), 29);
+    assert_int_equal(gpm_qemu_host_reg_number(h, "fir"), 71);
+    assert_int_equal(gpm_qemu_host_reg_number(h, "cr3"), GPM_ENOENT);
+    assert_int_equal(gpm_qemu_host_set_mmu_inputs(h, in, 2), GPM_EINVAL);
+    assert_int_equal(gpm_qemu_host_set_mmu_inputs(h, in, 1), 0);
+    assert_int_equal(gpm_qemu_host_close(h), 0);
+    gpm_qemu_host_free(h);
+    fake_free(f);
+
+    /* x86_64 has no built-in layout: the stub must serve target.xml. */
+    f = fake_new();
+    f->no_xfer = true;
+    fake_run(f);
+    h = host_new(f, NULL, 2000);
+    assert_int_equal(gpm_qemu_host_start(h), GPM_ENOSYS);
+    assert_int_equal(gpm_qemu_host_set_mmu_inputs(h, in, 1), GPM_EINVAL);
+    gpm_qemu_host_free(h);
+    fake_free(f);
 }
 
 static void test_unhandled_steps_off(void **state)
@@ -809,6 +856,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hypercalls),
+        cmocka_unit_test(test_builtin_target_description),
         cmocka_unit_test(test_unhandled_steps_off),
         cmocka_unit_test(test_pause_regs_resume),
         cmocka_unit_test(test_callback_moves_pc),

@@ -437,6 +437,82 @@ static void test_execve_failure(void **state)
     g_free(elf);
 }
 
+/*
+ * The o32 ABI (mipsel): number in v0, arguments in a0-a3 and t5/t6, the
+ * MIPS mmap and sigprocmask constants, and results as v0 with a3 = 1
+ * for a failure (v0 then the positive errno). A failed mmap is reported
+ * with its errno and the thread restored exactly.
+ */
+#define MV0  2
+#define MA0  4
+#define MA3  7
+#define MT5  13
+#define MT6  14
+#define MEPC 37
+
+static void test_mips_o32_abi(void **state)
+{
+    static const uint8_t elf[] = "\x7f"
+                                 "ELF";
+    gpm_inj_config_t cfg = {
+        .arch = GPM_ARCH_MIPSEL, .elf = elf, .elf_len = sizeof(elf)};
+    gpm_inj_thread_t t = {
+        .tid = 50, .tgid = 50, .ppid = 1, .uid = 0, .comm = "sh"};
+    gpm_injector_t *inj = NULL;
+    fake_cpu_t *c = calloc(1, sizeof(*c));
+    uint64_t orig[FAKE_NREGS];
+
+    (void)state;
+    fake_init(c);
+    c->regs[MV0] = 4003; /* read */
+    for (unsigned r = 3; r < 32; r++)
+        c->regs[r] = 0x1000 + r;
+    c->regs[MEPC] = 0x401004; /* after the syscall instruction */
+    memcpy(orig, c->regs, sizeof(orig));
+    assert_int_equal(gpm_injector_new(&cfg, &inj), 0);
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, c, &t), 0);
+    /* mmap(0, size, PROT_READ|WRITE, PRIVATE|ANONYMOUS|POPULATE, -1, 0). */
+    assert_int_equal(c->regs[MV0], 4090);
+    assert_int_equal(c->regs[MA0], 0);
+    assert_int_equal(c->regs[MA0 + 2], 3);
+    assert_int_equal(c->regs[MA3], 0x10802);
+    assert_int_equal(c->regs[MT5], UINT64_MAX);
+    assert_int_equal(c->regs[MT6], 0);
+    assert_int_equal(c->regs[MEPC], 0x401000);
+    /* The re-entry: EBADF as the kernel returns it (9, a3 = 1). */
+    c->regs[MEPC] = 0x401004;
+    c->regs[MV0] = 9;
+    c->regs[MA3] = 1;
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, c, &t), 0);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_FAILED);
+    assert_non_null(strstr(gpm_injector_error(inj), "Bad file descriptor"));
+    /* Restored: the number, the arguments and the return address. */
+    assert_int_equal(c->regs[MV0], 4003);
+    for (unsigned r = MA0; r <= MA3; r++)
+        assert_int_equal(c->regs[r], orig[r]);
+    assert_int_equal(c->regs[MT5], orig[MT5]);
+    assert_int_equal(c->regs[MT6], orig[MT6]);
+    assert_int_equal(c->regs[MEPC], 0x401004);
+    gpm_injector_free(inj);
+
+    /* A success (a3 = 0) goes on: SIG_SETMASK is 3, sigset_t 16 bytes. */
+    fake_init(c);
+    c->regs[MV0] = 4003;
+    c->regs[MEPC] = 0x401004;
+    assert_int_equal(gpm_injector_new(&cfg, &inj), 0);
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, c, &t), 0);
+    c->regs[MEPC] = 0x401004;
+    c->regs[MV0] = FAKE_BASE;
+    c->regs[MA3] = 0;
+    assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, c, &t), 0);
+    assert_int_equal(gpm_injector_state(inj), GPM_INJ_RUNNING);
+    assert_int_equal(c->regs[MV0], 4195);
+    assert_int_equal(c->regs[MA0], 3);
+    assert_int_equal(c->regs[MA3], 16);
+    gpm_injector_free(inj);
+    free(c);
+}
+
 static void test_bad_config(void **state)
 {
     gpm_inj_config_t cfg = {
@@ -470,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_mmap_failure),
         cmocka_unit_test(test_write_failure_cleans_up),
         cmocka_unit_test(test_execve_failure),
+        cmocka_unit_test(test_mips_o32_abi),
         cmocka_unit_test(test_bad_config),
     };
 
