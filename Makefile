@@ -178,7 +178,7 @@ demo: deps build guest
 
 # Every figure per arch: x86_64 runs every script; the other arches the
 # hypercall round trip, bulk rate, load-to-first-message and the rings.
-BENCH_ARCHES ?= x86_64 aarch64 arm i386
+BENCH_ARCHES ?= x86_64 aarch64 arm i386 mipsel mips64el
 BENCH_ARCH_SCRIPTS ?= bench/bench_hypercall.py bench/bench_bulk.py \
 	bench/bench_load.py bench/bench_ring.py
 bench: deps build guest

@@ -233,7 +233,7 @@ void gpm__ring_break(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps,
     s->broken = true;
     g_free(s->asm_buf);
     s->asm_buf = NULL;
-    s->asm_len = 0;
+    s->asm_len = s->asm_cap = 0;
     set_status(r, i, GPM_HC_EPROTO);
     sh.chan = s->chan;
     sh.tgid = s->tgid;
@@ -275,12 +275,22 @@ static int take_g2h(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps)
             gpm__ring_break(r, i, ps, "bad record header");
             return -1;
         }
-        if (len > 0) {
-            uint8_t *grown = g_try_realloc(s->asm_buf, s->asm_len + len);
+        if (len > 0 && s->asm_len + len > s->asm_cap) {
+            /* Exact for one record, doubling for a message of many. */
+            size_t cap = s->asm_cap == 0 ? len : s->asm_cap * 2;
+            uint8_t *grown;
 
+            if (cap < s->asm_len + len)
+                cap = s->asm_len + len;
+            if (cap > GPM_HC_MAX_TRANSFER)
+                cap = GPM_HC_MAX_TRANSFER;
+            grown = g_try_realloc(s->asm_buf, cap);
             if (grown == NULL)
                 break; /* out of memory: the record waits */
             s->asm_buf = grown;
+            s->asm_cap = cap;
+        }
+        if (len > 0) {
             gpm__ring_copy((uint8_t *)area, s->g2h_tail + GPM_RING_REC_HDR,
                            s->asm_buf + s->asm_len, len, false);
             s->asm_len += len;
@@ -296,7 +306,7 @@ static int take_g2h(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps)
         g_array_append_val(ps->out, p);
         ps->bytes += p.len;
         s->asm_buf = NULL;
-        s->asm_len = 0;
+        s->asm_len = s->asm_cap = 0;
     }
     if (taken > 0)
         gpm__ring_store(pair, GPM_RING_OFF_G2H_TAIL, s->g2h_tail);
@@ -349,11 +359,22 @@ static int serve_slot(gpm_manager_t *m, unsigned i, gpm__ring_pass_t *ps)
     if (!s->ready)
         s->ready = gpm__ring_load(gpm__ring_pair(m->rings, i),
                                   GPM_RING_OFF_READY) == GPM_RING_MAGIC;
-    if (!s->ready)
-        return moved;
     g_mutex_lock(&m->lock);
     ch = gpm__channel_get(m, id);
-    n = ch == NULL || !ch->ring ? 0 : gpm__ring_fill_locked(m, i, ch, ps);
+    n = ch == NULL || !ch->ring || !s->ready
+            ? 0
+            : gpm__ring_fill_locked(m, i, ch, ps);
+    if (ch != NULL) {
+        /* The hint a guest's first read waits on. */
+        size_t left = ch->queued - (s->ready ? s->inflight : 0);
+        uint32_t hint = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+
+        if (hint != s->queued_hint) {
+            s->queued_hint = hint;
+            gpm__ring_store(gpm__ring_pair(m->rings, i), GPM_RING_OFF_QUEUED,
+                            hint);
+        }
+    }
     /* A ring shut now gives its unread bytes back to READ. */
     if (s->broken)
         gpm__ring_retire_locked(m, i, ch);

@@ -21,12 +21,13 @@ typedef struct gpm__ring_slot {
     int64_t tgid;          /* the process that attached it */
     uint32_t g2h_tail;     /* the host's own indices */
     uint32_t h2g_head;
-    uint32_t h2g_tail; /* the guest's last valid tail */
-    int32_t status;    /* last status stored, see GPM_RING_OFF_STATUS */
-    bool ready;        /* the guest wrote GPM_RING_OFF_READY */
+    uint32_t h2g_tail;    /* the guest's last valid tail */
+    int32_t status;       /* last status stored, see GPM_RING_OFF_STATUS */
+    bool ready;           /* the guest wrote GPM_RING_OFF_READY */
+    uint32_t queued_hint; /* last GPM_RING_OFF_QUEUED stored */
     bool broken;
     uint8_t *asm_buf; /* the guest message being reassembled */
-    size_t asm_len;
+    size_t asm_len, asm_cap;
     /*
      * Host records in the ring that the guest has not consumed yet: their
      * payload lengths, oldest first. Their bytes stay in the channel's

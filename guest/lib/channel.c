@@ -197,21 +197,8 @@ ssize_t gpm_write_str(gpm_chan_t chan, const char *s)
     return gpm_write(chan, s, strlen(s));
 }
 
-ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len)
-{
-    struct gpm__ring *r;
-
-    if (len == 0)
-        return 0;
-    if (len > GPM_HC_MAX_TRANSFER)
-        len = GPM_HC_MAX_TRANSFER;
-    r = gpm__ring_find(chan);
-    if (r != NULL)
-        return gpm__ring_read(r, buf, len);
-    return gpm__ring_read_queued(chan, buf, len);
-}
-
-ssize_t gpm__ring_read_queued(gpm_chan_t chan, void *buf, size_t len)
+/* One READ, retried after touching again on GPM_HC_EAGAIN. */
+static ssize_t read_hypercall(gpm_chan_t chan, void *buf, size_t len)
 {
     unsigned tries;
 
@@ -236,6 +223,20 @@ ssize_t gpm__ring_read_queued(gpm_chan_t chan, void *buf, size_t len)
         return (ssize_t)ret;
     }
     return -EAGAIN;
+}
+
+ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len)
+{
+    struct gpm__ring *r;
+
+    if (len == 0)
+        return 0;
+    if (len > GPM_HC_MAX_TRANSFER)
+        len = GPM_HC_MAX_TRANSFER;
+    r = gpm__ring_find(chan);
+    if (r != NULL)
+        return gpm__ring_read(r, buf, len);
+    return read_hypercall(chan, buf, len);
 }
 
 ssize_t gpm_read_blocking(gpm_chan_t chan, void *buf, size_t len)

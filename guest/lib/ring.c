@@ -47,6 +47,44 @@
 #define RING_PLAIN_MEMCPY 0
 #endif
 
+#if defined(__x86_64__)
+#include <emmintrin.h>
+
+/*
+ * memcpy for the ring on x86_64: 128-byte blocks of SSE2 moves. Under TCG
+ * musl's "rep movsq" runs at about 220 MB/s, these at about 2.3 GB/s
+ * (measured in the guest); SSE2 is part of x86_64.
+ */
+static void copy_bytes(void *dst, const void *src, size_t len)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+
+    for (; len >= 128; d += 128, s += 128, len -= 128) {
+        __m128i r0 = _mm_loadu_si128((const __m128i *)s + 0);
+        __m128i r1 = _mm_loadu_si128((const __m128i *)s + 1);
+        __m128i r2 = _mm_loadu_si128((const __m128i *)s + 2);
+        __m128i r3 = _mm_loadu_si128((const __m128i *)s + 3);
+        __m128i r4 = _mm_loadu_si128((const __m128i *)s + 4);
+        __m128i r5 = _mm_loadu_si128((const __m128i *)s + 5);
+        __m128i r6 = _mm_loadu_si128((const __m128i *)s + 6);
+        __m128i r7 = _mm_loadu_si128((const __m128i *)s + 7);
+
+        _mm_storeu_si128((__m128i *)d + 0, r0);
+        _mm_storeu_si128((__m128i *)d + 1, r1);
+        _mm_storeu_si128((__m128i *)d + 2, r2);
+        _mm_storeu_si128((__m128i *)d + 3, r3);
+        _mm_storeu_si128((__m128i *)d + 4, r4);
+        _mm_storeu_si128((__m128i *)d + 5, r5);
+        _mm_storeu_si128((__m128i *)d + 6, r6);
+        _mm_storeu_si128((__m128i *)d + 7, r7);
+    }
+    memcpy(d, s, len);
+}
+#else
+#define copy_bytes memcpy
+#endif
+
 typedef unsigned long gword_t;
 
 struct gpm__ring {
@@ -109,8 +147,8 @@ static void put_bytes(volatile unsigned char *area, uint32_t pos,
 
     if (first > len)
         first = len;
-    memcpy((unsigned char *)area + at, src, first);
-    memcpy((unsigned char *)area, src + first, len - first);
+    copy_bytes((unsigned char *)area + at, src, first);
+    copy_bytes((unsigned char *)area, src + first, len - first);
 #else
     /* @pos is 8-aligned here (payloads start on a record boundary). */
     while (len > 0) {
@@ -135,8 +173,8 @@ static void get_bytes(const volatile unsigned char *area, uint32_t pos,
 
     if (first > len)
         first = len;
-    memcpy(dst, (const unsigned char *)area + at, first);
-    memcpy(dst + first, (const unsigned char *)area, len - first);
+    copy_bytes(dst, (const unsigned char *)area + at, first);
+    copy_bytes(dst + first, (const unsigned char *)area, len - first);
 #else
     while (len > 0) {
         uint32_t at = pos % GPM_RING_DATA_SIZE;
@@ -377,6 +415,26 @@ ssize_t gpm__ring_write(struct gpm__ring *r, const void *buf, size_t len)
     return err != 0 ? err : (ssize_t)len;
 }
 
+/*
+ * After READY: waits (about a second at most) until the host moved into
+ * the ring what its queue held, or says nothing is queued.
+ */
+static void wait_queued(struct gpm__ring *r)
+{
+    long slept = 0, step = RING_SLEEP_MIN_NS;
+    unsigned spins = 0;
+
+    while (rd32(r, GPM_RING_OFF_H2G_HEAD) == r->h2g_tail &&
+           rd32(r, GPM_RING_OFF_QUEUED) != 0 && !ring_dead(r) &&
+           slept < 1000000000L) {
+        if (++spins < RING_SPIN)
+            continue;
+        nap(step);
+        slept += step;
+        step = step * 2 > RING_SLEEP_MAX_NS ? RING_SLEEP_MAX_NS : step * 2;
+    }
+}
+
 ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
 {
     const volatile unsigned char *area = r->pair + GPM_RING_OFF_H2G_DATA;
@@ -388,19 +446,13 @@ ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
     spin_lock(&r->rlock);
     if (!r->reading) {
         /*
-         * What the host queued before this first read comes by READ, as
-         * without a ring; once the queue is empty the host sends through
-         * the ring, so a program's first read still finds what was
-         * waiting, and no byte is reordered.
+         * From now on the host sends this channel's bytes through the
+         * ring. What it had queued before arrives within a pass or two:
+         * wait for it, so a program's first read still finds it.
          */
-        ssize_t n = gpm__ring_read_queued(r->chan, buf, len);
-
-        if (n != 0) {
-            spin_unlock(&r->rlock);
-            return n;
-        }
         wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
         r->reading = 1;
+        wait_queued(r);
     }
     for (;;) {
         uint32_t head = rd32(r, GPM_RING_OFF_H2G_HEAD), w0, flen, more, n;

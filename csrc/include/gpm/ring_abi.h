@@ -27,7 +27,9 @@
  * bytes, or one host message) is one or more records.
  *
  * The guest writes GPM_RING_OFF_READY when it first reads through the
- * ring; until then host bytes stay queued for READ hypercalls. Host
+ * ring; until then host bytes stay queued for READ hypercalls (so a
+ * program that opens a channel with the library but reads it with raw
+ * READs keeps working). Host
  * records count as delivered only once the guest's tail passes them.
  *
  * Each index has exactly one writer: the producer of a direction writes its
@@ -83,6 +85,13 @@
  * them again to the channel's next reader.
  */
 #define GPM_RING_OFF_H2G_PART 448u
+/*
+ * Host writes: how many host -> guest bytes wait in the channel's queue,
+ * not yet in the ring (a hint, refreshed every pass, capped at 2^32 - 1).
+ * A guest's first read waits for them to arrive instead of issuing a
+ * READ, so that it finds what was queued before it without a VM stop.
+ */
+#define GPM_RING_OFF_QUEUED   512u
 #define GPM_RING_OFF_G2H_DATA GPM_RING_HDR_SIZE
 #define GPM_RING_OFF_H2G_DATA (GPM_RING_HDR_SIZE + GPM_RING_DATA_SIZE)
 
