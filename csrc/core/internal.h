@@ -80,6 +80,7 @@ struct gpm_manager {
     struct gpm__rings *rings; /* under both locks; NULL: no rings */
     gpm_ring_kick_cb ring_kick;
     void *ring_kick_opaque;
+    struct gpm__ring_pass *ring_pass; /* the ring thread's lists */
     /* The link to the guest daemon (daemon_link.c). */
     gpm_channel_id_t daemon_id;
     uint32_t next_seq;

@@ -102,7 +102,17 @@ int gpm_manager_set_rings(gpm_manager_t *m, uint64_t guest_phys, size_t size,
 
 void gpm__rings_fini(gpm_manager_t *m)
 {
+    gpm__ring_pass_t *ps = m->ring_pass;
+
     gpm_manager_set_rings(m, 0, 0, NULL, NULL, NULL);
+    if (ps != NULL) {
+        g_array_free(ps->out, TRUE);
+        g_array_free(ps->rung, TRUE);
+        g_array_free(ps->drained, TRUE);
+        g_array_free(ps->shut, TRUE);
+        g_free(ps);
+        m->ring_pass = NULL;
+    }
 }
 
 /* Writes a fresh header for channel @id into slot @i. */
@@ -423,33 +433,46 @@ static void finish_pass(gpm_manager_t *m, gpm__ring_pass_t *ps)
     }
 }
 
+/* The pass's lists, kept from one pass to the next (one ring thread). */
+static gpm__ring_pass_t *pass_lists(gpm_manager_t *m)
+{
+    gpm__ring_pass_t *ps = m->ring_pass;
+
+    if (ps == NULL) {
+        ps = g_new0(gpm__ring_pass_t, 1);
+        ps->out = g_array_new(FALSE, FALSE, sizeof(pending_t));
+        ps->rung = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
+        ps->drained = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
+        ps->shut = g_array_new(FALSE, FALSE, sizeof(gpm__ring_shut_t));
+        m->ring_pass = ps;
+    }
+    g_array_set_size(ps->out, 0);
+    g_array_set_size(ps->rung, 0);
+    g_array_set_size(ps->drained, 0);
+    g_array_set_size(ps->shut, 0);
+    ps->bytes = 0;
+    return ps;
+}
+
 int gpm_manager_ring_service(gpm_manager_t *m)
 {
-    gpm__ring_pass_t ps;
+    gpm__ring_pass_t *ps;
     int moved = 0;
 
     if (m == NULL)
         return GPM_EINVAL;
-    ps.out = g_array_new(FALSE, FALSE, sizeof(pending_t));
-    ps.rung = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
-    ps.drained = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
-    ps.shut = g_array_new(FALSE, FALSE, sizeof(gpm__ring_shut_t));
-    ps.bytes = 0;
+    ps = pass_lists(m);
     g_mutex_lock(&m->ring_lock);
     if (m->rings == NULL) {
         moved = GPM_EINVAL;
     } else {
         for (unsigned i = 0; i < m->rings->nslots; i++) {
             if (m->rings->slots[i].chan != GPM_CHANNEL_NONE)
-                moved += serve_slot(m, i, &ps);
+                moved += serve_slot(m, i, ps);
         }
     }
     g_mutex_unlock(&m->ring_lock);
     /* Callbacks and events run with no lock held, in ring order. */
-    finish_pass(m, &ps);
-    g_array_free(ps.out, TRUE);
-    g_array_free(ps.rung, TRUE);
-    g_array_free(ps.drained, TRUE);
-    g_array_free(ps.shut, TRUE);
+    finish_pass(m, ps);
     return moved;
 }

@@ -20,7 +20,7 @@
 
 #define RING_SPIN_NS      200000
 #define RING_SLEEP_MIN_NS 20000
-#define RING_SLEEP_MAX_NS 2000000
+#define RING_SLEEP_MAX_NS 5000000
 
 static void ring_kick(void *opaque)
 {
