@@ -123,6 +123,7 @@ test: deps build guest
 	@$(MAKE) --no-print-directory ctest
 	@$(MAKE) --no-print-directory ctest-valgrind
 	@$(MAKE) --no-print-directory -C guest check
+	@$(MAKE) --no-print-directory -C guest check-be
 	@$(MAKE) --no-print-directory panda-glue-check
 	@if [ -f .panda-path ] || [ -n "$$PANDAGPM_REQUIRE_PANDA" ]; then \
 		$(MAKE) --no-print-directory panda-plugins-check; \
