@@ -19,12 +19,15 @@ BUILD := $(BUILD_ROOT)/$(GUEST_ARCH)
 # cross compilers (gcc-<triple>), linked -static against their glibc.
 # Override GUEST_CC / GUEST_AR to use another one. 32-bit ARM is armhf
 # (ARMv7, hard float), what Debian's armmp kernel and userland are.
+# mipsel is o32 (Debian's mipsel: MIPS32R2, hard float) and mips64el n64
+# (Debian's mips64el: MIPS64R2); both run on the malta kernels.
 GUEST_CROSS_i386 := i686-linux-gnu-
 GUEST_CROSS_arm := arm-linux-gnueabihf-
 GUEST_CROSS_aarch64 := aarch64-linux-gnu-
 GUEST_CROSS_mips := mips-linux-gnu-
 GUEST_CROSS_mipsel := mipsel-linux-gnu-
 GUEST_CROSS_mips64 := mips64-linux-gnuabi64-
+GUEST_CROSS_mips64el := mips64el-linux-gnuabi64-
 GUEST_CROSS := $(GUEST_CROSS_$(GUEST_ARCH))
 
 ifeq ($(GUEST_ARCH),x86_64)

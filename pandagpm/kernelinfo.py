@@ -78,6 +78,7 @@ _ARCHES = {
     "mips": _ArchKI(32, "mips", False),
     "mipsel": _ArchKI(32, "mips", False),
     "mips64": _ArchKI(64, "mips64", False),
+    "mips64el": _ArchKI(64, "mips64", False),
 }
 
 # Member offsets: (key, struct, member path).  Keys and meanings follow
@@ -445,7 +446,7 @@ def _elf_arch(elf: bytes) -> str | None:
     machine = struct.unpack_from("<H" if little else ">H", elf, 18)[0]
     arch = _EM_ARCH.get(machine)
     if arch == "mips":
-        arch = "mips64" if is64 else ("mipsel" if little else "mips")
+        arch = ("mips64" if is64 else "mips") + ("el" if little else "")
     return arch
 
 

@@ -87,7 +87,7 @@ def register_map(arch):
     elif arch == "i386":
         regs = {n: (("regs",), n) for n in range(8)}
         regs[8] = (("eip",), None)
-    elif arch in ("mips", "mipsel", "mips64"):
+    elif arch in ("mips", "mipsel", "mips64", "mips64el"):
         regs = {n: (("active_tc", "gpr"), n) for n in range(32)}
         regs[37] = (("active_tc", "PC"), None)
     elif arch == "ppc":
@@ -243,7 +243,8 @@ def is_pandare(obj):
 _ENV_TYPES = {"x86_64": "CPUX86State", "i386": "CPUX86State",
               "arm": "CPUARMState", "aarch64": "CPUARMState",
               "mips": "CPUMIPSState", "mipsel": "CPUMIPSState",
-              "mips64": "CPUMIPSState", "ppc": "CPUPPCState"}
+              "mips64": "CPUMIPSState", "mips64el": "CPUMIPSState",
+              "ppc": "CPUPPCState"}
 
 
 def _fn_address(ffi, fn):

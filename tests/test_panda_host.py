@@ -21,14 +21,15 @@ from pandagpm import _gpm, panda_host
 from pandagpm.panda_host import PandaCPU, register_map, x86_64_check_user_write
 
 ARCHES = ("x86_64", "i386", "arm", "aarch64", "mips", "mipsel", "mips64",
-          "ppc")
+          "mips64el", "ppc")
 
 # pandare's type modules per gpm architecture.
 PANDARE_TYPES = {
     "x86_64": "panda_x86_64_64", "i386": "panda_i386_32",
     "arm": "panda_arm_32", "aarch64": "panda_aarch64_64",
     "mips": "panda_mips_32", "mipsel": "panda_mipsel_32",
-    "mips64": "panda_mips64_64", "ppc": "panda_ppc_32",
+    "mips64": "panda_mips64_64", "mips64el": "panda_mips64el_64",
+    "ppc": "panda_ppc_32",
 }
 
 

@@ -229,7 +229,10 @@ def test_module_functions():
     assert _gpm.HC_OP_GET_CHANNEL == 7
     assert _gpm.HC_NOT_FOUND == -1
     assert _gpm.API_VERSION >= 1
-    assert len(_gpm.ARCHES) == 8
+    assert len(_gpm.ARCHES) == 9
+    assert _gpm.ARCHES[-1] == "mips64el"
+    assert _gpm.arch_info("mips64el")["big_endian"] is False
+    assert _gpm.arch_info("mips64")["big_endian"] is True
 
 
 def test_inventory_functions(tmp_path):

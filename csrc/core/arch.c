@@ -38,6 +38,8 @@ static const gpm_arch_info_t arch_table[GPM_ARCH_COUNT] = {
     [GPM_ARCH_MIPS64] =
         {"mips64", 64, true, ELF_EM_MIPS, 2, {2, 4, 5, 6, 7}, 2, 37},
     [GPM_ARCH_PPC] = {"ppc", 32, true, ELF_EM_PPC, 1, {3, 4, 5, 6, 7}, 3, 64},
+    [GPM_ARCH_MIPS64EL] =
+        {"mips64el", 64, false, ELF_EM_MIPS, 2, {2, 4, 5, 6, 7}, 2, 37},
 };
 
 const gpm_arch_info_t *gpm_arch_info(gpm_arch_t arch)

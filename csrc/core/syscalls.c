@@ -26,6 +26,16 @@
         .open_flags = OPEN_FLAGS_MIPS                                          \
     }
 
+/* MIPS n64 numbers start at 5000; both byte orders share them. */
+#define MIPS_N64_TABLE                                                         \
+    {                                                                          \
+        .getuid = 5100, .mmap = 5009, .munmap = 5011, .memfd_create = 5314,    \
+        .open = 5002, .openat = 5247, .write = 5001, .close = 5003,            \
+        .fork = 5056, .clone = 5055, .setsid = 5110, .execve = 5057,           \
+        .exit_group = 5205, .rt_sigprocmask = 5014,                            \
+        .open_flags = OPEN_FLAGS_MIPS                                          \
+    }
+
 static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
     /* rax 0, rcx 2, rdx 3, rsi 4, rdi 5, r8 8, r9 9, r10 10. */
     [GPM_ARCH_X86_64] = {.injectable = true,
@@ -133,22 +143,8 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                           .open_flags = OPEN_FLAGS_GENERIC},
     [GPM_ARCH_MIPS] = MIPS_O32_TABLE,
     [GPM_ARCH_MIPSEL] = MIPS_O32_TABLE,
-    /* MIPS n64 numbers start at 5000. */
-    [GPM_ARCH_MIPS64] = {.getuid = 5100,
-                         .mmap = 5009,
-                         .munmap = 5011,
-                         .memfd_create = 5314,
-                         .open = 5002,
-                         .openat = 5247,
-                         .write = 5001,
-                         .close = 5003,
-                         .fork = 5056,
-                         .clone = 5055,
-                         .setsid = 5110,
-                         .execve = 5057,
-                         .rt_sigprocmask = 5014,
-                         .exit_group = 5205,
-                         .open_flags = OPEN_FLAGS_MIPS},
+    [GPM_ARCH_MIPS64] = MIPS_N64_TABLE,
+    [GPM_ARCH_MIPS64EL] = MIPS_N64_TABLE,
     [GPM_ARCH_PPC] = {.getuid = 24,
                       .mmap = 90,
                       .munmap = 91,

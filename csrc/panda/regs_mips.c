@@ -13,8 +13,10 @@
 
 int gpm_panda_guest_arch(gpm_arch_t *out)
 {
-#if defined(TARGET_MIPS64)
+#if defined(TARGET_MIPS64) && defined(TARGET_WORDS_BIGENDIAN)
     *out = GPM_ARCH_MIPS64;
+#elif defined(TARGET_MIPS64)
+    *out = GPM_ARCH_MIPS64EL;
 #elif defined(TARGET_WORDS_BIGENDIAN)
     *out = GPM_ARCH_MIPS;
 #else

@@ -55,6 +55,14 @@ GPM_PLUGIN_DESCRIPTOR(
 /* Kernel text of the 3G/1G split (CONFIG_PHYSICAL_START 16 MiB). */
 #define KPTR     0xc1000000ull
 #define NONCANON 0x100000000ull
+#elif defined(__mips__) && _MIPS_SIM == _ABIO32
+/* kseg0 kernel text (malta load address, nokaslr); 2^32 truncates. */
+#define KPTR     0x80100000ull
+#define NONCANON 0x100000000ull
+#elif defined(__mips__) && _MIPS_SIM == _ABI64
+/* ckseg0 kernel text; xsseg (supervisor space), never a user address. */
+#define KPTR     0xffffffff80100000ull
+#define NONCANON 0x4000000000000000ull
 #else
 #error "hostile.c: no kernel address for this architecture"
 #endif

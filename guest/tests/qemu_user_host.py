@@ -1,12 +1,14 @@
 """A stand-in host for cross-built guest binaries: qemu-user's gdbstub.
 
-It runs one unmodified aarch64 or arm guest binary (guest/build/<arch>)
-under Debian's qemu-user (``qemu-aarch64`` / ``qemu-arm``) with its
+It runs one unmodified aarch64, arm, mipsel or mips64el guest binary
+(guest/build/<arch>) under Debian's qemu-user (``qemu-aarch64``,
+``qemu-arm``, ``qemu-mipsel``, ``qemu-mips64el``) with its
 gdbstub on a Unix socket, puts a breakpoint on the hypercall stub at
 GPM_HC_ADDR_<ARCH> (read from csrc/include/gpm/abi.h) and, at every stop
 there, does what the stock-QEMU host does: reads magic, op, channel,
-arg1 and arg2 from x0-x4 (r0-r4), serves the op from in-memory channels
-(ptrace_host.PtraceHost's), writes the result to x0 (r0) and moves the
+arg1 and arg2 from x0-x4 (r0-r4; MIPS: v0, a0-a3), serves the op from
+in-memory channels (ptrace_host.PtraceHost's), writes the result to x0
+(r0, v0) and moves the
 PC 4 bytes on, to the stub's return. The trap instruction itself, which
 only PANDA knows, is never executed. So the cross-built hypercall path
 (registers, the call to the far stub, 32-bit truncation on arm) runs
@@ -45,6 +47,12 @@ ARCHES = {
                 "pc": 32, "insn_len": 4},
     "arm": {"qemu": "qemu-arm", "word": 4, "hc": (0, 1, 2, 3, 4),
             "pc": 15, "insn_len": 4},
+    # MIPS: v0, a0-a3; QEMU's mips gdbstub has no target.xml, its 'g'
+    # reply is r0-r31, sr, lo, hi, bad, cause, pc (37), then the FPU's.
+    "mipsel": {"qemu": "qemu-mipsel", "word": 4, "hc": (2, 4, 5, 6, 7),
+               "pc": 37, "insn_len": 4},
+    "mips64el": {"qemu": "qemu-mips64el", "word": 8, "hc": (2, 4, 5, 6, 7),
+                 "pc": 37, "insn_len": 4},
 }
 EFAULT = -14
 hc_addr = ptrace_host.hc_addr

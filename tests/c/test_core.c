@@ -14,6 +14,7 @@
 #include <glib.h>
 
 #include "core/internal.h"
+#include "core/syscalls.h"
 #include "fake_cpu.h"
 
 typedef struct recorder {
@@ -143,6 +144,56 @@ static void test_arch_table(void **state)
         assert_true(ai->word_bits == 32 || ai->word_bits == 64);
         assert_int_equal(ai->hc_regs[0], ai->ret_reg);
     }
+}
+
+/*
+ * MIPS: both byte orders of each ABI share one set of numbers (o32 from
+ * 4000, n64 from 5000); mips64el is a little-endian 64-bit ELFCLASS64
+ * EM_MIPS arch, mips64 its big-endian twin.
+ */
+static void test_arch_mips64el(void **state)
+{
+    const gpm__sys_table_t *el, *be, *o32;
+    const gpm_arch_info_t *ai;
+    gpm_arch_t a;
+
+    (void)state;
+    assert_int_equal(gpm_arch_from_name("mips64el", &a), 0);
+    assert_int_equal(a, GPM_ARCH_MIPS64EL);
+    ai = gpm_arch_info(a);
+    assert_string_equal(ai->name, "mips64el");
+    assert_int_equal(ai->word_bits, 64);
+    assert_false(ai->big_endian);
+    assert_int_equal(ai->elf_machine, 8);
+    assert_int_equal(ai->elf_class, 2);
+    assert_int_equal(ai->pc_reg, 37);
+    assert_true(gpm_arch_info(GPM_ARCH_MIPS64)->big_endian);
+    assert_int_equal(gpm_arch_from_name("mips64", &a), 0);
+    assert_int_equal(a, GPM_ARCH_MIPS64);
+    el = gpm__sys_table(GPM_ARCH_MIPS64EL);
+    be = gpm__sys_table(GPM_ARCH_MIPS64);
+    o32 = gpm__sys_table(GPM_ARCH_MIPSEL);
+    assert_non_null(el);
+    assert_int_equal(el->mmap, 5009);
+    assert_int_equal(el->write, 5001);
+    assert_int_equal(el->memfd_create, 5314);
+    assert_int_equal(el->execve, 5057);
+    assert_int_equal(el->exit_group, 5205);
+    assert_int_equal(el->open_flags, 0x80302u);
+    {
+        const int a[] = {el->getuid, el->mmap,          el->munmap, el->open,
+                         el->openat, el->close,         el->fork,   el->clone,
+                         el->setsid, el->rt_sigprocmask};
+        const int b[] = {be->getuid, be->mmap,          be->munmap, be->open,
+                         be->openat, be->close,         be->fork,   be->clone,
+                         be->setsid, be->rt_sigprocmask};
+
+        assert_memory_equal(a, b, sizeof(a));
+    }
+    assert_int_equal(el->open_flags, be->open_flags);
+    assert_int_equal(o32->mmap, 4090);
+    assert_int_equal(o32->write, 4004);
+    assert_int_equal(gpm__sys_table(GPM_ARCH_MIPS)->write, 4004);
 }
 
 static void test_manager_config(void **state)
@@ -696,6 +747,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_arch_table),
+        cmocka_unit_test(test_arch_mips64el),
         cmocka_unit_test(test_manager_config),
         cmocka_unit_test(test_release_on_free),
         cmocka_unit_test_setup_teardown(test_allocate_and_lookup, setup,

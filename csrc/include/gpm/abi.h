@@ -27,7 +27,8 @@
  * section of its own named ".gpmhc", so the stock-QEMU host catches all of
  * them with one breakpoint and never lets the trap execute. PANDA traps
  * the instruction itself (CPUID on x86, a coprocessor 7 write on ARM,
- * "msr S0_0_c5_c0_0, xzr" on AArch64) and ignores the address.
+ * "msr S0_0_c5_c0_0, xzr" on AArch64, a conditional move to $zero on
+ * MIPS) and ignores the address.
  *
  * This is the only place the addresses are written down: guest/Makefile
  * reads GPM_HC_ADDR_<ARCH> (GUEST_ARCH in upper case) from this header to
@@ -37,11 +38,17 @@
  * the arch's user-space limit and away from where its linker puts text,
  * data and the heap of a static non-PIE executable.
  */
-#define GPM_HC_ADDR_X86_64  0x10000000u
-#define GPM_HC_ADDR_I386    0x10000000u
-#define GPM_HC_ADDR_AARCH64 0x10000000u
-#define GPM_HC_ADDR_ARM     0x10000000u
-#define GPM_HC_SECTION      ".gpmhc"
+#define GPM_HC_ADDR_X86_64   0x10000000u
+#define GPM_HC_ADDR_I386     0x10000000u
+#define GPM_HC_ADDR_AARCH64  0x10000000u
+#define GPM_HC_ADDR_ARM      0x10000000u
+/*
+ * MIPS: a static non-PIE executable's text starts at 0x400000 (both
+ * ABIs), its data and heap follow; 0x10000000 is free for both too.
+ */
+#define GPM_HC_ADDR_MIPSEL   0x10000000u
+#define GPM_HC_ADDR_MIPS64EL 0x10000000u
+#define GPM_HC_SECTION       ".gpmhc"
 
 /* The name the x86 hosts used before there was more than one arch. */
 #define GPM_HC_X86_ADDR GPM_HC_ADDR_X86_64

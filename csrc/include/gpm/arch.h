@@ -25,6 +25,7 @@ typedef enum gpm_arch {
     GPM_ARCH_MIPSEL,
     GPM_ARCH_MIPS64,
     GPM_ARCH_PPC,
+    GPM_ARCH_MIPS64EL, /* little-endian MIPS64 (n64); after PPC: values stay */
     GPM_ARCH_COUNT
 } gpm_arch_t;
 
@@ -53,8 +54,8 @@ const gpm_arch_info_t *gpm_arch_info(gpm_arch_t arch);
 
 /**
  * gpm_arch_from_name() - look an architecture up by name.
- * @name: "x86_64", "i386", "arm", "aarch64", "mips", "mipsel", "mips64"
- *        or "ppc".
+ * @name: "x86_64", "i386", "arm", "aarch64", "mips", "mipsel", "mips64",
+ *        "mips64el" or "ppc".
  * @out:  receives the architecture on success.
  *
  * Returns 0, or GPM_EINVAL for an unknown name. Thread-safe.

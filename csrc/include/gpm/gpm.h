@@ -3,11 +3,13 @@
  *
  * GPM_API_VERSION changes whenever a declaration in these headers does.
  *   1: first version.
+ *   2: GPM_ARCH_MIPS64EL (appended: the other values are unchanged);
+ *      GPM_HC_ADDR_MIPSEL and GPM_HC_ADDR_MIPS64EL.
  */
 #ifndef GPM_GPM_H
 #define GPM_GPM_H
 
-#define GPM_API_VERSION 1
+#define GPM_API_VERSION 2
 
 #include "gpm/abi.h"
 #include "gpm/arch.h"
