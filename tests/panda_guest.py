@@ -1,7 +1,15 @@
-"""Test-only: pandagpm's generic images under real PANDA, without injection.
+"""Test-only: guests under real PANDA, without injection.
 
 Shared by the per-target PANDA suites (tests/test_panda_real_arm.py,
-tests/test_panda_real_i386.py): the cross-built guest daemon is appended
+tests/test_panda_real_i386.py, tests/test_panda_real_mips.py).
+
+tests/panda/bare/hc_bare, a bare-metal program calling the guest
+library's real gpm_hc() and stub, boots on QEMU's ARM ``virt`` machine or
+MIPS ``malta`` board (``-kernel``, no image) and prints each raw result
+on its UART: every result is the magic without plugins; with
+guest_plugin_manager they are its answers.
+
+On pandagpm's generic images the cross-built guest daemon is appended
 to the image's initramfs as a second cpio archive and started from the
 root shell, and gpm_test_host (tests/panda/host_plugin), built out of the
 PANDA tree for the target with PANDA's panda.mak, loads etc_count and
@@ -16,6 +24,7 @@ skips with the reason.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +34,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BARE = ROOT / "tests" / "panda" / "bare"
+MAGIC = 0x1337C0D3
+RUN_TIMEOUT = 120.0
 HOST_PLUGIN_SRC = ROOT / "tests" / "panda" / "host_plugin"
 PROMPT = re.compile(rb"root@pandagpm:[^#\n]*# ")
 BOOT_TIMEOUT = 600.0
@@ -42,6 +54,114 @@ def panda_install(arch):
         pytest.skip(f"{inst.tree} has no panda_guest_plugin_manager.so for "
                     f"{arch} (make panda builds it)")
     return inst
+
+
+#: hc_bare's board per arch: machine, CPU, guest compiler, word size.
+BOARDS = {
+    "aarch64": ("virt", "cortex-a57", "aarch64-linux-gnu-gcc", 64),
+    "arm": ("virt", "cortex-a15", "arm-linux-gnueabihf-gcc", 32),
+    "mipsel": ("malta", "24Kf", "mipsel-linux-gnu-gcc", 32),
+    "mips": ("malta", "24Kf", "mips-linux-gnu-gcc", 32),
+    "mips64el": ("malta", "5KEf", "mips64el-linux-gnuabi64-gcc", 64),
+    "mips64": ("malta", "5KEf", "mips64-linux-gnuabi64-gcc", 64),
+}
+
+
+def build_bare(arch):
+    """tests/panda/bare/hc_bare for @arch (no warnings), or skip."""
+    cc = BOARDS[arch][2]
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not found (scripts/install-system-deps.sh)")
+    r = subprocess.run(["make", "-C", str(BARE), f"ARCH={arch}"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning:" not in r.stdout + r.stderr
+    return BARE / "build" / arch / "hc_bare"
+
+
+def run_bare(inst, arch, program, panda_args=(), panda_dir=None):
+    """Boots @program under PANDA until it prints DONE; returns
+    (results {name: value}, PANDA's whole output). @panda_dir: PANDA_DIR
+    (where extra plugins are), default the build's."""
+    machine, cpu = BOARDS[arch][:2]
+    argv = [str(inst.system_binary(arch)), "-L", str(inst.bios_dir()),
+            "-machine", machine, "-cpu", cpu, "-m", "128M",
+            "-nodefaults", "-display", "none", "-serial", "stdio",
+            "-monitor", "none", "-kernel", str(program), *panda_args]
+    env = dict(os.environ, PANDA_DIR=f"{panda_dir or inst.build}/")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)
+    out = b""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        while b"DONE" not in out:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no DONE from {argv[0]} in "
+                                   f"{RUN_TIMEOUT} s: {out[-2000:]!r}")
+            chunk = proc.stdout.read()
+            if chunk:
+                out += chunk
+            elif proc.poll() is not None:
+                raise RuntimeError(f"PANDA exited with {proc.returncode}: "
+                                   f"{out[-2000:]!r}")
+            else:
+                time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    text = out.decode(errors="replace")
+    results = {m.group(1): int(m.group(2), 16) for m in
+               re.finditer(r"^(\w+)=([0-9a-f]{16})\r?$", text, re.M)}
+    return results, text
+
+
+def check_untouched(results, text):
+    """Without plugins the trap changes nothing and execution goes on."""
+    assert "START" in text
+    assert len(results) == 6, text
+    assert set(results.values()) == {MAGIC}, text
+
+
+def check_answers(results, text, arch):
+    """guest_plugin_manager's answers, each the guest word's value."""
+    assert len(results) == 6, text
+    mask = (1 << BOARDS[arch][3]) - 1
+
+    def err(code):
+        return code & mask
+
+    daemon = results["get_daemon"]
+    assert 1 <= daemon < 1 << 31, text
+    assert results["get_unknown"] == err(-1), text
+    assert 1 <= results["get_manager"] < 1 << 31, text
+    assert results["get_manager"] != daemon
+    assert results["start_daemon"] == 0, text
+    assert results["write_unknown"] == err(-9), text
+    assert results["op_99"] == err(-38), text
+
+
+def x86_64_build():
+    """guest/build/x86_64 (built if missing), or skip."""
+    x86 = ROOT / "guest" / "build" / "x86_64"
+    if not (x86 / "etc_count").is_file():
+        if shutil.which("musl-gcc") is None:
+            pytest.skip("no x86_64 guest build and no musl-gcc")
+        make(["-C", str(ROOT / "guest")], "x86_64 guest build")
+    return x86
+
+
+def bare_refusal(inst, arch, program, tmp_path):
+    """hc_bare under PANDA with gpm_test_host asking for x86_64's etc_count
+    and hello; returns (results, the refusal lines)."""
+    x86 = x86_64_build()
+    panda_dir = build_host_plugin(inst, arch, tmp_path)
+    results = tmp_path / "results.txt"
+    _, text = run_bare(inst, arch, program, [
+        "-panda", f"guest_plugin_manager:no_inject=true,plugin_dir={x86}",
+        "-panda", f"gpm_test_host:out={results}"], panda_dir=panda_dir)
+    return read_results(results), [
+        ln for ln in text.splitlines() if "add_guest_plugin(etc_count)" in ln]
 
 
 def cached_image(arch):

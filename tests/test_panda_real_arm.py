@@ -36,29 +36,14 @@ cross compiler is missing or no image of the arch is cached. Marked
 (the ARM images boot to their shell in about 16 s under PANDA).
 """
 
-import os
-import re
-import shutil
-import subprocess
-import time
-from pathlib import Path
-
 import pytest
 
 import panda_guest  # tests/panda_guest.py
 
-ROOT = Path(__file__).resolve().parents[1]
-BARE = ROOT / "tests" / "panda" / "bare"
-MAGIC = 0x1337C0D3
-RUN_TIMEOUT = 120.0
-
-ARCHES = {
-    "aarch64": dict(cpu="cortex-a57", cc="aarch64-linux-gnu-gcc", word=64),
-    "arm": dict(cpu="cortex-a15", cc="arm-linux-gnueabihf-gcc", word=32),
-}
+ARCHES = ("aarch64", "arm")
 
 pytestmark = [pytest.mark.panda_real,
-              pytest.mark.parametrize("arch", sorted(ARCHES))]
+              pytest.mark.parametrize("arch", ARCHES)]
 
 
 @pytest.fixture
@@ -69,76 +54,18 @@ def panda(arch):
 
 @pytest.fixture
 def hc_bare(arch):
-    if shutil.which(ARCHES[arch]["cc"]) is None:
-        pytest.skip(f"{ARCHES[arch]['cc']} not found "
-                    "(scripts/install-system-deps.sh)")
-    r = subprocess.run(["make", "-C", str(BARE), f"ARCH={arch}"],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "warning:" not in r.stdout + r.stderr
-    return BARE / "build" / arch / "hc_bare"
-
-
-def run_bare(inst, arch, program, panda_args=(), panda_dir=None):
-    """Boots @program under PANDA until it prints DONE; returns
-    (results {name: value}, PANDA's whole output). @panda_dir: PANDA_DIR
-    (where extra plugins are), default the build's."""
-    argv = [str(inst.system_binary(arch)), "-L", str(inst.bios_dir()),
-            "-machine", "virt", "-cpu", ARCHES[arch]["cpu"], "-m", "128M",
-            "-nodefaults", "-display", "none", "-serial", "stdio",
-            "-monitor", "none", "-kernel", str(program), *panda_args]
-    env = dict(os.environ, PANDA_DIR=f"{panda_dir or inst.build}/")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env)
-    out = b""
-    deadline = time.monotonic() + RUN_TIMEOUT
-    try:
-        os.set_blocking(proc.stdout.fileno(), False)
-        while b"DONE" not in out:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no DONE from {argv[0]} in "
-                                   f"{RUN_TIMEOUT} s: {out[-2000:]!r}")
-            chunk = proc.stdout.read()
-            if chunk:
-                out += chunk
-            elif proc.poll() is not None:
-                raise RuntimeError(f"PANDA exited with {proc.returncode}: "
-                                   f"{out[-2000:]!r}")
-            else:
-                time.sleep(0.05)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    text = out.decode(errors="replace")
-    results = {m.group(1): int(m.group(2), 16) for m in
-               re.finditer(r"^(\w+)=([0-9a-f]{16})\r?$", text, re.M)}
-    return results, text
+    return panda_guest.build_bare(arch)
 
 
 def test_trap_without_plugin_leaves_registers(arch, panda, hc_bare):
-    results, text = run_bare(panda, arch, hc_bare)
-    assert "START" in text
-    assert len(results) == 6, text
-    assert set(results.values()) == {MAGIC}, text
+    results, text = panda_guest.run_bare(panda, arch, hc_bare)
+    panda_guest.check_untouched(results, text)
 
 
 def test_guest_plugin_manager_answers(arch, panda, hc_bare):
-    results, text = run_bare(panda, arch, hc_bare, [
+    results, text = panda_guest.run_bare(panda, arch, hc_bare, [
         "-panda", "guest_plugin_manager:no_inject=true"])
-    assert len(results) == 6, text
-    mask = (1 << ARCHES[arch]["word"]) - 1
-
-    def err(code):
-        return code & mask
-
-    daemon = results["get_daemon"]
-    assert 1 <= daemon < 1 << 31, text
-    assert results["get_unknown"] == err(-1), text
-    assert 1 <= results["get_manager"] < 1 << 31, text
-    assert results["get_manager"] != daemon
-    assert results["start_daemon"] == 0, text
-    assert results["write_unknown"] == err(-9), text
-    assert results["op_99"] == err(-38), text
+    panda_guest.check_answers(results, text, arch)
 
 
 # --------------------------------------------------------------------------
@@ -157,21 +84,9 @@ def arm_image(arch):
 def test_wrong_arch_plugin_refused(arch, panda, hc_bare, tmp_path):
     """guest_plugin_manager on an ARM target refuses x86_64 binaries by
     name, naming both arches, and creates no channel for them."""
-    x86 = ROOT / "guest" / "build" / "x86_64"
-    if not (x86 / "etc_count").is_file():
-        if shutil.which("musl-gcc") is None:
-            pytest.skip("no x86_64 guest build and no musl-gcc")
-        panda_guest.make(["-C", str(ROOT / "guest")], "x86_64 guest build")
-    panda_dir = panda_guest.build_host_plugin(panda, arch, tmp_path)
-    results = tmp_path / "results.txt"
-    _, text = run_bare(panda, arch, hc_bare, [
-        "-panda", f"guest_plugin_manager:no_inject=true,plugin_dir={x86}",
-        "-panda", f"gpm_test_host:out={results}"], panda_dir=panda_dir)
-    got = panda_guest.read_results(results)
+    got, refusals = panda_guest.bare_refusal(panda, arch, hc_bare, tmp_path)
     assert got["etc_count_chan"] == "0" and got["hello_chan"] == "0"
-    refusals = [ln for ln in text.splitlines()
-                if "add_guest_plugin(etc_count)" in ln]
-    assert refusals, text
+    assert refusals, got
     assert "x86_64" in refusals[0] and f"guest is {arch}" in refusals[0]
 
 
