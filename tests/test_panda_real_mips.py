@@ -19,7 +19,9 @@ n64) and big-endian (mips o32, mips64 n64) builds of the same sources:
     each answer to v0 as the guest word's value (``00000000ffffffda`` on
     o32, ``ffffffffffffffda`` on n64);
   * x86_64 binaries in ``plugin_dir`` are refused by name, naming both
-    arches.
+    arches;
+  * on the mipsel and mips64el generic images, when cached, the C plugin
+    exchange of tests/test_panda_real_i386.py (etc_count, hello).
 
 Skips, saying why, when PANDA has no build for the target or the cross
 compiler is missing. Marked ``panda_real``.
@@ -63,3 +65,21 @@ def test_wrong_arch_plugin_refused(arch, panda, hc_bare, tmp_path):
     assert "x86_64 (ELF machine 62" in refusals[0]
     word = panda_guest.BOARDS[arch][3]
     assert f"guest is {arch} (ELF machine 8, {word}-bit)" in refusals[0]
+
+
+# The little-endian generic images (pandagpm.image, branch mips), no
+# injector: the cross-built daemon in the initramfs, started from the
+# root shell, gpm_test_host loading etc_count and hello (tests/
+# panda_guest.py). Big-endian arches have no image (docs/arch.md).
+
+@pytest.fixture
+def image(arch):
+    if arch in ("mips", "mips64"):
+        pytest.skip(f"no {arch} generic image: Debian has no big-endian "
+                    "MIPS port (docs/arch.md, Big-endian guests)")
+    return panda_guest.cached_image(arch)
+
+
+def test_linux_exchange_without_injection(arch, panda, image, tmp_path):
+    got, want = panda_guest.linux_exchange(panda, arch, image, tmp_path)
+    panda_guest.check_exchange(got, want)
