@@ -436,6 +436,13 @@ static void inject_on(gpm_arch_t arch, char *arg1, char *env0)
     bool in_child = false;
 
     fake_init(c);
+    /*
+     * Every register not named below points into fake memory beyond the
+     * scratch area, so an arch whose injector also uses the user stack
+     * (o32 passes arguments 5 and 6 there) finds one.
+     */
+    for (unsigned i = 0; i < FAKE_NREGS; i++)
+        c->regs[i] = FAKE_BASE + (FAKE_PAGES - 4) * FAKE_PAGE;
     c->regs[t->retaddr_reg] = SYSCALL_END;
     c->regs[t->nr_reg] = (uint64_t)t->getuid;
     assert_int_equal(gpm_injector_new(&cfg, &inj), 0);
