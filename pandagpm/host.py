@@ -17,6 +17,7 @@ plugin.
 """
 
 import concurrent.futures
+import os
 import sys
 import threading
 import time
@@ -59,6 +60,14 @@ _PING = _wire.daemon_frame(_wire.DFRAME_PING)
 # GPM_DSTAGE_LOST: the host failed a load because its daemon was lost.
 _DSTAGE_LOST = _wire.DSTAGE_LOST
 
+
+
+def rings_wanted(rings=None):
+    """Whether to offer the guest channel rings: @rings if given, else
+    ``PANDAGPM_RINGS`` ("0" turns them off; default on)."""
+    if rings is not None:
+        return bool(rings)
+    return os.environ.get("PANDAGPM_RINGS", "1") != "0"
 
 class InjectionFailed(GpmError):
     """linjector could not start the guest daemon; ``.log`` says why."""
@@ -148,13 +157,16 @@ class Panda:
 
     def __init__(self, generic="x86_64", *, snapshot="root", verbose=True,
                  inject_timeout=DEFAULT_INJECT_TIMEOUT, doorbell=True,
-                 compat_channels=False):
+                 compat_channels=False, rings=None):
         self.arch_name = generic
         self.snapshot = snapshot
         self.verbose = verbose
         self.inject_timeout = inject_timeout
         # False makes waiting guest code poll with hypercalls (benchmarks).
         self.doorbell = doorbell
+        # Shared-memory channel rings (docs/rings.md): None follows
+        # PANDAGPM_RINGS (default on; "0" turns them off).
+        self.rings = rings_wanted(rings)
         self.compat_channels = compat_channels
         self.image = _image.get_image(generic, progress=verbose)
         self.machine = None
@@ -238,6 +250,10 @@ class Panda:
             doorbell = self.image.profile["guest"].get("doorbell_phys", 0)
             if doorbell and self.doorbell:
                 self.gdb.enable_doorbell(doorbell)
+            # Channel bytes through memory, without stopping the guest.
+            guest = self.image.profile["guest"]
+            if self.rings and guest.get("ring_size"):
+                self.gdb.enable_rings(guest["ring_phys"], guest["ring_size"])
             # Which guest process makes each hypercall (channel ownership).
             k = _kernel_profile(self.image.profile, self.arch_name)
             self.gdb.set_task_profile(k["task_base_reg"], k["current_task"],

@@ -284,6 +284,9 @@ def _image_key(arch: str, packages: dict, qemu_version: str) -> str:
     spec = ARCHES.get(arch)
     if spec is not None and spec.recipe_version:
         inputs["recipe"] = spec.recipe_version
+    if spec is not None:
+        # The command line is in the snapshot: a new one is a new image.
+        inputs["append"] = spec.append
     blob = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -692,7 +695,9 @@ def _build_in(spec: ArchSpec, packages: dict, qver: str, key: str,
         "guest": {"console": spec.console, "hostname": HOSTNAME,
                   "user": GUEST_USER, "user_uid": GUEST_UID,
                   "shell_prompt_root": f"root@{HOSTNAME}:~# ",
-                  "doorbell_phys": spec.doorbell_phys},
+                  "doorbell_phys": spec.doorbell_phys,
+                  "ring_phys": spec.ring_phys,
+                  "ring_size": spec.ring_size},
     }
     if spec.ram_base:
         # Guest-physical address of RAM file offset 0 (absent: 0).

@@ -29,6 +29,10 @@ class ArchSpec:
     #: A RAM page the kernel is told to leave alone (memmap=4K$addr): the
     #: channel doorbell page, which the host writes directly (see abi.h).
     doorbell_phys: int = 0
+    #: Guest-physical region kept from the kernel the same way for the
+    #: shared-memory channel rings (gpm/ring_abi.h, docs/rings.md).
+    ring_phys: int = 0
+    ring_size: int = 0
     #: Kernel symbols read from /proc/kallsyms into the profile.
     symbols: tuple[str, ...] = ()
     #: Of those, the ones the build fails without.
@@ -71,8 +75,11 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyS0",
         append=("console=ttyS0 nokaslr mitigations=off quiet loglevel=1 "
-                "panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000"),
+                "panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000 "
+                "memmap=16M$0x1ee00000"),
         doorbell_phys=0x1FE00000,
+        ring_phys=0x1EE00000,
+        ring_size=16 << 20,
         symbols=("entry_SYSCALL_64", "entry_SYSCALL_64_after_hwframe",
                  "do_syscall_64", "current_task", "__per_cpu_offset",
                  "init_task", "page_offset_base", "phys_base", "_text",
@@ -81,8 +88,9 @@ ARCHES: dict[str, ArchSpec] = {
                  "swapgs_restore_regs_and_return_to_usermode"),
     ),
     # QEMU's "virt" board: RAM from 0x40000000, a PL011 UART (ttyAMA0).
-    # The doorbell page is RAM's last page, kept from the kernel with
-    # mem= (512 MiB - 4 KiB): memmap= is x86-only, and with mem= the page
+    # The doorbell page is RAM's last page and the 16 MiB below it hold
+    # the channel rings, kept from the kernel with mem= (512 MiB - 16 MiB
+    # - 4 KiB): memmap= is x86-only, and with mem= the page
     # is not even in the kernel's memory map (see docs/image.md).
     "aarch64": ArchSpec(
         name="aarch64",
@@ -103,8 +111,10 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyAMA0",
         append=("console=ttyAMA0 nokaslr mitigations=off quiet loglevel=1 "
-                "panic=-1 mem=524284K"),
+                "panic=-1 mem=507900K"),
         doorbell_phys=0x5FFFF000,
+        ring_phys=0x5EFFF000,
+        ring_size=16 << 20,
         ram_base=0x40000000,
         foreign=True,
         recipe_version=1,
@@ -140,8 +150,10 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyAMA0",
         append=("console=ttyAMA0 mitigations=off quiet loglevel=1 panic=-1 "
-                "mem=524284K"),
+                "mem=507900K"),
         doorbell_phys=0x5FFFF000,
+        ring_phys=0x5EFFF000,
+        ring_size=16 << 20,
         ram_base=0x40000000,
         foreign=True,
         recipe_version=1,
@@ -183,8 +195,11 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-reboot"),
         console="ttyS0",
         append=("console=ttyS0 nokaslr mitigations=off vdso32=0 quiet "
-                "loglevel=1 panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000"),
+                "loglevel=1 panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000 "
+                "memmap=16M$0x1ee00000"),
         doorbell_phys=0x1FE00000,
+        ring_phys=0x1EE00000,
+        ring_size=16 << 20,
         foreign=True,
         # Text symbols from /proc/kallsyms; the data symbols (the kernel
         # has no CONFIG_KALLSYMS_ALL) from its export table (image_i386).

@@ -350,6 +350,10 @@ def layout_facts(m, spec, syms: dict[str, str],
     if not ram or ram[0][0] != base:
         raise ImageError(f"/proc/iomem's System RAM {ram} does not start at "
                          f"the RAM base {base:#x}")
+    rs, rn = spec.ring_phys, spec.ring_size
+    if rn and any(s <= rs + rn - 1 and rs <= e for s, e in ram):
+        raise ImageError(f"the ring region {rs:#x}+{rn:#x} is in System RAM "
+                         f"{ram}: mem= did not keep it out")
     db = spec.doorbell_phys
     if any(s <= db + 4095 and db <= e for s, e in ram):
         raise ImageError(f"the doorbell page {db:#x} is in the kernel's "

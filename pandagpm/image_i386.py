@@ -83,6 +83,10 @@ def layout_facts(m, spec, syms: dict[str, str],
     iomem = [(len(g[0]) // 2, int(g[1], 16), int(g[2], 16), g[3].strip())
              for g in _IOMEM_RE.findall(text)]
     ram = [(s, e) for d, s, e, n in iomem if d == 0 and n == "System RAM"]
+    rs, rn = spec.ring_phys, spec.ring_size
+    if rn and any(s <= rs + rn - 1 and rs <= e for s, e in ram):
+        raise ImageError(f"the ring region {rs:#x}+{rn:#x} is in System RAM "
+                         f"{ram}: memmap= did not keep it out")
     db = spec.doorbell_phys
     if any(s <= db + 4095 and db <= e for s, e in ram):
         raise ImageError(f"the doorbell page {db:#x} is in System RAM {ram}: "

@@ -53,6 +53,7 @@ int gpm_manager_new(const gpm_manager_config_t *cfg, gpm_manager_t **out)
     if (m == NULL)
         return GPM_ENOMEM;
     g_mutex_init(&m->lock);
+    g_mutex_init(&m->ring_lock);
     m->cfg = c;
     m->arch = gpm_arch_info(c.arch);
     m->by_id = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -107,6 +108,7 @@ void gpm_manager_free(gpm_manager_t *m)
 
     if (m == NULL)
         return;
+    gpm__rings_fini(m);
     /* Destroy channels in id order so release callbacks run predictably. */
     all = g_ptr_array_new();
     g_hash_table_iter_init(&it, m->by_id);
@@ -119,6 +121,7 @@ void gpm_manager_free(gpm_manager_t *m)
     g_hash_table_destroy(m->by_name);
     g_hash_table_destroy(m->per_tgid);
     gpm__daemon_fini(m);
+    g_mutex_clear(&m->ring_lock);
     g_mutex_clear(&m->lock);
     g_free(m);
 }
@@ -384,6 +387,8 @@ int gpm__channel_push_locked(gpm_manager_t *m, gpm__channel_t *ch,
 int gpm_channel_write(gpm_manager_t *m, gpm_channel_id_t id, const void *buf,
                       size_t len)
 {
+    gpm_ring_kick_cb kick = NULL;
+    void *kick_opaque = NULL;
     gpm__channel_t *ch;
     int rc;
 
@@ -392,10 +397,52 @@ int gpm_channel_write(gpm_manager_t *m, gpm_channel_id_t id, const void *buf,
     g_mutex_lock(&m->lock);
     ch = gpm__channel_get(m, id);
     rc = ch == NULL ? GPM_EBADF : gpm__channel_push_locked(m, ch, buf, len);
+    if (rc == 0 && ch->ring) {
+        kick = m->ring_kick;
+        kick_opaque = m->ring_kick_opaque;
+    }
     g_mutex_unlock(&m->lock);
-    if (rc == 0 && len > 0)
+    /* A ring channel's bytes reach the guest through its ring thread. */
+    if (kick != NULL && len > 0)
+        kick(kick_opaque);
+    else if (rc == 0 && len > 0)
         gpm__ring(m, id);
     return rc;
+}
+
+int gpm__deliver(gpm_manager_t *m, gpm_channel_id_t id, const uint8_t *buf,
+                 size_t len)
+{
+    gpm__channel_t *ch, *dead;
+    GSList *stale = NULL;
+    gpm_recv_cb recv;
+    void *opaque;
+
+    g_mutex_lock(&m->lock);
+    ch = gpm__channel_get(m, id);
+    if (ch == NULL || ch->recv == NULL) {
+        g_mutex_unlock(&m->lock);
+        return ch == NULL ? GPM_EBADF : GPM_EPIPE;
+    }
+    ch->refs++;
+    recv = ch->recv;
+    opaque = ch->opaque;
+    g_mutex_unlock(&m->lock);
+
+    recv(id, buf, len, opaque);
+
+    g_mutex_lock(&m->lock);
+    dead = gpm__channel_put(m, ch);
+    /* The last running callback releases the replaced opaques. */
+    if (dead == NULL && ch->refs == 1 && !ch->closed) {
+        stale = ch->stale;
+        ch->stale = NULL;
+    }
+    g_mutex_unlock(&m->lock);
+    if (dead != NULL)
+        gpm__channel_destroy(dead);
+    gpm__run_stale(stale);
+    return 0;
 }
 
 size_t gpm__channel_take_locked(gpm_manager_t *m, gpm__channel_t *ch, size_t n)

@@ -71,6 +71,9 @@ static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
     ch = get_checked(c, a->chan, &err);
     if (ch != NULL) {
         ch->started = start;
+        /* A stopped channel's ring is freed by the next ring pass. */
+        if (!start)
+            ch->ring = false;
         /* A channel the guest made ends when its process stops it. */
         if (!start && ch->guest_made) {
             gpm__channel_unlink_locked(c->m, ch);
@@ -167,11 +170,8 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
 
 static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
 {
-    gpm__channel_t *ch, *dead;
     gpm_channel_id_t id = chan_id(a->chan);
-    GSList *stale = NULL;
-    gpm_recv_cb recv;
-    void *opaque;
+    gpm__channel_t *ch;
     uint8_t *buf;
     int64_t err;
     size_t n;
@@ -193,40 +193,23 @@ static int64_t op_write(hc_ctx_t *c, const hc_args_t *a)
         g_mutex_unlock(&c->m->lock);
         return GPM_HC_EBUSY;
     }
-    if (n == 0) {
-        g_mutex_unlock(&c->m->lock);
+    g_mutex_unlock(&c->m->lock);
+    if (n == 0)
         return 0;
-    }
-    ch->refs++;
-    recv = ch->recv;
-    opaque = ch->opaque;
-    g_mutex_unlock(&c->m->lock);
-
-    if (!range_ok(c, a->a1, n)) {
-        rc = GPM_EFAULT;
-        buf = NULL;
-    } else {
-        buf = g_try_malloc(n);
-        rc = buf == NULL ? GPM_ENOMEM : c->ops->read_mem(c->cpu, a->a1, buf, n);
-    }
-    if (rc == 0)
-        recv(id, buf, n, opaque);
-    g_free(buf);
-
-    g_mutex_lock(&c->m->lock);
-    if (rc == 0)
-        c->m->stats.bytes_from_guest += n;
-    dead = gpm__channel_put(c->m, ch);
-    if (dead == NULL && ch->refs == 1 && !ch->closed) {
-        stale = ch->stale;
-        ch->stale = NULL;
-    }
-    g_mutex_unlock(&c->m->lock);
-    if (dead != NULL)
-        gpm__channel_destroy(dead);
-    gpm__run_stale(stale);
-    if (rc == GPM_ENOMEM)
+    if (!range_ok(c, a->a1, n))
+        return GPM_HC_EFAULT;
+    buf = g_try_malloc(n);
+    if (buf == NULL)
         return GPM_HC_EBUSY;
+    rc = c->ops->read_mem(c->cpu, a->a1, buf, n);
+    /* A channel closed meanwhile took the bytes into the void. */
+    if (rc == 0) {
+        gpm__deliver(c->m, id, buf, n);
+        g_mutex_lock(&c->m->lock);
+        c->m->stats.bytes_from_guest += n;
+        g_mutex_unlock(&c->m->lock);
+    }
+    g_free(buf);
     return rc == 0 ? (int64_t)n : GPM_HC_EFAULT;
 }
 
@@ -362,6 +345,8 @@ static int64_t dispatch(hc_ctx_t *c, const hc_args_t *a)
         return op_get_channel(c, a);
     case GPM_HC_OP_GET_DOORBELL:
         return op_get_doorbell(c);
+    case GPM_HC_OP_RING_ATTACH:
+        return gpm__ring_attach(c->m, chan_id(a->chan), c->tgid, c->word_mask);
     default:
         return GPM_HC_ENOSYS;
     }

@@ -45,6 +45,7 @@ typedef struct gpm__channel {
     size_t limit;       /* host -> guest queue limit, <= cfg.queue_limit */
     bool full;          /* a write got GPM_ENOSPC since the last drain */
     bool drained;       /* GPM_EVENT_CHANNEL_DRAINED is due */
+    bool ring;          /* has a ring pair (ring.c): kick on writes */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;
 } gpm__channel_t;
@@ -73,6 +74,11 @@ struct gpm_manager {
     gpm_doorbell_cb doorbell_ring;
     void *doorbell_opaque;
     gpm_manager_stats_t stats;
+    /* The shared-memory rings (ring.c); ring_lock is taken before lock. */
+    GMutex ring_lock;
+    struct gpm__rings *rings; /* under both locks; NULL: no rings */
+    gpm_ring_kick_cb ring_kick;
+    void *ring_kick_opaque;
     /* The link to the guest daemon (daemon_link.c). */
     gpm_channel_id_t daemon_id;
     uint32_t next_seq;
@@ -155,6 +161,26 @@ void gpm__channel_emit_drained(gpm_manager_t *m, gpm_channel_id_t id);
 
 /* Removes @ch from the tables; the caller then puts the table reference. */
 void gpm__channel_unlink_locked(gpm_manager_t *m, gpm__channel_t *ch);
+
+/*
+ * Hands @buf (@len bytes, owned by the caller) to channel @id's receive
+ * callback as one message, holding a reference around the call. Returns
+ * 0, GPM_EBADF (no such channel) or GPM_EPIPE (no receiver). The lock must
+ * NOT be held.
+ */
+int gpm__deliver(gpm_manager_t *m, gpm_channel_id_t id, const uint8_t *buf,
+                 size_t len);
+
+/*
+ * GPM_HC_OP_RING_ATTACH for process @tgid: the guest-physical address of
+ * @id's ring pair or a GPM_HC_E* result (ring.c). @word_mask: the guest's
+ * word. No lock held.
+ */
+int64_t gpm__ring_attach(gpm_manager_t *m, gpm_channel_id_t id, int64_t tgid,
+                         uint64_t word_mask);
+
+/* Frees the ring table at manager teardown; no other call runs. */
+void gpm__rings_fini(gpm_manager_t *m);
 
 /* Rings @id's doorbell, if there is one; takes the lock itself. */
 void gpm__ring(gpm_manager_t *m, gpm_channel_id_t id);

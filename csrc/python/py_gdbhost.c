@@ -227,6 +227,21 @@ static PyObject *py_gdbhost_enable_doorbell(py_gdbhost *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_gdbhost_enable_rings(py_gdbhost *self, PyObject *args)
+{
+    unsigned long long phys, size;
+    int err;
+
+    if (!PyArg_ParseTuple(args, "KK:enable_rings", &phys, &size))
+        return NULL;
+    if (py_gdbhost_check(self) < 0)
+        return NULL;
+    err = gpm_qemu_host_enable_rings(self->host, phys, (size_t)size);
+    if (err < 0)
+        return py_gdbhost_raise(self, err, "channel rings");
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_gdbhost_set_task_profile(py_gdbhost *self, PyObject *args)
 {
     const char *base_reg;
@@ -501,7 +516,7 @@ static PyObject *py_gdbhost_stats(py_gdbhost *self, PyObject *unused)
     if (self->host == NULL)
         return py_gdbhost_raise(self, GPM_ECONNRESET, NULL);
     gpm_qemu_host_stats(self->host, &st);
-    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsO}", "stops",
+    return Py_BuildValue("{sKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsKsOsO}", "stops",
                          (unsigned long long)st.stops, "hypercalls",
                          (unsigned long long)st.hypercalls, "hc_unhandled",
                          (unsigned long long)st.hc_unhandled, "bp_hits",
@@ -516,7 +531,10 @@ static PyObject *py_gdbhost_stats(py_gdbhost *self, PyObject *unused)
                          (unsigned long long)st.packets_sent, "bytes_sent",
                          (unsigned long long)st.bytes_sent, "bytes_received",
                          (unsigned long long)st.bytes_received, "retransmits",
-                         (unsigned long long)st.retransmits, "running",
+                         (unsigned long long)st.retransmits, "ring_passes",
+                         (unsigned long long)st.ring_passes, "ring_busy_passes",
+                         (unsigned long long)st.ring_busy_passes, "ring_sleeps",
+                         (unsigned long long)st.ring_sleeps, "running",
                          st.running ? Py_True : Py_False, "connected",
                          st.connected ? Py_True : Py_False);
 }
@@ -589,6 +607,10 @@ static PyMethodDef py_gdbhost_methods[] = {
     {"enable_doorbell", (PyCFunction)py_gdbhost_enable_doorbell, METH_O,
      "enable_doorbell(phys): offer the guest the doorbell page at that "
      "guest-physical address; host writes then ring it without a stop."},
+    {"enable_rings", (PyCFunction)py_gdbhost_enable_rings, METH_VARARGS,
+     "enable_rings(phys, size): offer the guest shared-memory channel "
+     "rings in that reserved guest-physical region, served by a ring "
+     "thread without stopping the guest (gpm/ring_abi.h)."},
     {"bench_regs", (PyCFunction)py_gdbhost_bench_regs, METH_VARARGS,
      "bench_regs(iters=100) -> (g_ns, p5_ns): mean cost of one 'g' and of "
      "five 'p' requests."},

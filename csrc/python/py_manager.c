@@ -765,8 +765,8 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
     gpm_manager_stats(self->mgr, &s);
     PyEval_RestoreThread(ts);
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K,s:K,s:K}", "hypercalls",
-        (unsigned long long)s.hypercalls, "not_ours",
+        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K,s:K,s:K,s:I,s:K,s:K,s:K,s:K,s:K}",
+        "hypercalls", (unsigned long long)s.hypercalls, "not_ours",
         (unsigned long long)s.not_ours, "guest_errors",
         (unsigned long long)s.guest_errors, "bytes_to_guest",
         (unsigned long long)s.bytes_to_guest, "bytes_from_guest",
@@ -774,7 +774,13 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
         (Py_ssize_t)s.queued_bytes, "channels", s.channels, "callback_errors",
         (unsigned long long)self->callback_errors, "refused",
         (unsigned long long)s.refused, "protocol_errors",
-        (unsigned long long)s.protocol_errors);
+        (unsigned long long)s.protocol_errors, "rings_attached",
+        s.rings_attached, "ring_msgs_from_guest",
+        (unsigned long long)s.ring_msgs_from_guest, "ring_bytes_from_guest",
+        (unsigned long long)s.ring_bytes_from_guest, "ring_msgs_to_guest",
+        (unsigned long long)s.ring_msgs_to_guest, "ring_bytes_to_guest",
+        (unsigned long long)s.ring_bytes_to_guest, "ring_broken",
+        (unsigned long long)s.ring_broken);
 }
 
 static PyObject *py_manager_get_arch(py_manager *self, void *closure)

@@ -521,6 +521,7 @@ void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out)
 {
     pthread_mutex_lock(&h->lock);
     *out = h->st;
+    gpm__qh_rings_stats(h, out);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -601,6 +602,8 @@ int gpm_qemu_host_close(gpm_qemu_host_t *h)
         }
         pthread_join(h->thread, NULL);
     }
+    /* The ring thread must stop before the mapping goes away. */
+    gpm__qh_rings_stop(h);
     pthread_mutex_lock(&h->lock);
     /* The manager must not ring into a mapping that is going away. */
     if (h->doorbell != NULL && h->cfg.manager != NULL)

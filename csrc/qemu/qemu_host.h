@@ -94,8 +94,11 @@ typedef struct gpm_qemu_host_stats {
     uint64_t bytes_sent;
     uint64_t bytes_received;
     uint64_t retransmits;
-    bool running;   /* the guest was running when sampled */
-    bool connected; /* the gdbstub connection is up */
+    uint64_t ring_passes;      /* ring thread passes over the rings */
+    uint64_t ring_busy_passes; /* passes that moved something */
+    uint64_t ring_sleeps;      /* times the ring thread slept */
+    bool running;              /* the guest was running when sampled */
+    bool connected;            /* the gdbstub connection is up */
 } gpm_qemu_host_stats_t;
 
 /**
@@ -261,6 +264,22 @@ void gpm_qemu_host_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out);
  * RAM) or GPM_ENOSYS (no RAM file or no manager).
  */
 int gpm_qemu_host_enable_doorbell(gpm_qemu_host_t *h, uint64_t phys);
+
+/**
+ * gpm_qemu_host_enable_rings() - offer the guest shared-memory channel rings
+ * in the guest-physical region [@phys, @phys + @size) (gpm/ring_abi.h),
+ * served by a ring thread of this host without stopping the guest.
+ *
+ * The region must be RAM the guest kernel never uses (the generic images
+ * reserve it with memmap= or mem=). From then on, a channel whose guest
+ * side attached a ring gets its receive callback on the ring thread (one
+ * call per message, as for WRITE), and host writes to it are moved into
+ * its ring by that thread. Call after a successful start, from any thread
+ * but the host's own; withdrawn by gpm_qemu_host_close(). Returns 0,
+ * GPM_EINVAL (unaligned, smaller than one pair, outside RAM), GPM_ENOSYS
+ * (no RAM file or no manager), GPM_EEXIST (already on) or GPM_ENOMEM.
+ */
+int gpm_qemu_host_enable_rings(gpm_qemu_host_t *h, uint64_t phys, size_t size);
 
 /**
  * gpm_qemu_host_set_task_profile() - let the host tell which guest process

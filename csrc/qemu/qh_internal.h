@@ -7,6 +7,7 @@
  *   qh_mem.c    guest memory: the RAM file with the arch's page walk, or 'm'
  *   qh_stops.c  breakpoints, hypercall stops, stepping off, resuming
  *   qh_io.c     the I/O thread: setup, its loop, commands from other threads
+ *   qh_ring.c   the ring thread serving the shared-memory channel rings
  *   qemu_host.c the public functions
  *
  * Thread model: one I/O thread per host owns the connection, the register
@@ -57,6 +58,16 @@ typedef struct cmd {
     struct cmd *next;
 } cmd_t;
 
+/* The ring thread (qh_ring.c); mu guards all but running and thread. */
+typedef struct gpm__qh_rings {
+    bool running; /* under the host's lock */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stop, kicked;
+    uint64_t passes, busy_passes, sleeps;
+} gpm__qh_rings_t;
+
 typedef struct bp {
     uint64_t addr;
     gpm_qemu_stop_cb cb;
@@ -71,6 +82,7 @@ struct gpm_qemu_host {
     gpm__ram_t ram;
     bool have_ram;
     uint8_t *doorbell; /* the doorbell page in the RAM mapping, or NULL */
+    gpm__qh_rings_t rings;
 
     /* I/O thread only. */
     gpm__gdb_conn_t conn;
@@ -180,6 +192,12 @@ int gpm__qh_resume_guest(gpm_qemu_host_t *h);
 /* qh_io.c */
 void *gpm__qh_io_main(void *arg);
 int gpm__qh_run_cmd(gpm_qemu_host_t *h, cmd_t *c, bool direct);
+
+/* qh_ring.c: stops the ring thread and withdraws the rings (a thread
+ * other than the ring thread, before the RAM file is unmapped), and adds
+ * its counters. */
+void gpm__qh_rings_stop(gpm_qemu_host_t *h);
+void gpm__qh_rings_stats(gpm_qemu_host_t *h, gpm_qemu_host_stats_t *out);
 
 /* qemu_host.c: frees @h's memory (not the RAM mapping). Any thread. */
 void gpm__qh_release(gpm_qemu_host_t *h);

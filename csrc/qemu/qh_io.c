@@ -331,6 +331,7 @@ void *gpm__qh_io_main(void *arg)
     gpm__gdb_close(&h->conn);
     if (h->free_on_exit) {
         pthread_detach(pthread_self());
+        gpm__qh_rings_stop(h);
         gpm__ram_close(&h->ram);
         gpm__qh_release(h);
     }

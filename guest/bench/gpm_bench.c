@@ -15,6 +15,10 @@
  *                     breakpoint. Prints the percentiles on stdout.
  *   g2h SIZE TOTAL    write TOTAL bytes to CHANNEL, SIZE bytes per call.
  *   h2g SIZE TOTAL    read TOTAL bytes from CHANNEL into a SIZE-byte buffer.
+ *   rt N SIZE         N round trips: write SIZE bytes, wait for the host's
+ *                     answer (any bytes) with gpm_read_blocking; each
+ *                     timed with clock_gettime, the percentiles go to the
+ *                     host as "GPMBENCH rt ...".
  *   flood SIZE TOTAL  raw WRITE hypercalls of SIZE bytes on CHANNEL until
  *                     TOTAL bytes were offered, whatever the host answers;
  *                     counts the answers and prints them on stdout.
@@ -241,6 +245,34 @@ static int mode_h2g(gpm_chan_t chan, size_t size, size_t total)
     return send_text(chan, msg) < 0;
 }
 
+static int mode_rt(gpm_chan_t chan, size_t n, size_t size)
+{
+    unsigned char *buf = alloc_buf(size), answer[4096];
+    uint64_t *v = calloc(n, sizeof(*v)), t_start;
+    char msg[300];
+    size_t i;
+
+    if (!buf || !v || send_text(chan, "GPMBENCH begin") < 0)
+        return 1;
+    t_start = now_ns();
+    for (i = 0; i < n; i++) {
+        uint64_t t0 = now_ns();
+        ssize_t r = gpm_write(chan, buf, size);
+
+        if (r >= 0)
+            r = gpm_read_blocking(chan, answer, sizeof(answer));
+        if (r < 0) {
+            fprintf(stderr, "gpm_bench: rt: %s\n", strerror((int)-r));
+            return 1;
+        }
+        v[i] = now_ns() - t0;
+    }
+    format_pcts(msg, sizeof(msg), "GPMBENCH rt", v, n, now_ns() - t_start);
+    free(v);
+    free(buf);
+    return send_text(chan, msg) < 0;
+}
+
 static int mode_flood(const char *name, size_t size, size_t total)
 {
     unsigned long calls = 0, accepted_calls = 0, zero = 0, epipe = 0, ebusy = 0,
@@ -294,7 +326,8 @@ static int mode_flood(const char *name, size_t size, size_t total)
 static int usage(void)
 {
     fprintf(stderr, "usage: gpm_bench [-c CHANNEL] [hc N | hcw N | bare N | "
-                    "g2h SIZE TOTAL | h2g SIZE TOTAL | flood SIZE TOTAL]\n");
+                    "g2h SIZE TOTAL | h2g SIZE TOTAL | rt N SIZE | "
+                    "flood SIZE TOTAL]\n");
     return 64;
 }
 
@@ -335,6 +368,8 @@ int main(int argc, char **argv)
         rc = mode_g2h(chan, a, b);
     else if (strcmp(mode, "h2g") == 0 && a && b)
         rc = mode_h2g(chan, a, b);
+    else if (strcmp(mode, "rt") == 0 && a && b)
+        rc = mode_rt(chan, a, b);
     else
         rc = usage();
     gpm_channel_stop(chan);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gpm_guest.h"
+#include "ring.h"
 
 /* Page size for touching; 4 KiB is the smallest page of every target. */
 #define GPM__TOUCH_STEP 4096u
@@ -109,6 +110,8 @@ int gpm_channel_open(const char *name, gpm_chan_t *out)
     err = start_channel(ret);
     if (err)
         return (int)err;
+    /* A ring if the host offers one; hypercalls otherwise. */
+    gpm__ring_attach((gpm_chan_t)ret);
     *out = (gpm_chan_t)ret;
     return 0;
 }
@@ -129,12 +132,14 @@ int gpm_channel_manager(gpm_chan_t *out)
     err = gpm_hc_err(gpm_hc(GPM_HC_OP_START, ret, 0, 0));
     if (err)
         return (int)err;
+    gpm__ring_attach((gpm_chan_t)ret);
     *out = (gpm_chan_t)ret;
     return 0;
 }
 
 int gpm_channel_stop(gpm_chan_t chan)
 {
+    gpm__ring_detach(chan);
     return (int)gpm_hc_err(gpm_hc(GPM_HC_OP_STOP, chan, 0, 0));
 }
 
@@ -144,9 +149,13 @@ ssize_t gpm_write(gpm_chan_t chan, const void *buf, size_t len)
     struct gpm_backoff bo = {0, 0};
     unsigned busy = 0, again = 0;
     size_t done = 0;
+    struct gpm__ring *r;
 
     if (len > (size_t)SSIZE_MAX)
         return -EINVAL;
+    r = gpm__ring_find(chan);
+    if (r != NULL)
+        return gpm__ring_write(r, buf, len);
     while (done < len) {
         size_t chunk = len - done;
         uint64_t ret;
@@ -190,12 +199,16 @@ ssize_t gpm_write_str(gpm_chan_t chan, const char *s)
 
 ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len)
 {
+    struct gpm__ring *r;
     unsigned tries;
 
     if (len == 0)
         return 0;
     if (len > GPM_HC_MAX_TRANSFER)
         len = GPM_HC_MAX_TRANSFER;
+    r = gpm__ring_find(chan);
+    if (r != NULL)
+        return gpm__ring_read(r, buf, len);
     for (tries = 0; tries <= GPM_GUEST_EAGAIN_RETRIES; tries++) {
         uint64_t ret;
         long err;
@@ -226,9 +239,20 @@ ssize_t gpm_read_blocking(gpm_chan_t chan, void *buf, size_t len)
     if (len == 0)
         return -EINVAL;
     for (;;) {
+        struct gpm__ring *r = gpm__ring_find(chan);
+        ssize_t n;
+
+        if (r != NULL) {
+            n = gpm__ring_read(r, buf, len);
+            if (n != 0)
+                return n;
+            gpm__ring_wait(r, &bo);
+            continue;
+        }
         /* Read the doorbell first: data queued after it rings it again. */
         uint64_t since = gpm_doorbell_value(chan);
-        ssize_t n = gpm_read(chan, buf, len);
+
+        n = gpm_read(chan, buf, len);
 
         /* EBUSY: the host cannot serve this process yet; wait as empty. */
         if (n != 0 && n != -EBUSY)

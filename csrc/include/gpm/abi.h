@@ -67,6 +67,12 @@ enum gpm_hc_op {
     GPM_HC_OP_GET_CHANNEL = 7, /* name, len -> id, or GPM_HC_NOT_FOUND */
     GPM_HC_OP_GET_DOORBELL = 8, /* -> guest-physical address of the
                                  * doorbell page, or GPM_HC_ENOSYS */
+    GPM_HC_OP_RING_ATTACH = 9,  /* chan -> guest-physical address of the
+                                 * channel's ring pair (gpm/ring_abi.h),
+                                 * GPM_HC_ENOSYS without rings, GPM_HC_ENOSPC
+                                 * when none is free, GPM_HC_EPIPE without a
+                                 * receiver: the guest then uses READ and
+                                 * WRITE */
 };
 
 /*
@@ -103,6 +109,7 @@ enum gpm_hc_op {
 #define GPM_HC_ENAMETOOLONG (-36) /* channel name longer than the limit */
 #define GPM_HC_ENOSYS       (-38) /* unknown op */
 #define GPM_HC_EBUSY        (-16) /* the host cannot take more now: retry */
+#define GPM_HC_EPROTO       (-71) /* the guest broke its ring's rules */
 
 /*
  * Limits the host applies to every hypercall. A READ or WRITE longer than

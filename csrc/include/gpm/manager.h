@@ -102,6 +102,13 @@ typedef struct gpm_manager_stats {
     unsigned channels;         /* channels alive now */
     uint64_t refused;          /* calls refused by channel ownership */
     uint64_t protocol_errors;  /* malformed frames from the daemon */
+    /* The shared-memory rings (gpm_manager_set_rings()). */
+    unsigned rings_attached;       /* ring pairs in use now */
+    uint64_t ring_msgs_from_guest; /* messages delivered from rings */
+    uint64_t ring_bytes_from_guest;
+    uint64_t ring_msgs_to_guest; /* records written into rings */
+    uint64_t ring_bytes_to_guest;
+    uint64_t ring_broken; /* rings shut for breaking the rules */
 } gpm_manager_stats_t;
 
 /**
@@ -156,6 +163,49 @@ typedef void (*gpm_doorbell_cb)(gpm_channel_id_t id, void *opaque);
  */
 int gpm_manager_set_doorbell(gpm_manager_t *m, uint64_t guest_phys,
                              gpm_doorbell_cb ring, void *opaque);
+
+/*
+ * Tells the host's ring thread that host -> guest data was queued on a
+ * channel with a ring, so it serves the rings soon. Called on the thread
+ * that wrote, without the manager's lock; it must not call into the
+ * manager (it only wakes the thread that calls gpm_manager_ring_service()).
+ */
+typedef void (*gpm_ring_kick_cb)(void *opaque);
+
+/**
+ * gpm_manager_set_rings() - offer the guest shared-memory ring pairs.
+ * @guest_phys: start of a guest-physical region the guest kernel never
+ *              uses (4 KiB aligned), which GPM_HC_OP_RING_ATTACH hands out
+ *              in GPM_RING_SLOT_SIZE pieces (gpm/ring_abi.h); 0 withdraws.
+ * @size:       the region's size; at least one GPM_RING_SLOT_SIZE.
+ * @host:       the same region mapped writable in this process (QEMU's RAM
+ *              file). Owned by the caller; it must stay mapped until the
+ *              rings are withdrawn or the manager freed.
+ * @kick:       see gpm_ring_kick_cb; may be NULL (the ring thread then
+ *              only finds new data when it polls). @opaque is passed to it.
+ *
+ * Withdrawing detaches every ring (the guest keeps its mapping but the
+ * host stops reading and writing it) and must not race with
+ * gpm_manager_ring_service(): stop the ring thread first. Any thread.
+ * Returns 0, GPM_EINVAL (unaligned, too small, NULL @host) or GPM_ENOMEM.
+ */
+int gpm_manager_set_rings(gpm_manager_t *m, uint64_t guest_phys, size_t size,
+                          void *host, gpm_ring_kick_cb kick, void *opaque);
+
+/**
+ * gpm_manager_ring_service() - one pass over every attached ring.
+ *
+ * Takes the guest's complete messages out of each ring and hands each to
+ * its channel's receive callback (on this thread, without the lock, one
+ * call per message as for a WRITE), then moves queued host -> guest bytes
+ * into the rings, ringing the doorbell of each channel that got some. A
+ * ring whose guest broke the rules (an index or length out of bounds) is
+ * shut, with a GPM_EVENT_GUEST_ERROR on its channel; the others go on.
+ * Bounded work per call. Returns the number of records moved, 0 when there
+ * was nothing to do (the caller then backs off), or GPM_EINVAL without
+ * rings. Call from one thread only (the host's ring thread).
+ */
+int gpm_manager_ring_service(gpm_manager_t *m);
 
 /**
  * gpm_manager_stats() - copy the manager's counters into @out.
