@@ -15,6 +15,10 @@
  *   - the daemon channel: frames the guest reads are little-endian
  *     (gpm/wire.h) whatever the guest's order, and a reply written in the
  *     guest's own (big-endian) order is not taken for a frame;
+ *   - the shared-memory rings (gpm/ring_abi.h): the header, indices and
+ *     record headers are little-endian words whatever the guest's order,
+ *     payloads bytes in address order, and a record header in the guest's
+ *     own order breaks only that ring;
  *   - the inventory: ELF headers and the descriptor note are read in the
  *     file's byte order; a big-endian MIPS binary is mips (or mips64),
  *     never mipsel, and the other way round;
@@ -38,6 +42,7 @@
 #include "elf_builder.h"
 #include "fake_cpu.h"
 #include "gpm/daemon_proto.h"
+#include "gpm/ring_abi.h"
 
 #define EM_MIPS 8
 #define EM_PPC  20
@@ -344,6 +349,69 @@ static void test_daemon_frames(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* The rings: little-endian words in guest memory on a big-endian guest. */
+
+#define RING_PHYS 0x1000000u
+
+static void test_rings(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *region = g_malloc0(2 * GPM_RING_SLOT_SIZE);
+    gpm_channel_id_t id;
+    uint8_t *pair, *g2h, *h2g;
+    uint64_t phys;
+
+    assert_int_equal(gpm_channel_allocate(f->m, "r", recv_cb, NULL, f, &id), 0);
+    assert_int_equal(gpm_manager_set_rings(f->m, RING_PHYS,
+                                           2 * GPM_RING_SLOT_SIZE, region, NULL,
+                                           NULL),
+                     0);
+    phys = hc(f, GPM_HC_OP_RING_ATTACH, id, 0, 0);
+    assert_int_equal(phys, RING_PHYS);
+    pair = region + (phys - RING_PHYS);
+    g2h = pair + GPM_RING_OFF_G2H_DATA;
+    h2g = pair + GPM_RING_OFF_H2G_DATA;
+    /* The host's header words, byte by byte: "GRNG", 1, the id, sizes. */
+    assert_memory_equal(pair + GPM_RING_OFF_MAGIC, "GRNG", 4);
+    assert_memory_equal(pair + GPM_RING_OFF_VERSION, "\x01\0\0\0", 4);
+    assert_int_equal(gpm_wire_get32(pair + GPM_RING_OFF_CHANNEL), id);
+    assert_memory_equal(pair + GPM_RING_OFF_DATASIZE, "\0\0\x04\0", 4);
+    /* The guest library's words (ready, its head) are little-endian too. */
+    gpm_wire_put32(pair + GPM_RING_OFF_READY, GPM_RING_MAGIC);
+
+    /* Guest -> host: header {5, 0}, then "abcde", head 16. */
+    gpm_wire_put32(g2h, 5);
+    memcpy(g2h + 8, "abcde", 5);
+    gpm_wire_put32(pair + GPM_RING_OFF_G2H_HEAD, GPM_RING_REC_SPACE(5));
+    assert_true(gpm_manager_ring_service(f->m) > 0);
+    assert_int_equal(f->got->len, 5);
+    assert_memory_equal(f->got->data, "abcde", 5);
+    assert_memory_equal(pair + GPM_RING_OFF_G2H_TAIL, "\x10\0\0\0", 4);
+
+    /* Host -> guest: the record header and head in little-endian bytes. */
+    assert_int_equal(gpm_channel_write(f->m, id, "\x01\x02\x03", 3), 0);
+    assert_true(gpm_manager_ring_service(f->m) > 0);
+    assert_memory_equal(h2g, "\x03\0\0\0\0\0\0\0\x01\x02\x03", 11);
+    assert_memory_equal(pair + GPM_RING_OFF_H2G_HEAD, "\x10\0\0\0", 4);
+    assert_memory_equal(pair + GPM_RING_OFF_STATUS, "\0\0\0\0", 4);
+
+    /*
+     * A header in the guest's own order (00 00 00 05: 0x05000000 read as
+     * little-endian, a length above GPM_RING_MAX_FRAG) breaks the ring:
+     * its status word turns to GPM_HC_EPROTO, little-endian.
+     */
+    memcpy(g2h + 16, "\0\0\0\x05\0\0\0\0hello", 13);
+    gpm_wire_put32(pair + GPM_RING_OFF_G2H_HEAD, 2 * GPM_RING_REC_SPACE(5));
+    gpm_manager_ring_service(f->m);
+    assert_int_equal(f->got->len, 5);
+    assert_int_equal((int32_t)gpm_wire_get32(pair + GPM_RING_OFF_STATUS),
+                     GPM_HC_EPROTO);
+
+    assert_int_equal(gpm_manager_set_rings(f->m, 0, 0, NULL, NULL, NULL), 0);
+    g_free(region);
+}
+
+/* ------------------------------------------------------------------ */
 /* The inventory reads each ELF in its own byte order. */
 
 static void check_inspect(elf_spec_t spec, bool big, int want_arch)
@@ -546,13 +614,10 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BE_TEST(test_arch_rows),
-        BE_TEST(test_registers),
-        BE_TEST(test_memory_bytes),
-        BE_TEST(test_address_word),
-        BE_TEST(test_daemon_frames),
-        cmocka_unit_test(test_inventory),
-        cmocka_unit_test(test_injector_words),
+        BE_TEST(test_arch_rows),          BE_TEST(test_registers),
+        BE_TEST(test_memory_bytes),       BE_TEST(test_address_word),
+        BE_TEST(test_daemon_frames),      BE_TEST(test_rings),
+        cmocka_unit_test(test_inventory), cmocka_unit_test(test_injector_words),
     };
 
     return cmocka_run_group_tests_name("big_endian", tests, group_setup,
