@@ -32,7 +32,6 @@ import pytest
 import panda_guest  # tests/panda_guest.py
 
 ARCH = "i386"
-ROOT = panda_guest.ROOT
 
 pytestmark = pytest.mark.panda_real
 
@@ -55,11 +54,7 @@ def cross():
 
 
 def test_wrong_arch_plugin_refused(panda, img, tmp_path):
-    x86 = ROOT / "guest" / "build" / "x86_64"
-    if not (x86 / "etc_count").is_file():
-        if shutil.which("musl-gcc") is None:
-            pytest.skip("no x86_64 guest build and no musl-gcc")
-        panda_guest.make(["-C", str(ROOT / "guest")], "x86_64 guest build")
+    x86 = panda_guest.x86_64_build()
     got, refusals = panda_guest.refusal_lines(panda, ARCH, img, tmp_path, x86)
     assert got["etc_count_chan"] == "0" and got["hello_chan"] == "0"
     assert refusals, got
