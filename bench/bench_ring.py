@@ -37,8 +37,15 @@ RT_N = int(2000 * SCALE) or 100
 MSGS_64 = int(100000 * SCALE) or 1000
 # Bytes per direction and size: (ring, hypercall); the hypercall path is
 # slow at 4 KiB, so it moves less (its rate does not depend on the total).
-TOTALS = {4 * KiB: (int(64 * MiB * SCALE), int(4 * MiB * SCALE)),
-          1 * MiB: (int(64 * MiB * SCALE), int(32 * MiB * SCALE))}
+def _whole(total, size):
+    """@total rounded down to whole @size messages (at least one)."""
+    return max(size, int(total) // size * size)
+
+
+TOTALS = {4 * KiB: (_whole(64 * MiB * SCALE, 4 * KiB),
+                    _whole(4 * MiB * SCALE, 4 * KiB)),
+          1 * MiB: (_whole(64 * MiB * SCALE, MiB),
+                    _whole(32 * MiB * SCALE, MiB))}
 
 
 class Sink:

@@ -380,13 +380,21 @@ class Panda:
                 "QEMU exited; revert_sync() starts a new one")
 
     def _guest_stopped(self):
-        """Whether the guest is stopped now (e.g. a long callback runs)."""
+        """Whether the guest is stopped now (e.g. a long callback runs), or
+        a callback of a ring message is running (the rings wait for it)."""
         gdb = self.gdb
         try:
             st = gdb.stats() if gdb is not None else None
         except _gpm.Error:
             return False
-        return bool(st and st.get("connected") and not st.get("running"))
+        if st and st.get("connected") and not st.get("running"):
+            return True
+        # A slow callback of a ring message holds up every ring (the
+        # daemon's too) while the guest runs: the host is not listening.
+        try:
+            return bool(self.gpm.manager.stats().get("ring_delivering"))
+        except _gpm.Error:
+            return False
 
     def _wait(self, event, timeout):
         """Waits for ``event`` up to ``timeout`` s of guest time; False on

@@ -61,19 +61,32 @@ static gpm__channel_t *get_checked(hc_ctx_t *c, uint64_t v, int64_t *err)
     return *err == 0 ? ch : NULL;
 }
 
+/* Whether the caller may use @v's channel; counts nothing. No lock held. */
+static bool may_use(hc_ctx_t *c, uint64_t v)
+{
+    gpm__channel_t *ch;
+    bool ok;
+
+    g_mutex_lock(&c->m->lock);
+    ch = gpm__channel_get(c->m, chan_id(v));
+    ok = ch != NULL && gpm__owner_check_locked(c->m, ch, c->tgid) == 0;
+    g_mutex_unlock(&c->m->lock);
+    return ok;
+}
+
 static int64_t op_start_stop(hc_ctx_t *c, const hc_args_t *a, bool start)
 {
     gpm_event_t ev = {0};
     gpm__channel_t *ch, *dead = NULL;
     int64_t err;
 
+    /* A stopped channel's ring is retired (the owner check follows). */
+    if (!start && may_use(c, a->chan))
+        gpm__ring_stop(c->m, chan_id(a->chan));
     g_mutex_lock(&c->m->lock);
     ch = get_checked(c, a->chan, &err);
     if (ch != NULL) {
         ch->started = start;
-        /* A stopped channel's ring is freed by the next ring pass. */
-        if (!start)
-            ch->ring = false;
         /* A channel the guest made ends when its process stops it. */
         if (!start && ch->guest_made) {
             gpm__channel_unlink_locked(c->m, ch);
@@ -109,6 +122,11 @@ static int64_t op_read(hc_ctx_t *c, const hc_args_t *a)
     if (ch == NULL) {
         g_mutex_unlock(&c->m->lock);
         return result;
+    }
+    /* Its bytes are in flight through its ring, in order: not for READ. */
+    if (ch->ring_h2g) {
+        g_mutex_unlock(&c->m->lock);
+        return GPM_HC_EINVAL;
     }
     src = gpm__channel_peek_locked(ch, &avail);
     n = avail;

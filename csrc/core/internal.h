@@ -46,6 +46,7 @@ typedef struct gpm__channel {
     bool full;          /* a write got GPM_ENOSPC since the last drain */
     bool drained;       /* GPM_EVENT_CHANNEL_DRAINED is due */
     bool ring;          /* has a ring pair (ring.c): kick on writes */
+    bool ring_h2g;      /* host bytes go through it: READ is refused */
     /* Replaced (release, opaque) pairs waiting for running callbacks. */
     GSList *stale;
 } gpm__channel_t;
@@ -178,6 +179,13 @@ int gpm__deliver(gpm_manager_t *m, gpm_channel_id_t id, const uint8_t *buf,
  */
 int64_t gpm__ring_attach(gpm_manager_t *m, gpm_channel_id_t id, int64_t tgid,
                          uint64_t word_mask);
+
+/*
+ * STOP of @id: the host bytes its process read are taken off the queue,
+ * the rest stays for the next reader, READ works again at once. No lock
+ * held.
+ */
+void gpm__ring_stop(gpm_manager_t *m, gpm_channel_id_t id);
 
 /* Frees the ring table at manager teardown; no other call runs. */
 void gpm__rings_fini(gpm_manager_t *m);

@@ -15,33 +15,7 @@
  * on the host's ring thread. ring_lock serialises them; it is taken before
  * the manager's lock and never held across a receive callback.
  */
-#include <string.h>
-
-#include "gpm/ring_abi.h"
-#include "internal.h"
-
-/* Messages one service pass may collect before delivering them. */
-#define PASS_MAX_BYTES ((size_t)4 << 20)
-
-typedef struct ring_slot {
-    gpm_channel_id_t chan; /* GPM_CHANNEL_NONE: free */
-    int64_t tgid;          /* the process that attached it */
-    uint32_t g2h_tail;     /* the host's own indices */
-    uint32_t h2g_head;
-    uint32_t h2g_tail; /* the guest's last valid tail */
-    int32_t status;    /* last status stored, see GPM_RING_OFF_STATUS */
-    bool ready;        /* the guest wrote GPM_RING_OFF_READY */
-    bool broken;
-    uint8_t *asm_buf; /* the guest message being reassembled */
-    size_t asm_len;
-} ring_slot_t;
-
-struct gpm__rings {
-    uint64_t phys;
-    uint8_t *host;
-    unsigned nslots;
-    ring_slot_t slots[];
-};
+#include "ring_internal.h"
 
 /* A complete guest message waiting for its callback. */
 typedef struct pending {
@@ -50,78 +24,21 @@ typedef struct pending {
     uint8_t *buf;
 } pending_t;
 
-/* A ring shut during a pass, reported once the locks are released. */
-typedef struct shut {
-    gpm_channel_id_t chan;
-    int64_t tgid;
-    const char *why;
-} shut_t;
-
-/* What one service pass collects for after its locks are released. */
-typedef struct pass {
-    GArray *out;     /* pending_t */
-    GArray *rung;    /* channel ids whose rings got host data */
-    GArray *drained; /* channel ids due a DRAINED event */
-    GArray *shut;    /* shut_t */
-    size_t bytes;    /* in out */
-} pass_t;
-
-static uint8_t *slot_mem(struct gpm__rings *r, unsigned i)
-{
-    return r->host + (size_t)i * GPM_RING_SLOT_SIZE;
-}
-
-static uint32_t load32(const uint8_t *pair, uint32_t off)
-{
-    uint32_t v =
-        __atomic_load_n((const uint32_t *)(pair + off), __ATOMIC_ACQUIRE);
-
-    return GUINT32_FROM_LE(v);
-}
-
-static void store32(uint8_t *pair, uint32_t off, uint32_t v)
-{
-    __atomic_store_n((uint32_t *)(pair + off), GUINT32_TO_LE(v),
-                     __ATOMIC_RELEASE);
-}
-
-/* Copies @len bytes out of a data area from position @pos, wrapping. */
-static void copy_out(const uint8_t *area, uint32_t pos, uint8_t *dst,
-                     size_t len)
-{
-    size_t at = pos % GPM_RING_DATA_SIZE;
-    size_t first = GPM_RING_DATA_SIZE - at;
-
-    if (first > len)
-        first = len;
-    memcpy(dst, area + at, first);
-    memcpy(dst + first, area, len - first);
-}
-
-static void copy_in(uint8_t *area, uint32_t pos, const uint8_t *src, size_t len)
-{
-    size_t at = pos % GPM_RING_DATA_SIZE;
-    size_t first = GPM_RING_DATA_SIZE - at;
-
-    if (first > len)
-        first = len;
-    memcpy(area + at, src, first);
-    memcpy(area, src + first, len - first);
-}
-
 static void set_status(struct gpm__rings *r, unsigned i, int32_t status)
 {
-    ring_slot_t *s = &r->slots[i];
+    gpm__ring_slot_t *s = &r->slots[i];
 
     if (s->status != status) {
         s->status = status;
-        store32(slot_mem(r, i), GPM_RING_OFF_STATUS, (uint32_t)status);
+        gpm__ring_store(gpm__ring_pair(r, i), GPM_RING_OFF_STATUS,
+                        (uint32_t)status);
     }
 }
 
-static void slot_reset(ring_slot_t *s)
+static void slot_reset(gpm__ring_slot_t *s)
 {
     g_free(s->asm_buf);
+    g_free(s->fl);
     memset(s, 0, sizeof(*s));
 }
 
@@ -149,7 +66,7 @@ int gpm_manager_set_rings(gpm_manager_t *m, uint64_t guest_phys, size_t size,
         n = (unsigned)(size / GPM_RING_SLOT_SIZE);
         if (host == NULL || n == 0)
             return GPM_EINVAL;
-        r = g_try_malloc0(sizeof(*r) + n * sizeof(ring_slot_t));
+        r = g_try_malloc0(sizeof(*r) + n * sizeof(gpm__ring_slot_t));
         if (r == NULL)
             return GPM_ENOMEM;
         r->phys = guest_phys;
@@ -169,13 +86,15 @@ int gpm_manager_set_rings(gpm_manager_t *m, uint64_t guest_phys, size_t size,
 
         g_hash_table_iter_init(&it, m->by_id);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *)&ch))
-            ch->ring = false;
+            ch->ring = ch->ring_h2g = false;
     }
     g_mutex_unlock(&m->lock);
     g_mutex_unlock(&m->ring_lock);
     if (old != NULL) {
-        for (unsigned i = 0; i < old->nslots; i++)
+        for (unsigned i = 0; i < old->nslots; i++) {
             g_free(old->slots[i].asm_buf);
+            g_free(old->slots[i].fl);
+        }
         g_free(old);
     }
     return 0;
@@ -190,20 +109,20 @@ void gpm__rings_fini(gpm_manager_t *m)
 static void slot_init(struct gpm__rings *r, unsigned i, gpm_channel_id_t id,
                       int64_t tgid)
 {
-    uint8_t *pair = slot_mem(r, i);
-    ring_slot_t *s = &r->slots[i];
+    uint8_t *pair = gpm__ring_pair(r, i);
+    gpm__ring_slot_t *s = &r->slots[i];
 
     slot_reset(s);
     s->chan = id;
     s->tgid = tgid;
-    store32(pair, GPM_RING_OFF_MAGIC, 0);
+    gpm__ring_store(pair, GPM_RING_OFF_MAGIC, 0);
     memset(pair + 4, 0, GPM_RING_HDR_SIZE - 4);
-    store32(pair, GPM_RING_OFF_VERSION, GPM_RING_VERSION);
-    store32(pair, GPM_RING_OFF_CHANNEL, id);
-    store32(pair, GPM_RING_OFF_DATASIZE, GPM_RING_DATA_SIZE);
-    store32(pair, GPM_RING_OFF_MAXFRAG, GPM_RING_MAX_FRAG);
+    gpm__ring_store(pair, GPM_RING_OFF_VERSION, GPM_RING_VERSION);
+    gpm__ring_store(pair, GPM_RING_OFF_CHANNEL, id);
+    gpm__ring_store(pair, GPM_RING_OFF_DATASIZE, GPM_RING_DATA_SIZE);
+    gpm__ring_store(pair, GPM_RING_OFF_MAXFRAG, GPM_RING_MAX_FRAG);
     /* Last, with release: a guest that sees the magic sees the rest. */
-    store32(pair, GPM_RING_OFF_MAGIC, GPM_RING_MAGIC);
+    gpm__ring_store(pair, GPM_RING_OFF_MAGIC, GPM_RING_MAGIC);
 }
 
 /* The slot to give @id: its own, else a free one; -1 if none. */
@@ -261,6 +180,8 @@ int64_t gpm__ring_attach(gpm_manager_t *m, gpm_channel_id_t id, int64_t tgid,
             err = GPM_HC_ENOSYS; /* the guest's word cannot reach it */
         if (err == 0) {
             fresh = r->slots[i].chan == GPM_CHANNEL_NONE;
+            if (!fresh)
+                gpm__ring_retire_locked(m, (unsigned)i, ch);
             ch->ring = true;
             if (fresh)
                 m->stats.rings_attached++;
@@ -281,12 +202,31 @@ int64_t gpm__ring_attach(gpm_manager_t *m, gpm_channel_id_t id, int64_t tgid,
     return (int64_t)phys;
 }
 
-/* Shuts slot @i for breaking the rules; reported after the pass. */
-static void slot_break(struct gpm__rings *r, unsigned i, pass_t *ps,
-                       const char *why)
+void gpm__ring_stop(gpm_manager_t *m, gpm_channel_id_t id)
 {
-    ring_slot_t *s = &r->slots[i];
-    shut_t sh;
+    gpm__channel_t *ch;
+
+    g_mutex_lock(&m->ring_lock);
+    g_mutex_lock(&m->lock);
+    ch = gpm__channel_get(m, id);
+    if (m->rings != NULL && ch != NULL && ch->ring) {
+        for (unsigned i = 0; i < m->rings->nslots; i++) {
+            if (m->rings->slots[i].chan == id)
+                gpm__ring_retire_locked(m, i, ch);
+        }
+        /* The next pass takes the guest's last records and frees it. */
+        ch->ring = false;
+    }
+    g_mutex_unlock(&m->lock);
+    g_mutex_unlock(&m->ring_lock);
+}
+
+/* Shuts slot @i for breaking the rules; reported after the pass. */
+void gpm__ring_break(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps,
+                     const char *why)
+{
+    gpm__ring_slot_t *s = &r->slots[i];
+    gpm__ring_shut_t sh;
 
     if (s->broken)
         return;
@@ -305,25 +245,25 @@ static void slot_break(struct gpm__rings *r, unsigned i, pass_t *ps,
  * Takes the guest's records out of slot @i, adding complete messages to
  * @out. Returns the records taken, or -1 if the ring broke.
  */
-static int take_g2h(struct gpm__rings *r, unsigned i, pass_t *ps)
+static int take_g2h(struct gpm__rings *r, unsigned i, gpm__ring_pass_t *ps)
 {
-    ring_slot_t *s = &r->slots[i];
-    uint8_t *pair = slot_mem(r, i);
+    gpm__ring_slot_t *s = &r->slots[i];
+    uint8_t *pair = gpm__ring_pair(r, i);
     const uint8_t *area = pair + GPM_RING_OFF_G2H_DATA;
-    uint32_t head = load32(pair, GPM_RING_OFF_G2H_HEAD);
+    uint32_t head = gpm__ring_load(pair, GPM_RING_OFF_G2H_HEAD);
     uint32_t avail = head - s->g2h_tail;
     int taken = 0;
 
     if (avail > GPM_RING_DATA_SIZE || (avail & 7u) != 0) {
-        slot_break(r, i, ps, "guest->host head out of bounds");
+        gpm__ring_break(r, i, ps, "guest->host head out of bounds");
         return -1;
     }
-    while (avail >= GPM_RING_REC_HDR && ps->bytes < PASS_MAX_BYTES) {
+    while (avail >= GPM_RING_REC_HDR && ps->bytes < GPM__RING_PASS_MAX) {
         uint8_t hdr[GPM_RING_REC_HDR];
         uint32_t w0, w1, len, space;
         pending_t p;
 
-        copy_out(area, s->g2h_tail, hdr, sizeof(hdr));
+        gpm__ring_copy((uint8_t *)area, s->g2h_tail, hdr, sizeof(hdr), false);
         memcpy(&w0, hdr, 4);
         memcpy(&w1, hdr + 4, 4);
         w0 = GUINT32_FROM_LE(w0);
@@ -332,7 +272,7 @@ static int take_g2h(struct gpm__rings *r, unsigned i, pass_t *ps)
         if (w1 != 0 || (w0 & ~(GPM_RING_LEN_MASK | GPM_RING_MORE)) != 0 ||
             len > GPM_RING_MAX_FRAG || space > avail ||
             s->asm_len + len > GPM_HC_MAX_TRANSFER) {
-            slot_break(r, i, ps, "bad record header");
+            gpm__ring_break(r, i, ps, "bad record header");
             return -1;
         }
         if (len > 0) {
@@ -341,8 +281,8 @@ static int take_g2h(struct gpm__rings *r, unsigned i, pass_t *ps)
             if (grown == NULL)
                 break; /* out of memory: the record waits */
             s->asm_buf = grown;
-            copy_out(area, s->g2h_tail + GPM_RING_REC_HDR,
-                     s->asm_buf + s->asm_len, len);
+            gpm__ring_copy((uint8_t *)area, s->g2h_tail + GPM_RING_REC_HDR,
+                           s->asm_buf + s->asm_len, len, false);
             s->asm_len += len;
         }
         s->g2h_tail += space;
@@ -359,70 +299,14 @@ static int take_g2h(struct gpm__rings *r, unsigned i, pass_t *ps)
         s->asm_len = 0;
     }
     if (taken > 0)
-        store32(pair, GPM_RING_OFF_G2H_TAIL, s->g2h_tail);
+        gpm__ring_store(pair, GPM_RING_OFF_G2H_TAIL, s->g2h_tail);
     return taken;
 }
 
-/*
- * Moves @ch's queued bytes into slot @i as records. Both locks held.
- * Returns the records written, or -1 if the ring broke.
- */
-static int fill_h2g(gpm_manager_t *m, unsigned i, gpm__channel_t *ch,
-                    pass_t *ps)
-{
-    ring_slot_t *s = &m->rings->slots[i];
-    uint8_t *pair = slot_mem(m->rings, i);
-    uint8_t *area = pair + GPM_RING_OFF_H2G_DATA;
-    uint32_t tail = load32(pair, GPM_RING_OFF_H2G_TAIL);
-    uint32_t used = s->h2g_head - tail;
-    int written = 0;
-
-    /* The guest's tail only moves forward, by whole records we wrote. */
-    if (used > GPM_RING_DATA_SIZE || (tail & 7u) != 0 ||
-        tail - s->h2g_tail > s->h2g_head - s->h2g_tail) {
-        slot_break(m->rings, i, ps, "host->guest tail out of bounds");
-        return -1;
-    }
-    s->h2g_tail = tail;
-    for (;;) {
-        uint32_t space = GPM_RING_DATA_SIZE - (s->h2g_head - tail);
-        const uint8_t *src;
-        size_t avail, n;
-        uint32_t w[2];
-
-        src = gpm__channel_peek_locked(ch, &avail);
-        if (avail == 0 || space < GPM_RING_REC_HDR + 8u)
-            break;
-        n = avail;
-        if (n > GPM_RING_MAX_FRAG)
-            n = GPM_RING_MAX_FRAG;
-        if (n > space - GPM_RING_REC_HDR)
-            n = space - GPM_RING_REC_HDR;
-        w[0] = GUINT32_TO_LE((uint32_t)n | (n < avail ? GPM_RING_MORE : 0));
-        w[1] = 0;
-        copy_in(area, s->h2g_head + GPM_RING_REC_HDR, src, n);
-        copy_in(area, s->h2g_head, (const uint8_t *)w, sizeof(w));
-        s->h2g_head += GPM_RING_REC_SPACE((uint32_t)n);
-        gpm__channel_take_locked(m, ch, n);
-        m->stats.ring_msgs_to_guest++;
-        m->stats.ring_bytes_to_guest += n;
-        written++;
-    }
-    if (written > 0)
-        store32(pair, GPM_RING_OFF_H2G_HEAD, s->h2g_head);
-    if (written > 0)
-        g_array_append_val(ps->rung, ch->id);
-    if (ch->drained) {
-        ch->drained = false;
-        g_array_append_val(ps->drained, ch->id);
-    }
-    return written;
-}
-
 /* One slot's share of a pass; ring_lock held. */
-static int serve_slot(gpm_manager_t *m, unsigned i, pass_t *ps)
+static int serve_slot(gpm_manager_t *m, unsigned i, gpm__ring_pass_t *ps)
 {
-    ring_slot_t *s = &m->rings->slots[i];
+    gpm__ring_slot_t *s = &m->rings->slots[i];
     gpm_channel_id_t id = s->chan;
     gpm__channel_t *ch;
     bool paused, has_recv, gone;
@@ -433,8 +317,12 @@ static int serve_slot(gpm_manager_t *m, unsigned i, pass_t *ps)
     gone = ch == NULL || !ch->ring || ch->owner == GPM_OWNER_NONE;
     paused = ch != NULL && ch->paused;
     has_recv = ch != NULL && ch->recv != NULL;
-    if (gone && ch != NULL)
-        ch->ring = false;
+    if (gone) {
+        if (ch != NULL)
+            ch->ring = false;
+        /* What the guest did not read stays queued for the next reader. */
+        gpm__ring_retire_locked(m, i, ch);
+    }
     g_mutex_unlock(&m->lock);
     if (gone) {
         /* Stopped, or its process ended: what it wrote still counts. */
@@ -449,30 +337,41 @@ static int serve_slot(gpm_manager_t *m, unsigned i, pass_t *ps)
     /* A paused channel (or one without a receiver) leaves its records. */
     if (!paused && has_recv) {
         n = take_g2h(m->rings, i, ps);
-        if (n < 0)
+        if (n < 0) {
+            g_mutex_lock(&m->lock);
+            gpm__ring_retire_locked(m, i, gpm__channel_get(m, id));
+            g_mutex_unlock(&m->lock);
             return 0;
+        }
         moved += n;
     }
-    /* Host bytes wait in the queue until the guest said it mapped us. */
+    /* Host bytes stay queued until the guest reads through the ring. */
     if (!s->ready)
-        s->ready =
-            load32(slot_mem(m->rings, i), GPM_RING_OFF_READY) == GPM_RING_MAGIC;
+        s->ready = gpm__ring_load(gpm__ring_pair(m->rings, i),
+                                  GPM_RING_OFF_READY) == GPM_RING_MAGIC;
     if (!s->ready)
         return moved;
     g_mutex_lock(&m->lock);
     ch = gpm__channel_get(m, id);
-    n = ch == NULL || !ch->ring ? 0 : fill_h2g(m, i, ch, ps);
+    n = ch == NULL || !ch->ring ? 0 : gpm__ring_fill_locked(m, i, ch, ps);
+    /* A ring shut now gives its unread bytes back to READ. */
+    if (s->broken)
+        gpm__ring_retire_locked(m, i, ch);
     g_mutex_unlock(&m->lock);
     return n > 0 ? moved + n : moved;
 }
 
 /* Delivers and reports what a pass collected; no lock held. */
-static void finish_pass(gpm_manager_t *m, pass_t *ps)
+static void finish_pass(gpm_manager_t *m, gpm__ring_pass_t *ps)
 {
     for (guint k = 0; k < ps->out->len; k++) {
         pending_t *p = &g_array_index(ps->out, pending_t, k);
+        int rc;
 
-        if (gpm__deliver(m, p->chan, p->buf, p->len) == 0) {
+        __atomic_store_n(&m->stats.ring_delivering, true, __ATOMIC_RELAXED);
+        rc = gpm__deliver(m, p->chan, p->buf, p->len);
+        __atomic_store_n(&m->stats.ring_delivering, false, __ATOMIC_RELAXED);
+        if (rc == 0) {
             g_mutex_lock(&m->lock);
             m->stats.ring_msgs_from_guest++;
             m->stats.ring_bytes_from_guest += p->len;
@@ -486,7 +385,7 @@ static void finish_pass(gpm_manager_t *m, pass_t *ps)
         gpm__channel_emit_drained(
             m, g_array_index(ps->drained, gpm_channel_id_t, k));
     for (guint k = 0; k < ps->shut->len; k++) {
-        shut_t *sh = &g_array_index(ps->shut, shut_t, k);
+        gpm__ring_shut_t *sh = &g_array_index(ps->shut, gpm__ring_shut_t, k);
         gpm_event_t ev = {0};
         char text[160];
 
@@ -505,7 +404,7 @@ static void finish_pass(gpm_manager_t *m, pass_t *ps)
 
 int gpm_manager_ring_service(gpm_manager_t *m)
 {
-    pass_t ps;
+    gpm__ring_pass_t ps;
     int moved = 0;
 
     if (m == NULL)
@@ -513,7 +412,7 @@ int gpm_manager_ring_service(gpm_manager_t *m)
     ps.out = g_array_new(FALSE, FALSE, sizeof(pending_t));
     ps.rung = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
     ps.drained = g_array_new(FALSE, FALSE, sizeof(gpm_channel_id_t));
-    ps.shut = g_array_new(FALSE, FALSE, sizeof(shut_t));
+    ps.shut = g_array_new(FALSE, FALSE, sizeof(gpm__ring_shut_t));
     ps.bytes = 0;
     g_mutex_lock(&m->ring_lock);
     if (m->rings == NULL) {

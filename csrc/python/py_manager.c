@@ -765,7 +765,7 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
     gpm_manager_stats(self->mgr, &s);
     PyEval_RestoreThread(ts);
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K,s:K,s:K,s:I,s:K,s:K,s:K,s:K,s:K}",
+        "{s:K,s:K,s:K,s:K,s:K,s:n,s:I,s:K,s:K,s:K,s:I,s:K,s:K,s:K,s:K,s:K,s:O}",
         "hypercalls", (unsigned long long)s.hypercalls, "not_ours",
         (unsigned long long)s.not_ours, "guest_errors",
         (unsigned long long)s.guest_errors, "bytes_to_guest",
@@ -780,7 +780,8 @@ static PyObject *py_manager_stats(py_manager *self, PyObject *unused)
         (unsigned long long)s.ring_bytes_from_guest, "ring_msgs_to_guest",
         (unsigned long long)s.ring_msgs_to_guest, "ring_bytes_to_guest",
         (unsigned long long)s.ring_bytes_to_guest, "ring_broken",
-        (unsigned long long)s.ring_broken);
+        (unsigned long long)s.ring_broken, "ring_delivering",
+        s.ring_delivering ? Py_True : Py_False);
 }
 
 static PyObject *py_manager_get_arch(py_manager *self, void *closure)

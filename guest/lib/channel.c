@@ -200,7 +200,6 @@ ssize_t gpm_write_str(gpm_chan_t chan, const char *s)
 ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len)
 {
     struct gpm__ring *r;
-    unsigned tries;
 
     if (len == 0)
         return 0;
@@ -209,6 +208,13 @@ ssize_t gpm_read(gpm_chan_t chan, void *buf, size_t len)
     r = gpm__ring_find(chan);
     if (r != NULL)
         return gpm__ring_read(r, buf, len);
+    return gpm__ring_read_queued(chan, buf, len);
+}
+
+ssize_t gpm__ring_read_queued(gpm_chan_t chan, void *buf, size_t len)
+{
+    unsigned tries;
+
     for (tries = 0; tries <= GPM_GUEST_EAGAIN_RETRIES; tries++) {
         uint64_t ret;
         long err;

@@ -39,7 +39,7 @@
 #define RING_SLEEP_MIN_NS  20000L
 #define RING_SLEEP_MAX_NS  200000L
 /* How long a writer waits for room before -EBUSY, as the hypercall path. */
-#define RING_WRITE_WAIT_NS (30L * 1000000000L)
+#define RING_WRITE_WAIT_NS (30LL * 1000000000LL)
 
 #if defined(__x86_64__) || defined(__i386__)
 #define RING_PLAIN_MEMCPY 1
@@ -56,6 +56,7 @@ struct gpm__ring {
     uint32_t g2h_head; /* our indices; the host trusts only its own */
     uint32_t h2g_tail;
     uint32_t rd_off; /* bytes of the current host record already read */
+    int reading;     /* READY written: host bytes come through the ring */
 };
 
 static struct gpm__ring table[RING_TABLE];
@@ -215,8 +216,6 @@ int gpm__ring_attach(gpm_chan_t chan)
             r = NULL; /* not a ring we understand: stay on hypercalls */
         } else {
             r->chan = chan;
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
         }
     }
     spin_unlock(&table_lock);
@@ -282,6 +281,9 @@ void gpm__ring_detach(gpm_chan_t chan)
         spin_lock(&r->wlock);
         /* STOP frees the pair: let the host take what is in it first. */
         wait_drained(r);
+        /* What we read of a host record, so nobody gets it again. */
+        wr32(r, GPM_RING_OFF_H2G_PART, r->rd_off);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         spin_lock(&r->rlock);
         munmap((void *)r->pair, GPM_RING_SLOT_SIZE);
         __atomic_store_n(&r->chan, 0, __ATOMIC_RELEASE);
@@ -293,7 +295,7 @@ void gpm__ring_detach(gpm_chan_t chan)
 }
 
 /* Waits for @need bytes of room for a record; 0 or a negative error. */
-static int wait_room(struct gpm__ring *r, uint32_t need, long *slept_ns)
+static int wait_room(struct gpm__ring *r, uint32_t need, long long *slept_ns)
 {
     long step = RING_SLEEP_MIN_NS;
     unsigned spins = 0;
@@ -323,7 +325,7 @@ static int wait_room(struct gpm__ring *r, uint32_t need, long *slept_ns)
 
 /* One message of at most GPM_HC_MAX_TRANSFER bytes, as records. */
 static int write_message(struct gpm__ring *r, const unsigned char *p,
-                         size_t len, long *slept_ns)
+                         size_t len, long long *slept_ns)
 {
     volatile unsigned char *area = r->pair + GPM_RING_OFF_G2H_DATA;
     size_t off = 0;
@@ -357,7 +359,7 @@ static int write_message(struct gpm__ring *r, const unsigned char *p,
 ssize_t gpm__ring_write(struct gpm__ring *r, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    long slept_ns = 0;
+    long long slept_ns = 0;
     size_t done = 0;
     int err = 0;
 
@@ -384,6 +386,22 @@ ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
     if (len == 0)
         return 0;
     spin_lock(&r->rlock);
+    if (!r->reading) {
+        /*
+         * What the host queued before this first read comes by READ, as
+         * without a ring; once the queue is empty the host sends through
+         * the ring, so a program's first read still finds what was
+         * waiting, and no byte is reordered.
+         */
+        ssize_t n = gpm__ring_read_queued(r->chan, buf, len);
+
+        if (n != 0) {
+            spin_unlock(&r->rlock);
+            return n;
+        }
+        wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
+        r->reading = 1;
+    }
     for (;;) {
         uint32_t head = rd32(r, GPM_RING_OFF_H2G_HEAD), w0, flen, more, n;
         uint32_t avail = head - r->h2g_tail;

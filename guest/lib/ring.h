@@ -36,6 +36,9 @@ ssize_t gpm__ring_write(struct gpm__ring *r, const void *buf, size_t len);
 /* One non-blocking read, as gpm_read(): 0 when nothing is there. */
 ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len);
 
+/* One READ hypercall (channel.c), for what was queued before the ring. */
+ssize_t gpm__ring_read_queued(gpm_chan_t chan, void *buf, size_t len);
+
 /* Waits until @r has bytes to read, spinning briefly, then sleeping with
  * @b's backoff; returns after about a second at most. */
 void gpm__ring_wait(struct gpm__ring *r, struct gpm_backoff *b);

@@ -107,7 +107,7 @@ static void attack_ops(gpm_chan_t chan)
 {
     report("op_0", hc(0, chan, 0, 0));
     report("op_8", hc(8, chan, 0, 0));
-    report("op_9", hc(9, chan, 0, 0));
+    report("op_10", hc(10, chan, 0, 0));
     report("op_255", hc(255, chan, 0, 0));
     /* Low 32 bits say READ: the op must not be truncated. */
     report("op_2e32_plus_3", hc(E2_32 + GPM_HC_OP_READ, chan, 0, 64));

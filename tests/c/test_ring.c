@@ -175,9 +175,8 @@ static void test_attach_rules(void **state)
     assert_int_equal(attach(f, f->a, PROC), GPM_HC_ENOSYS);
     enable(f);
     assert_int_equal(attach(f, 9999, PROC), GPM_HC_EBADF);
-    assert_int_equal(gpm_channel_allocate(f->m, "none", NULL, NULL, NULL,
-                                          &none),
-                     0);
+    assert_int_equal(
+        gpm_channel_allocate(f->m, "none", NULL, NULL, NULL, &none), 0);
     assert_int_equal(attach(f, none, PROC), GPM_HC_EPIPE);
     /* A channel owned by PROC is refused to OTHER. */
     assert_int_equal(gpm_channel_set_owner(f->m, f->a, PROC), 0);
@@ -256,8 +255,12 @@ static void test_host_to_guest(void **state)
     assert_int_equal(gpm_channel_write(f->m, f->a, big, sizeof(big)), 0);
     assert_int_equal(f->kicks, 1); /* a ring channel kicks the thread */
     assert_true(gpm_manager_ring_service(f->m) > 0);
+    /* In the ring, not read yet: still queued, and not for READ. */
     assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
-    assert_int_equal(pending, 0);
+    assert_int_equal(pending, 2 + sizeof(big));
+    assert_int_equal(fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_READ, f->a,
+                                FAKE_BASE, 64, NULL),
+                     GPM_HC_EINVAL);
     assert_int_equal(get_record(&g, out, &more), 2);
     assert_false(more);
     assert_memory_equal(out, "hi", 2);
@@ -269,6 +272,45 @@ static void test_host_to_guest(void **state)
         assert_true(more == (got < sizeof(big)));
     }
     assert_int_equal(rd(&g, GPM_RING_OFF_H2G_HEAD), g.h2g_tail);
+    /* What the guest consumed leaves the queue at the next pass. */
+    gpm_manager_ring_service(f->m);
+    assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
+    assert_int_equal(pending, 0);
+}
+
+/* STOP gives the unread bytes back to the queue, minus what was read. */
+static void test_stop_requeues(void **state)
+{
+    fix_t *f = *state;
+    uint8_t out[64];
+    size_t pending;
+    bool more;
+    gring_t g;
+
+    enable(f);
+    g = open_ring(f, f->a, PROC);
+    assert_int_equal(gpm_channel_write(f->m, f->a, "first", 5), 0);
+    assert_int_equal(gpm_channel_write(f->m, f->a, "second", 6), 0);
+    assert_int_equal(gpm_channel_write(f->m, f->a, "third", 5), 0);
+    gpm_manager_ring_service(f->m);
+    assert_int_equal(get_record(&g, out, &more), 5);
+    /* The guest read "sec" of the second record, then stops. */
+    wr(&g, GPM_RING_OFF_H2G_PART, 3);
+    assert_int_equal(
+        fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_STOP, f->a, 0, 0, NULL), 0);
+    assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
+    assert_int_equal(pending, 3 + 5);
+    /* The channel's next reader, by READ, gets exactly the rest. */
+    assert_int_equal(fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_READ, f->a,
+                                FAKE_BASE, 64, NULL),
+                     3);
+    assert_memory_equal(f->cpu->mem, "ond", 3);
+    assert_int_equal(fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_READ, f->a,
+                                FAKE_BASE, 64, NULL),
+                     5);
+    assert_memory_equal(f->cpu->mem, "third", 5);
+    gpm_manager_ring_service(f->m);
+    assert_int_equal((int32_t)rd(&g, GPM_RING_OFF_STATUS), GPM_HC_EBADF);
 }
 
 static void test_backpressure(void **state)
@@ -285,9 +327,20 @@ static void test_backpressure(void **state)
         assert_int_equal(gpm_channel_write(f->m, f->a, chunk, sizeof(chunk)),
                          0);
     gpm_manager_ring_service(f->m);
+    /* Three records fit in 256 KiB; the guest reads one, one more goes. */
+    assert_int_equal(rd(&g, GPM_RING_OFF_H2G_HEAD),
+                     3 * GPM_RING_REC_SPACE(sizeof(chunk)));
+    {
+        static uint8_t out[GPM_RING_MAX_FRAG];
+        bool more;
+
+        assert_int_equal(get_record(&g, out, &more), sizeof(chunk));
+    }
+    gpm_manager_ring_service(f->m);
+    assert_int_equal(rd(&g, GPM_RING_OFF_H2G_HEAD),
+                     4 * GPM_RING_REC_SPACE(sizeof(chunk)));
     assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
-    assert_true(pending > 0 && pending < 3 * sizeof(chunk));
-    assert_true(rd(&g, GPM_RING_OFF_H2G_HEAD) <= GPM_RING_DATA_SIZE);
+    assert_int_equal(pending, 5 * sizeof(chunk));
     /* A paused channel leaves the guest's records in the ring. */
     assert_int_equal(gpm_channel_set_paused(f->m, f->a, true), 0);
     put_record(&g, "x", 1, false);
@@ -307,9 +360,8 @@ static void test_stop_drains(void **state)
     enable(f);
     g = open_ring(f, f->a, PROC);
     put_record(&g, "last words", 10, false);
-    assert_int_equal(fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_STOP, f->a, 0,
-                                0, NULL),
-                     0);
+    assert_int_equal(
+        fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_STOP, f->a, 0, 0, NULL), 0);
     gpm_manager_ring_service(f->m);
     assert_int_equal(f->got->len, 1);
     assert_int_equal((int32_t)rd(&g, GPM_RING_OFF_STATUS), GPM_HC_EBADF);
@@ -432,10 +484,10 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_attach_rules), T(test_guest_to_host), T(test_host_to_guest),
-        T(test_backpressure), T(test_stop_drains),   T(test_hostile_0),
-        T(test_hostile_1),    T(test_hostile_2),     T(test_hostile_3),
-        T(test_hostile_4),    T(test_hostile_5),     T(test_hostile_6),
-        T(test_hostile_7),    T(test_withdraw),
+        T(test_backpressure), T(test_stop_drains),   T(test_stop_requeues),
+        T(test_hostile_0),    T(test_hostile_1),     T(test_hostile_2),
+        T(test_hostile_3),    T(test_hostile_4),     T(test_hostile_5),
+        T(test_hostile_6),    T(test_hostile_7),     T(test_withdraw),
     };
 
     return cmocka_run_group_tests_name("ring", tests, NULL, NULL);

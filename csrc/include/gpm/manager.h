@@ -109,6 +109,9 @@ typedef struct gpm_manager_stats {
     uint64_t ring_msgs_to_guest; /* records written into rings */
     uint64_t ring_bytes_to_guest;
     uint64_t ring_broken; /* rings shut for breaking the rules */
+    /* A ring message's receive callback is running now: the host is not
+     * reading any ring meanwhile (a slow callback holds them all up). */
+    bool ring_delivering;
 } gpm_manager_stats_t;
 
 /**

@@ -26,6 +26,10 @@
  * word is zero. A message (one guest WRITE of at most GPM_HC_MAX_TRANSFER
  * bytes, or one host message) is one or more records.
  *
+ * The guest writes GPM_RING_OFF_READY when it first reads through the
+ * ring; until then host bytes stay queued for READ hypercalls. Host
+ * records count as delivered only once the guest's tail passes them.
+ *
  * Each index has exactly one writer: the producer of a direction writes its
  * head, the consumer its tail. The producer writes payload and header,
  * then (release) the head; the consumer reads the head, then (acquire) the
@@ -73,6 +77,12 @@
  * queued for READ), so a guest that could not map it loses nothing.
  */
 #define GPM_RING_OFF_READY    384u
+/*
+ * Guest writes, just before STOP: how many bytes of the host record at
+ * its tail it has already read (0..its length), so the host does not send
+ * them again to the channel's next reader.
+ */
+#define GPM_RING_OFF_H2G_PART 448u
 #define GPM_RING_OFF_G2H_DATA GPM_RING_HDR_SIZE
 #define GPM_RING_OFF_H2G_DATA (GPM_RING_HDR_SIZE + GPM_RING_DATA_SIZE)
 
