@@ -155,7 +155,7 @@ def bare_refusal(inst, arch, program, tmp_path):
     """hc_bare under PANDA with gpm_test_host asking for x86_64's etc_count
     and hello; returns (results, the refusal lines)."""
     x86 = x86_64_build()
-    panda_dir = build_host_plugin(inst, arch, tmp_path)
+    panda_dir = build_host_plugin(inst.tree, arch, tmp_path)
     results = tmp_path / "results.txt"
     _, text = run_bare(inst, arch, program, [
         "-panda", f"guest_plugin_manager:no_inject=true,plugin_dir={x86}",
@@ -237,10 +237,10 @@ class Console:
             self.buf += chunk
 
 
-def build_host_plugin(panda, arch, tmp_path):
-    """gpm_test_host for @arch's target, out of the PANDA tree; returns
-    the PANDA_DIR under which PANDA finds it."""
-    tree = panda.tree
+def build_host_plugin(tree, arch, tmp_path):
+    """gpm_test_host for @arch's target, out of the PANDA tree @tree (with
+    build/ inside), objects under @tmp_path; returns the PANDA_DIR under
+    which PANDA finds it."""
     target = f"{arch}-softmmu"
     panda_dir = tmp_path / "pandadir"
     plugin_dir = panda_dir / target / "panda" / "plugins"
@@ -256,6 +256,7 @@ def build_host_plugin(panda, arch, tmp_path):
           f"BUILD_DIR={tree / 'build'}",
           f"GPM_HEADER_DIR={ROOT / 'csrc' / 'panda'}", "all"],
          "building gpm_test_host")
+    assert (plugin_dir / "panda_gpm_test_host.so").is_file()
     return panda_dir
 
 
@@ -285,7 +286,7 @@ def refusal_lines(panda, arch, img, tmp_path, plugin_dir):
     @plugin_dir and gpm_test_host asking for etc_count and hello (at its
     init, before the guest boots); returns (results, lines of PANDA's
     output about add_guest_plugin(etc_count))."""
-    panda_dir = build_host_plugin(panda, arch, tmp_path)
+    panda_dir = build_host_plugin(panda.tree, arch, tmp_path)
     results = tmp_path / "results.txt"
     argv = image_argv(panda, arch, img, img.initrd, [
         "-monitor", "none", "-serial", "none",
@@ -316,7 +317,7 @@ def linux_exchange(panda, arch, img, tmp_path):
     from the root shell and lets gpm_test_host load etc_count and hello.
     Returns (results, the guest's own `ls -A /etc | wc -l`)."""
     build = guest_build(arch)
-    panda_dir = build_host_plugin(panda, arch, tmp_path)
+    panda_dir = build_host_plugin(panda.tree, arch, tmp_path)
     # The image's initramfs with the daemon appended (a second cpio). The
     # kernel looks for the next archive at a 4-byte boundary, skipping
     # zeros.
@@ -353,7 +354,11 @@ def linux_exchange(panda, arch, img, tmp_path):
 
         deadline = time.monotonic() + 300
         while not done():
-            assert proc.poll() is None, (tmp_path / "panda.log").read_text()
+            text = (tmp_path / "panda.log").read_text(errors="replace")
+            assert proc.poll() is None, text
+            # Both plugins ended without their results: fail now.
+            assert not ("etc_count exited" in text and "hello exited" in text
+                        and not done()), text[-2000:]
             assert time.monotonic() < deadline, read_results(results)
             time.sleep(0.5)
     finally:
