@@ -1,7 +1,7 @@
 """PANDA's i386 target: the guest library's CPUID hypercall, trapped for real.
 
 ``panda-system-i386`` (``make panda PANDA_TARGETS=i386-softmmu``, or
-``make panda-extra-targets``) boots pandagpm's i386 generic image (the
+``make panda-ci``) boots pandagpm's i386 generic image (the
 686-pae kernel, ``-machine pc -cpu qemu32``). The guest daemon and
 plugins are cross-built with i686-linux-gnu-gcc (guest/lib/arch/i386.c:
 ``cpuid; ret`` at GPM_HC_ADDR_I386, magic in EAX); PANDA's
