@@ -44,8 +44,12 @@ GPM_PANDA_FREE := csrc/panda/gpm_panda_api.c csrc/panda/gpm_panda_mem.c \
 GPM_PANDA_DEP := csrc/panda/host_panda.c csrc/panda/guest_plugin_manager.c \
 	csrc/panda/linjector.c csrc/panda/osi_provider.c \
 	$(wildcard csrc/panda/regs_*.c)
-GPM_PANDA_TARGETS := TARGET_X86_64 TARGET_I386 TARGET_ARM TARGET_AARCH64 \
-	TARGET_MIPS TARGET_PPC
+# One word per softmmu target, its config-target.h macros joined by '+':
+# i386, x86_64, arm, aarch64, mipsel, mips, mips64el, mips64, ppc.
+GPM_PANDA_TARGETS := TARGET_I386 TARGET_X86_64 TARGET_ARM TARGET_AARCH64 \
+	TARGET_MIPS TARGET_MIPS+TARGET_WORDS_BIGENDIAN \
+	TARGET_MIPS64 TARGET_MIPS64+TARGET_WORDS_BIGENDIAN \
+	TARGET_PPC+TARGET_WORDS_BIGENDIAN
 GPM_PANDA_MARK := .pandagpm-plugin
 
 .PHONY: panda-plugins panda-plugins-remove panda-glue-check \
@@ -71,7 +75,8 @@ panda-glue-check:
 	@echo "[panda-glue-check] PANDA-dependent glue against csrc/panda/stub"
 	@set -e; for t in $(GPM_PANDA_TARGETS); do \
 		for f in $(GPM_PANDA_DEP); do \
-			$(GPM_PANDA_CC) -std=gnu11 $(GPM_PANDA_WARN) -D$$t \
+			$(GPM_PANDA_CC) -std=gnu11 $(GPM_PANDA_WARN) \
+				$$(echo "-D$$t" | sed 's/+/ -D/g') \
 				-Icsrc/panda/stub $(GPM_PANDA_INC) $(GPM_PANDA_GLIB) \
 				-c -o /dev/null $$f; \
 		done; \

@@ -151,15 +151,18 @@ def machine_args(img: "_image.ImageInfo") -> list[str]:
     """The image's QEMU 10 machine arguments in QEMU 2.9's spelling.
 
     QEMU 2.9 (PANDA) has no ``-accel`` (TCG is its only accelerator
-    here) and no ``-nic``; the rest is the same. RAM size is left out:
-    pandare passes ``-m`` itself.
+    here) and no ``-nic``. ``-icount`` is left out: 2.9 refuses
+    ``shift=auto,sleep=off`` (the mipsel image's), and with
+    ``shift=auto`` its MIPS target aborts at boot ("Bad icount read").
+    The rest is the same. RAM size is left out: pandare passes ``-m``
+    itself.
     """
     src = list(img.profile["qemu"]["machine_args"])
     out = []
     i = 0
     while i < len(src):
         a = src[i]
-        if a in ("-accel", "-m") and i + 1 < len(src):
+        if a in ("-accel", "-m", "-icount") and i + 1 < len(src):
             i += 2
             continue
         if a == "-nic" and i + 1 < len(src):

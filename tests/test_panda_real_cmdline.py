@@ -54,9 +54,10 @@ from pathlib import Path
 
 import pytest
 
+import panda_guest  # tests/panda_guest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 GUEST_BUILD = ROOT / "guest" / "build" / "x86_64"
-HOST_PLUGIN_SRC = ROOT / "tests" / "panda" / "host_plugin"
 TARGET = "x86_64-softmmu"
 
 pytestmark = pytest.mark.panda_real
@@ -290,21 +291,8 @@ def built(tmp_path_factory):
     _make(["-C", str(ROOT), "panda-plugins-check", f"PANDA_PATH={tree}"],
           "make panda-plugins-check")
     scratch = tmp_path_factory.mktemp("gpm_test_host")
-    panda_dir = scratch / "pandadir"
-    plugin_dir = panda_dir / TARGET / "panda" / "plugins"
-    plugin_dir.mkdir(parents=True)
-    _make(["-C", str(tree / "build" / TARGET),
-           "-f", str(tree / "panda" / "plugins" / "panda.mak"),
-           "-f", str(HOST_PLUGIN_SRC / "Makefile"),
-           "PLUGIN_NAME=gpm_test_host",
-           f"PLUGIN_SRC_ROOT={HOST_PLUGIN_SRC.parent}",
-           f"PLUGIN_SRC_DIR={HOST_PLUGIN_SRC}",
-           f"PLUGIN_OBJ_DIR={scratch / 'obj'}",
-           f"PLUGIN_TARGET_DIR={plugin_dir}",
-           f"BUILD_DIR={tree / 'build'}",
-           f"GPM_HEADER_DIR={ROOT / 'csrc' / 'panda'}", "all"],
-          "building gpm_test_host with PANDA's panda.mak")
-    assert (plugin_dir / "panda_gpm_test_host.so").is_file()
+    panda_dir = panda_guest.build_host_plugin(
+        tree, TARGET.removesuffix("-softmmu"), scratch)
     for name in ("hello", "etc_count", "guest_daemon"):
         assert (GUEST_BUILD / name).is_file(), name
     return {"tree": tree, "panda_dir": panda_dir}

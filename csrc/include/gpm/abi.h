@@ -48,6 +48,9 @@
  */
 #define GPM_HC_ADDR_MIPSEL   0x10000000u
 #define GPM_HC_ADDR_MIPS64EL 0x10000000u
+/* Big-endian MIPS: the same layout (no Debian port; docs/arch.md). */
+#define GPM_HC_ADDR_MIPS     0x10000000u
+#define GPM_HC_ADDR_MIPS64   0x10000000u
 #define GPM_HC_SECTION       ".gpmhc"
 
 /* The name the x86 hosts used before there was more than one arch. */

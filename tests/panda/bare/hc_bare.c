@@ -5,10 +5,12 @@
  * the very same binary, stock QEMU with a gdbstub breakpoint on the stub
  * (tests/test_guest_cross.py).
  *
- * Built static and freestanding for QEMU's "virt" machine (RAM at
- * 0x40000000, a PL011 UART at 0x09000000), loaded with -kernel, it runs
- * with the MMU off (virtual = physical), so the host's reads of the
- * channel names it passes are plain memory reads. Each result is printed
+ * Built static and freestanding for QEMU's ARM "virt" machine (RAM at
+ * 0x40000000, a PL011 UART at 0x09000000) or its MIPS "malta" board (in
+ * kseg0, the ISA COM1 16550 at physical 0x180003f8), loaded with -kernel,
+ * it runs with the MMU off or unmapped (virtual = physical, plus
+ * 0x80000000 in kseg0), so the host's reads of the channel names it
+ * passes are plain memory reads. Each result is printed
  * on the UART as "NAME=HEX" (the raw return register, zero-extended), then
  * "DONE". Under PANDA without guest_plugin_manager every result is the
  * magic (the trap leaves the registers alone); with it, or on stock QEMU
@@ -19,12 +21,18 @@
 
 #include "gpm_guest.h"
 
-#define UART_DR ((volatile uint32_t *)0x09000000u)
+#if defined(__mips__)
+/* Its data register through kseg1 (uncached), sign-extended on n64. */
+#define UART_PUT(c)                                                            \
+    (*(volatile uint8_t *)(intptr_t)(int32_t)0xb80003f8u = (uint8_t)(c))
+#else
+#define UART_PUT(c) (*(volatile uint32_t *)0x09000000u = (uint32_t)(c))
+#endif
 
 static void put_str(const char *s)
 {
     while (*s)
-        *UART_DR = (uint32_t)(unsigned char)*s++;
+        UART_PUT((unsigned char)*s++);
 }
 
 static void put_result(const char *name, uint64_t v)

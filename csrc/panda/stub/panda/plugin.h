@@ -16,6 +16,10 @@
 #if defined(TARGET_AARCH64) && !defined(TARGET_ARM)
 #define TARGET_ARM 1
 #endif
+/* As PANDA's config-target.h: mips64 and mips64el are MIPS targets too. */
+#if defined(TARGET_MIPS64) && !defined(TARGET_MIPS)
+#define TARGET_MIPS 1
+#endif
 
 #if defined(TARGET_X86_64) || defined(TARGET_AARCH64) ||                       \
     defined(TARGET_MIPS64) || defined(TARGET_PPC64)
