@@ -48,9 +48,7 @@ def image(arch):
 
 
 # The plugins' guest memory reads under PANDA can miss QEMU's MIPS TLB
-# (see test_big_endian_linux_exchange): about 1 run in 3 measured.
-@pytest.mark.xfail(reason="MIPS under PANDA: guest reads go through QEMU's "
-                   "TLB only; an evicted page gives EFAULT", strict=False)
+# (see test_big_endian_linux_exchange); the guest library retries them.
 def test_linux_exchange_without_injection(arch, panda, image, tmp_path):
     got, want = panda_guest.linux_exchange(panda, arch, image, tmp_path)
     panda_guest.check_exchange(got, want)
@@ -81,14 +79,13 @@ def be_kernel(arch):
     return found[-1]
 
 
-# Measured: about 1 run in 3 the plugin's first GET_CHANNEL answers
-# EFAULT (a retry in the guest succeeds). Under PANDA the host reads guest
-# memory through QEMU's MIPS TLB only (cpu_memory_rw_debug), and the
-# software-refilled TLB may have dropped the page of the name the guest
-# just touched; the same can happen on the mipsel image. Fixing it needs a
-# page-table walk in the PANDA glue for MIPS (docs/arch.md).
-@pytest.mark.xfail(reason="MIPS under PANDA: guest reads go through QEMU's "
-                   "TLB only; an evicted page gives EFAULT", strict=False)
+# Measured without the retry: about 1 run in 3 the plugin's first
+# GET_CHANNEL answered EFAULT. Under PANDA the host reads guest memory
+# through QEMU's MIPS TLB only (cpu_memory_rw_debug), and the
+# software-refilled TLB may have dropped the page the guest just touched;
+# the guest library now retries an EFAULT for a buffer it just touched
+# (guest/lib/channel.c, hc_with_buffer). A page-table walk in the PANDA
+# glue for MIPS would remove the cause (docs/arch.md).
 def test_big_endian_linux_exchange(arch, panda, be_kernel, tmp_path):
     build = panda_guest.guest_build(arch)
     init = tmp_path / "init"

@@ -206,10 +206,16 @@ def test_get_channel_op(gpm, guest):
 
 
 def test_unknown_ops(gpm, guest):
-    for op in (0, 8, 99, 2**63):
+    for op in (0, 10, 99, 2**63):
         assert guest.call(op) == HC.HC_ENOSYS
     assert gpm.stats()["hypercalls"] == 4
     assert gpm.stats()["guest_errors"] == 4
+    # Feature probes this host declines (no doorbell, no rings) are
+    # answers, not errors.
+    for op in (8, 9):
+        assert guest.call(op) == HC.HC_ENOSYS
+    assert gpm.stats()["guest_errors"] == 4
+    assert gpm.stats()["probes_declined"] == 2
 
 
 @pytest.mark.parametrize("arch", list(_gpm.ARCHES))

@@ -1,8 +1,9 @@
 /*
  * syscalls.c - system call tables for the injector.
  *
- * x86_64, i386, aarch64, arm, mipsel and mips64el are injectable: their
- * registers at the stock-QEMU host's syscall entry stop are known. The other
+ * x86_64, i386, aarch64, arm and MIPS (o32 and n64, both byte orders)
+ * are injectable: their registers at the stock-QEMU host's syscall entry
+ * stop are known. The other
  * tables hold the numbers so that the hosts for those architectures only need
  * to add their registers.
  */
@@ -25,6 +26,16 @@
     .sigset_bytes = 16
 
 /* MIPS o32 numbers start at 4000; both byte orders share them. */
+/* The MIPS injector registers (see the rows), both byte orders. */
+#define MIPS_O32_REGS                                                          \
+    .injectable = true, .nr_reg = 2, .ret_reg = 2, .retaddr_reg = 37,          \
+    .arg_regs = {4, 5, 6, 7, 13, 14}, .insn_len = 4, .err_flag = true,         \
+    .err_flag_reg = 7
+#define MIPS_N64_REGS                                                          \
+    .injectable = true, .nr_reg = 2, .ret_reg = 2, .retaddr_reg = 37,          \
+    .arg_regs = {4, 5, 6, 7, 8, 9}, .insn_len = 4, .err_flag = true,           \
+    .err_flag_reg = 7
+
 #define MIPS_O32_NUMBERS                                                       \
     .getuid = 4024, .mmap = 4090, .munmap = 4091, .memfd_create = 4354,        \
     .open = 4005, .openat = 4288, .write = 4004, .close = 4006, .fork = 4002,  \
@@ -143,39 +154,24 @@ static const gpm__sys_table_t tables[GPM_ARCH_COUNT] = {
                           .rt_sigprocmask = 135,
                           .exit_group = 94,
                           .open_flags = OPEN_FLAGS_GENERIC},
-    [GPM_ARCH_MIPS] = {MIPS_O32_NUMBERS},
     /*
      * At handle_sys's loads_done: v0 (GDB 2) = number, a0-a3 (4-7) and
      * t5, t6 (13, 14: arguments 5 and 6, which o32 passes on the user
      * stack and the entry has just loaded) = arguments, pc (37: the
      * pt_regs word the host presents) = the address after the 4-byte
      * syscall instruction. At the re-entry v0 is the result and a3 (7)
-     * is 1 when it failed (v0 is then the positive errno).
+     * is 1 when it failed (v0 is then the positive errno). The registers
+     * do not depend on the byte order.
      */
-    [GPM_ARCH_MIPSEL] = {.injectable = true,
-                         .nr_reg = 2,
-                         .ret_reg = 2,
-                         .retaddr_reg = 37,
-                         .arg_regs = {4, 5, 6, 7, 13, 14},
-                         .insn_len = 4,
-                         .err_flag = true,
-                         .err_flag_reg = 7,
-                         MIPS_O32_NUMBERS},
-    [GPM_ARCH_MIPS64] = {MIPS_N64_NUMBERS},
+    [GPM_ARCH_MIPS] = {MIPS_O32_REGS, MIPS_O32_NUMBERS},
+    [GPM_ARCH_MIPSEL] = {MIPS_O32_REGS, MIPS_O32_NUMBERS},
     /*
      * At handle_sys64: v0 = number, a0-a5 (GDB 4-9) = arguments, pc (37:
      * the pt_regs word the host presents) = the address after the
      * syscall; v0 and a3 at the re-entry as for o32.
      */
-    [GPM_ARCH_MIPS64EL] = {.injectable = true,
-                           .nr_reg = 2,
-                           .ret_reg = 2,
-                           .retaddr_reg = 37,
-                           .arg_regs = {4, 5, 6, 7, 8, 9},
-                           .insn_len = 4,
-                           .err_flag = true,
-                           .err_flag_reg = 7,
-                           MIPS_N64_NUMBERS},
+    [GPM_ARCH_MIPS64] = {MIPS_N64_REGS, MIPS_N64_NUMBERS},
+    [GPM_ARCH_MIPS64EL] = {MIPS_N64_REGS, MIPS_N64_NUMBERS},
     [GPM_ARCH_PPC] = {.getuid = 24,
                       .mmap = 90,
                       .munmap = 91,

@@ -18,6 +18,28 @@
 /* START answers EBUSY until the host knows the channel's owner: 30 s. */
 #define GPM__START_BUSY_TRIES 1600u
 
+/*
+ * A hypercall that passes the host a buffer to read: touched first; an
+ * EFAULT for it is retried a few times, touching again, because a host
+ * that translates guest addresses only through the emulated TLB (PANDA on
+ * MIPS, whose TLB the guest kernel refills in software) can miss a page
+ * that is resident. The library never passes an address it did not just
+ * touch, so a lasting EFAULT is still returned.
+ */
+static uint64_t hc_with_buffer(uint64_t op, uint64_t chan, const void *buf,
+                               size_t len)
+{
+    uint64_t ret = 0;
+
+    for (unsigned tries = 0; tries <= GPM_GUEST_EAGAIN_RETRIES; tries++) {
+        gpm_touch_read(buf, len);
+        ret = gpm_hc(op, chan, (uintptr_t)buf, len);
+        if (gpm_hc_err(ret) != GPM_HC_EFAULT)
+            break;
+    }
+    return ret;
+}
+
 /* START on @chan, retried while the host has not named its owner yet. */
 static long start_channel(uint64_t chan)
 {
@@ -97,8 +119,7 @@ int gpm_channel_open(const char *name, gpm_chan_t *out)
         return -EINVAL;
     if (len > GPM_HC_MAX_NAME)
         return -ENAMETOOLONG;
-    gpm_touch_read(name, len);
-    ret = gpm_hc(GPM_HC_OP_GET_CHANNEL, 0, (uintptr_t)name, len);
+    ret = hc_with_buffer(GPM_HC_OP_GET_CHANNEL, 0, name, len);
     /* GET_CHANNEL answers -1 for an unknown name (original ABI). */
     if (gpm_hc_err(ret) == GPM_HC_NOT_FOUND)
         return -ENOENT;
@@ -166,10 +187,11 @@ ssize_t gpm_write(gpm_chan_t chan, const void *buf, size_t len)
         gpm_touch_read(p + done, chunk);
         ret = gpm_hc(GPM_HC_OP_WRITE, chan, (uintptr_t)(p + done), chunk);
         err = gpm_hc_err(ret);
-        if (err == GPM_HC_EAGAIN) {
+        /* EFAULT for a buffer just touched: see hc_with_buffer(). */
+        if (err == GPM_HC_EAGAIN || err == GPM_HC_EFAULT) {
             /* A page went away between the touch and the call. */
             if (++again > GPM_GUEST_EAGAIN_RETRIES)
-                return -EAGAIN;
+                return (int)err;
             continue;
         }
         if (err == GPM_HC_EBUSY || (!err && ret == 0)) {
@@ -214,7 +236,8 @@ static ssize_t read_hypercall(gpm_chan_t chan, void *buf, size_t len)
         gpm_touch_write(buf, len);
         ret = gpm_hc(GPM_HC_OP_READ, chan, (uintptr_t)buf, len);
         err = gpm_hc_err(ret);
-        if (err == GPM_HC_EAGAIN)
+        if (err == GPM_HC_EAGAIN ||
+            (err == GPM_HC_EFAULT && tries < GPM_GUEST_EAGAIN_RETRIES))
             continue;
         if (err)
             return err;
@@ -292,6 +315,5 @@ int gpm_report_error(gpm_chan_t chan, const char *msg)
     len = strlen(msg);
     if (len > GPM_HC_MAX_ERROR_MSG)
         len = GPM_HC_MAX_ERROR_MSG;
-    gpm_touch_read(msg, len);
-    return (int)gpm_hc_err(gpm_hc(GPM_HC_OP_ERROR, chan, (uintptr_t)msg, len));
+    return (int)gpm_hc_err(hc_with_buffer(GPM_HC_OP_ERROR, chan, msg, len));
 }

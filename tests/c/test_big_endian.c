@@ -551,6 +551,9 @@ static void inject_on(gpm_arch_t arch, char *arg1, char *env0)
         }
         cur->regs[t->ret_reg] =
             (uint64_t)res & (a->word_bits == 64 ? UINT64_MAX : UINT32_MAX);
+        /* MIPS: success clears the error flag (a3), as the kernel does. */
+        if (t->err_flag)
+            cur->regs[t->err_flag_reg] = 0;
         cur->regs[t->retaddr_reg] = SYSCALL_END;
         /* After the fork the child enters next (the parent waits). */
         if (nr == t->fork || nr == t->clone)
