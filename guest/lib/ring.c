@@ -293,20 +293,33 @@ static int ring_dead(const struct gpm__ring *r)
     return st != 0 && st != -EPIPE;
 }
 
-/* Waits (up to about 2 s) until the host took every record we wrote. */
-static void wait_drained(const struct gpm__ring *r)
+/*
+ * Polls until @done(@r) holds: RING_SPIN checks first, then sleeps from
+ * RING_SLEEP_MIN_NS doubling to RING_SLEEP_MAX_NS, for about @max_ns of
+ * sleep at most. Returns whether @done held.
+ */
+static int poll_until(const struct gpm__ring *r,
+                      int (*done)(const struct gpm__ring *), long max_ns)
 {
     long slept = 0, step = RING_SLEEP_MIN_NS;
-    unsigned spins = 0;
 
-    while (rd32(r, GPM_RING_OFF_G2H_TAIL) != r->g2h_head && !ring_dead(r) &&
-           slept < 2000000000L) {
-        if (++spins < RING_SPIN)
-            continue;
+    for (unsigned spins = 0; spins < RING_SPIN; spins++)
+        if (done(r))
+            return 1;
+    while (slept < max_ns) {
+        if (done(r))
+            return 1;
         nap(step);
         slept += step;
         step = step * 2 > RING_SLEEP_MAX_NS ? RING_SLEEP_MAX_NS : step * 2;
     }
+    return done(r);
+}
+
+/* The host took every record we wrote (or no longer serves the ring). */
+static int drained(const struct gpm__ring *r)
+{
+    return rd32(r, GPM_RING_OFF_G2H_TAIL) == r->g2h_head || ring_dead(r);
 }
 
 void gpm__ring_detach(gpm_chan_t chan)
@@ -318,7 +331,7 @@ void gpm__ring_detach(gpm_chan_t chan)
     if (r != NULL) {
         spin_lock(&r->wlock);
         /* STOP frees the pair: let the host take what is in it first. */
-        wait_drained(r);
+        poll_until(r, drained, 2000000000L);
         /* What we read of a host record, so nobody gets it again. */
         wr32(r, GPM_RING_OFF_H2G_PART, r->rd_off);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -416,23 +429,13 @@ ssize_t gpm__ring_write(struct gpm__ring *r, const void *buf, size_t len)
 }
 
 /*
- * After READY: waits (about a second at most) until the host moved into
- * the ring what its queue held, or says nothing is queued.
+ * After READY: the host moved into the ring what its queue held, or says
+ * nothing is queued (or no longer serves the ring).
  */
-static void wait_queued(struct gpm__ring *r)
+static int queued_arrived(const struct gpm__ring *r)
 {
-    long slept = 0, step = RING_SLEEP_MIN_NS;
-    unsigned spins = 0;
-
-    while (rd32(r, GPM_RING_OFF_H2G_HEAD) == r->h2g_tail &&
-           rd32(r, GPM_RING_OFF_QUEUED) != 0 && !ring_dead(r) &&
-           slept < 1000000000L) {
-        if (++spins < RING_SPIN)
-            continue;
-        nap(step);
-        slept += step;
-        step = step * 2 > RING_SLEEP_MAX_NS ? RING_SLEEP_MAX_NS : step * 2;
-    }
+    return rd32(r, GPM_RING_OFF_H2G_HEAD) != r->h2g_tail ||
+           rd32(r, GPM_RING_OFF_QUEUED) == 0 || ring_dead(r);
 }
 
 ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
@@ -452,7 +455,7 @@ ssize_t gpm__ring_read(struct gpm__ring *r, void *buf, size_t len)
          */
         wr32(r, GPM_RING_OFF_READY, GPM_RING_MAGIC);
         r->reading = 1;
-        wait_queued(r);
+        poll_until(r, queued_arrived, 1000000000L);
     }
     for (;;) {
         uint32_t head = rd32(r, GPM_RING_OFF_H2G_HEAD), w0, flen, more, n;
