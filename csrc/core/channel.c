@@ -402,11 +402,15 @@ int gpm_channel_write(gpm_manager_t *m, gpm_channel_id_t id, const void *buf,
         kick_opaque = m->ring_kick_opaque;
     }
     g_mutex_unlock(&m->lock);
-    /* A ring channel's bytes reach the guest through its ring thread. */
+    /*
+     * The doorbell always rings: guest code that waits on it before its
+     * first read must learn of the message, ring or not. A ring channel's
+     * bytes then reach the guest through the ring thread, kicked here.
+     */
+    if (rc == 0 && len > 0)
+        gpm__ring(m, id);
     if (kick != NULL && len > 0)
         kick(kick_opaque);
-    else if (rc == 0 && len > 0)
-        gpm__ring(m, id);
     return rc;
 }
 

@@ -30,7 +30,7 @@ typedef struct fix {
     gpm_channel_id_t a, b;
     GPtrArray *got;    /* GBytes per delivered message */
     GPtrArray *errors; /* GUEST_ERROR texts */
-    unsigned kicks;
+    unsigned kicks, bells;
 } fix_t;
 
 static void recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
@@ -53,6 +53,12 @@ static void ev_cb(const gpm_event_t *ev, void *opaque)
 static void kick_cb(void *opaque)
 {
     ((fix_t *)opaque)->kicks++;
+}
+
+static void doorbell_cb(gpm_channel_id_t id, void *opaque)
+{
+    (void)id;
+    ((fix_t *)opaque)->bells++;
 }
 
 static int setup(void **state)
@@ -250,6 +256,16 @@ static void test_host_to_guest(void **state)
     assert_int_equal(gpm_manager_ring_service(f->m), 0);
     assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
     assert_int_equal(pending, 2);
+    /*
+     * Before READY a write still rings the doorbell: guest code that
+     * waits on it before its first read (pty_shell) must wake up.
+     */
+    assert_int_equal(gpm_manager_set_doorbell(f->m, 0x2000000, doorbell_cb, f),
+                     0);
+    f->kicks = f->bells = 0;
+    assert_int_equal(gpm_channel_write(f->m, f->a, "x", 1), 0);
+    assert_int_equal(f->bells, 1);
+    assert_int_equal(f->kicks, 1);
     wr(&g, GPM_RING_OFF_READY, GPM_RING_MAGIC);
     f->kicks = 0;
     assert_int_equal(gpm_channel_write(f->m, f->a, big, sizeof(big)), 0);
@@ -257,13 +273,15 @@ static void test_host_to_guest(void **state)
     assert_true(gpm_manager_ring_service(f->m) > 0);
     /* In the ring, not read yet: still queued, and not for READ. */
     assert_int_equal(gpm_channel_pending(f->m, f->a, &pending, NULL), 0);
-    assert_int_equal(pending, 2 + sizeof(big));
+    assert_int_equal(pending, 2 + 1 + sizeof(big));
     assert_int_equal(fake_hc_as(f->m, f->cpu, PROC, GPM_HC_OP_READ, f->a,
                                 FAKE_BASE, 64, NULL),
                      GPM_HC_EINVAL);
     assert_int_equal(get_record(&g, out, &more), 2);
     assert_false(more);
     assert_memory_equal(out, "hi", 2);
+    assert_int_equal(get_record(&g, out, &more), 1);
+    assert_memory_equal(out, "x", 1);
     while (got < sizeof(big)) {
         uint32_t n = get_record(&g, out, &more);
 
