@@ -211,27 +211,46 @@ def test_exec_streams_stdin_status_timeout(sh):
 # The interactive shell through a real host PTY.
 
 
-def _read_until(fd, pattern, timeout=LONG):
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while pattern not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"{pattern!r} not seen; got {buf[-500:]!r}")
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                piece = os.read(fd, 4096)
-            except OSError:
-                piece = b""
-            if not piece:
-                raise AssertionError(f"EOF before {pattern!r}: {buf!r}")
-            # busybox's line editor asks the terminal where the cursor is
-            # (ESC [6n) at each prompt; answer as a terminal does.
-            if b"\x1b[6n" in piece:
-                os.write(fd, b"\x1b[1;1R")
-            buf += piece
-    return buf
+class _Terminal:
+    """The host side of a PTY: what the client printed, read in order.
+
+    Output arrives in pieces of any size (two prompts may come in one
+    read), so what was read stays buffered and each :meth:`expect`
+    consumes it only up to the end of its match.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b""
+        self.tail = b""  # the last bytes seen, for a query split in two
+
+    def expect(self, pattern, timeout=LONG):
+        """Returns the output up to and including ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while pattern not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"{pattern!r} not seen; got {self.buf[-500:]!r}")
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                try:
+                    piece = os.read(self.fd, 4096)
+                except OSError:
+                    piece = b""
+                if not piece:
+                    raise AssertionError(
+                        f"EOF before {pattern!r}: {self.buf!r}")
+                # busybox's line editor asks the terminal where the cursor
+                # is (ESC [6n) at each prompt; answer as a terminal does.
+                window = self.tail + piece
+                for _ in range(window.count(b"\x1b[6n")):
+                    os.write(self.fd, b"\x1b[1;1R")
+                self.tail = window[-3:]
+                self.buf += piece
+        end = self.buf.index(pattern) + len(pattern)
+        out, self.buf = self.buf[:end], self.buf[end:]
+        return out
 
 
 def _spawn_on_pty(argv, rows=24, cols=80):
@@ -257,19 +276,21 @@ def _wait_exit(pid, timeout=LONG):
 def _shell_session(addr):
     pid, fd = _spawn_on_pty([PY, "-m", "pandagpm", "--session", addr,
                              "shell"])
+    term = _Terminal(fd)
     try:
-        _read_until(fd, b"# ")
+        term.expect(b"# ")
         os.write(fd, b"PS1=gpm:\r")
-        _read_until(fd, b"gpm:")
+        # A prompt starts a line; the echo of the command does not.
+        term.expect(b"\ngpm:")
         os.write(fd, b"echo result-$((6*7))\r")
-        _read_until(fd, b"result-42")
-        _read_until(fd, b"gpm:")
+        term.expect(b"result-42")
+        term.expect(b"\ngpm:")
         # ^C on sleep 100 comes back to the prompt, long before 100 s.
         os.write(fd, b"sleep 100; echo after-sleep-$?\r")
         time.sleep(1)
         t0 = time.monotonic()
         os.write(fd, b"\x03")
-        out = _read_until(fd, b"gpm:", timeout=60)
+        out = term.expect(b"\ngpm:", timeout=60)
         assert time.monotonic() - t0 < 60
         assert b"after-sleep-0" not in out
         # A window-size change on the host terminal reaches the guest.
@@ -277,7 +298,7 @@ def _shell_session(addr):
                     struct.pack("HHHH", 37, 101, 0, 0))
         time.sleep(1)
         os.write(fd, b"stty size\r")
-        _read_until(fd, b"37 101")
+        term.expect(b"37 101")
         os.write(fd, b"exit 5\r")
         assert _wait_exit(pid) == 5
     except BaseException:
