@@ -466,8 +466,34 @@ class Panda:
         self._not_in_callback("run_serial_cmd")
         self._check_emulator()
         self.start()
-        return self.machine.run_serial_cmd(
-            cmd, timeout=None if no_timeout else timeout)
+        before = self._cpu_stats()
+        try:
+            return self.machine.run_serial_cmd(
+                cmd, timeout=None if no_timeout else timeout)
+        except _qemu.SerialTimeout as err:
+            exc = _qemu.SerialTimeout(
+                f"{err.args[0]}; {self._cpu_report(before)}")
+            exc.output = err.output
+            raise exc from err
+
+    def _cpu_stats(self):
+        """The gdbstub host's counters, or None without one."""
+        try:
+            return self.gdb.stats() if self.gdb is not None else None
+        except _gpm.Error:
+            return None
+
+    def _cpu_report(self, before):
+        """What the guest CPU did since ``before`` (for timeouts)."""
+        now = self._cpu_stats()
+        if not now or not before:
+            return "no gdbstub host: the CPU's state is unknown"
+        state = "running" if now.get("running") else "stopped"
+        spent = (now["handler_ns"] - before["handler_ns"]) / 1e9
+        return (f"the guest CPU is {state}; meanwhile the host counted "
+                f"{now['stops'] - before['stops']} stops and "
+                f"{now['hypercalls'] - before['hypercalls']} hypercalls "
+                f"({spent:.2f} s handling them)")
 
     # Guest plugins.
 

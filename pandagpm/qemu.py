@@ -93,6 +93,8 @@ class SerialTimeout(QemuError, TimeoutError):
     """
 
     def __init__(self, msg: str, output: str = ""):
+        if output:
+            msg += f"; the console's last output: {output[-300:]!r}"
         super().__init__(msg)
         self.output = output
 

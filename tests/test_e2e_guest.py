@@ -46,7 +46,7 @@ from pandagpm import _gpm, channel_recv  # noqa: E402
 from pandagpm.errors import (ChannelNotFound, EmulatorConnectionLost,  # noqa
                              WrongArchitecture)
 from pandagpm.manager import add_plugin_dir, find_plugin  # noqa: E402
-from pandagpm.qemu import QemuError  # noqa: E402
+from pandagpm.qemu import QemuError, SerialTimeout  # noqa: E402
 from pandagpm.testing import make_plugin_elf  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -474,6 +474,19 @@ def test_fault_plugin_crashes(guest, progs):
     assert os.WTERMSIG(status) == signal.SIGSEGV
     assert got == [b"about to crash"]
     assert chan.id == guest.gpm.get_channel_from_name("crash")
+    assert_shell_alive(guest)
+
+
+def test_serial_timeout_says_what_the_cpu_did(guest):
+    """A console command that does not answer in time raises SerialTimeout
+    saying whether the CPU ran (a busy guest) or sat stopped (the host held
+    it), with the console's last output; the shell works afterwards."""
+    with pytest.raises(SerialTimeout) as info:
+        guest.shell("echo started-$((20+3)); sleep 5", timeout=1)
+    msg = str(info.value)
+    assert "the guest CPU is running" in msg, msg
+    assert "started-23" in msg, msg
+    assert "started-23" in info.value.output
     assert_shell_alive(guest)
 
 
