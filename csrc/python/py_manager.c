@@ -3,7 +3,7 @@
  *
  * Ownership: each channel created from Python owns a small py_chan context
  * that holds a strong reference to the channel's Python callback. The core
- * calls py_chan_release_cb() exactly once when the channel is destroyed
+ * calls gpm__py_chan_release_cb() exactly once when the channel is destroyed
  * (closed, or the manager freed), and that drops the reference. The
  * contexts are also linked into their Manager so that the garbage collector
  * can see the callbacks (a callback that refers back to its Manager makes a
@@ -34,13 +34,6 @@
 #define PY_WHY_LEN 2048
 
 /*
- * How deep this thread is inside channel and event callbacks of any
- * Manager: such a thread is the emulator's, and the guest cannot run
- * until it returns (Manager.in_callback()).
- */
-static _Thread_local unsigned py_cb_depth;
-
-/*
  * O& converter for an optional file system path: None stays NULL,
  * anything else goes through PyUnicode_FSConverter (the caller releases
  * the bytes object).
@@ -52,54 +45,6 @@ static int py_opt_path_conv(PyObject *obj, void *out)
         return 1;
     }
     return PyUnicode_FSConverter(obj, out);
-}
-
-/*
- * Whether this thread may take the GIL. Once the interpreter is finalizing,
- * PyGILState_Ensure() on another thread never returns (the thread hangs or
- * is terminated), so a callback on the emulator thread is skipped instead.
- * The check is best effort: finalization may start just after it.
- */
-static bool py_can_enter(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return !Py_IsFinalizing() || PyGILState_Check();
-#else
-    return !_Py_IsFinalizing() || PyGILState_Check();
-#endif
-}
-
-/* Takes the pending exception, normalized, with its traceback attached. */
-PyObject *gpm__py_exc_take(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL)
-        return NULL;
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    Py_XDECREF(tb);
-    Py_DECREF(type);
-    return value;
-#endif
-}
-
-/* Makes @exc (a reference this steals; may be NULL) the pending one. */
-void gpm__py_exc_give(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    if (exc == NULL)
-        return;
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
-                  PyException_GetTraceback(exc));
-#endif
 }
 
 PyObject *gpm__py_manager_module(py_manager *self)
@@ -114,164 +59,6 @@ PyObject *gpm__py_raise_chan(py_manager *self, int err, gpm_channel_id_t id)
 
     snprintf(detail, sizeof(detail), "channel %lu", (unsigned long)id);
     return gpm__py_raise(gpm__py_manager_module(self), err, detail);
-}
-
-/* Calls @py_cb(*@py_args), reporting an exception as unraisable. */
-static void py_call_reported(py_manager *self, PyObject *py_cb,
-                             PyObject *py_args)
-{
-    PyObject *py_res;
-
-    if (py_args == NULL) {
-        PyErr_WriteUnraisable(py_cb);
-        return;
-    }
-    py_res = PyObject_Call(py_cb, py_args, NULL);
-    if (py_res == NULL) {
-        self->callback_errors++;
-        PyErr_WriteUnraisable(py_cb);
-        return;
-    }
-    Py_DECREF(py_res);
-}
-
-/* The core's receive callback for every channel made from Python. */
-static void py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
-                            void *opaque)
-{
-    py_chan *ch = opaque;
-    PyGILState_STATE gil;
-    PyObject *py_cb;
-    PyObject *py_args;
-    PyObject *saved;
-
-    if (!py_can_enter())
-        return;
-    gil = PyGILState_Ensure();
-    /* Keep an exception a caller on this thread may have pending. */
-    saved = gpm__py_exc_take();
-    py_cb = Py_XNewRef(ch->py_callback);
-    if (py_cb != NULL) {
-        py_args = Py_BuildValue("(ky#)", (unsigned long)id, (const char *)buf,
-                                (Py_ssize_t)len);
-        py_cb_depth++;
-        py_call_reported(ch->manager, py_cb, py_args);
-        py_cb_depth--;
-        Py_XDECREF(py_args);
-        Py_DECREF(py_cb);
-    }
-    gpm__py_exc_give(saved);
-    PyGILState_Release(gil);
-}
-
-static void py_chan_unlink(py_chan *ch)
-{
-    ch->prev->next = ch->next;
-    ch->next->prev = ch->prev;
-    ch->prev = ch->next = ch;
-}
-
-/* The core's release callback: drops the context and its callback. */
-static void py_chan_release_cb(void *opaque)
-{
-    py_chan *ch = opaque;
-    PyGILState_STATE gil;
-    PyObject *saved;
-
-    if (!py_can_enter())
-        return; /* At exit a small leak beats a hang. */
-    gil = PyGILState_Ensure();
-    saved = gpm__py_exc_take();
-    py_chan_unlink(ch);
-    Py_CLEAR(ch->py_callback);
-    PyMem_RawFree(ch);
-    gpm__py_exc_give(saved);
-    PyGILState_Release(gil);
-}
-
-static const char *py_event_type_name(gpm_event_type_t type)
-{
-    switch (type) {
-    case GPM_EVENT_CHANNEL_START:
-        return "CHANNEL_START";
-    case GPM_EVENT_CHANNEL_STOP:
-        return "CHANNEL_STOP";
-    case GPM_EVENT_GUEST_ERROR:
-        return "GUEST_ERROR";
-    case GPM_EVENT_GUEST_CHANNEL:
-        return "GUEST_CHANNEL";
-    case GPM_EVENT_DAEMON_READY:
-        return "DAEMON_READY";
-    case GPM_EVENT_PLUGIN_STARTED:
-        return "PLUGIN_STARTED";
-    case GPM_EVENT_PLUGIN_EXITED:
-        return "PLUGIN_EXITED";
-    case GPM_EVENT_PLUGIN_FAILED:
-        return "PLUGIN_FAILED";
-    case GPM_EVENT_PROTOCOL_ERROR:
-        return "PROTOCOL_ERROR";
-    case GPM_EVENT_CHANNEL_DRAINED:
-        return "CHANNEL_DRAINED";
-    }
-    return "UNKNOWN";
-}
-
-/* Guest text as str, never failing on bad UTF-8; None for NULL. */
-static PyObject *py_guest_text(const char *text)
-{
-    if (text == NULL)
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-}
-
-/*
- * The core's event callback. Events reach Python as plain tuples
- * (type, channel, name, text, pid, status, err, stage); pandagpm turns
- * them into pandagpm.Event.
- */
-static void py_manager_event_cb(const gpm_event_t *ev, void *opaque)
-{
-    py_manager *self = opaque;
-    PyGILState_STATE gil;
-    PyObject *py_cb;
-    PyObject *py_list;
-    PyObject *py_name = NULL;
-    PyObject *py_text = NULL;
-    PyObject *py_args = NULL;
-    PyObject *saved;
-
-    if (!py_can_enter())
-        return;
-    gil = PyGILState_Ensure();
-    saved = gpm__py_exc_take();
-    py_cb = Py_XNewRef(self->py_event_cb);
-    /* A copy: a listener may add or remove listeners. */
-    py_list = self->py_listeners != NULL && PyList_GET_SIZE(self->py_listeners)
-                  ? PyList_GetSlice(self->py_listeners, 0, PY_SSIZE_T_MAX)
-                  : NULL;
-    if (py_cb == NULL && py_list == NULL)
-        goto out;
-    py_name = py_guest_text(ev->name);
-    py_text = py_guest_text(ev->text);
-    if (py_name != NULL && py_text != NULL)
-        py_args = Py_BuildValue("((skOOLLiI))", py_event_type_name(ev->type),
-                                (unsigned long)ev->channel, py_name, py_text,
-                                (long long)ev->pid, (long long)ev->status,
-                                ev->err, (unsigned)ev->stage);
-    py_cb_depth++;
-    if (py_cb != NULL)
-        py_call_reported(self, py_cb, py_args);
-    for (Py_ssize_t i = 0; py_list != NULL && i < PyList_GET_SIZE(py_list); i++)
-        py_call_reported(self, PyList_GET_ITEM(py_list, i), py_args);
-    py_cb_depth--;
-    Py_XDECREF(py_args);
-    Py_XDECREF(py_text);
-    Py_XDECREF(py_name);
-    Py_XDECREF(py_cb);
-    Py_XDECREF(py_list);
-out:
-    gpm__py_exc_give(saved);
-    PyGILState_Release(gil);
 }
 
 /*
@@ -337,7 +124,7 @@ static py_chan *py_chan_new(py_manager *self, PyObject *py_cb)
 /* Undoes py_chan_new() after the core refused the channel. */
 static void py_chan_discard(py_chan *ch)
 {
-    py_chan_unlink(ch);
+    gpm__py_chan_unlink(ch);
     Py_CLEAR(ch->py_callback);
     PyMem_RawFree(ch);
 }
@@ -390,7 +177,7 @@ static PyObject *py_manager_new(PyTypeObject *type, PyObject *args,
         return gpm__py_raise(module, err, NULL);
     }
     /* The trampoline reads py_event_cb under the GIL at each event. */
-    gpm_manager_set_event_cb(self->mgr, py_manager_event_cb, self);
+    gpm_manager_set_event_cb(self->mgr, gpm__py_manager_event_cb, self);
     return (PyObject *)self;
 }
 
@@ -473,8 +260,8 @@ static PyObject *py_manager_allocate_channel(py_manager *self, PyObject *args,
         return NULL;
     ts = PyEval_SaveThread();
     err = gpm_channel_allocate(self->mgr, name,
-                               py_cb != NULL ? py_chan_recv_cb : NULL,
-                               py_chan_release_cb, ch, &id);
+                               py_cb != NULL ? gpm__py_chan_recv_cb : NULL,
+                               gpm__py_chan_release_cb, ch, &id);
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
@@ -503,8 +290,8 @@ static PyObject *py_manager_set_callback(py_manager *self, PyObject *args)
     /* The old context's release callback takes the GIL back itself. */
     ts = PyEval_SaveThread();
     err = gpm_channel_set_callback(self->mgr, id,
-                                   py_cb != NULL ? py_chan_recv_cb : NULL,
-                                   py_chan_release_cb, ch);
+                                   py_cb != NULL ? gpm__py_chan_recv_cb : NULL,
+                                   gpm__py_chan_release_cb, ch);
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
@@ -718,10 +505,10 @@ static PyObject *py_manager_add_guest_plugin(py_manager *self, PyObject *args,
     if (ch == NULL)
         goto error;
     ts = PyEval_SaveThread();
-    err = gpm_guest_plugin_add(self->mgr, name,
-                               py_path ? PyBytes_AS_STRING(py_path) : NULL,
-                               py_cb != NULL ? py_chan_recv_cb : NULL,
-                               py_chan_release_cb, ch, &id, why, sizeof(why));
+    err = gpm_guest_plugin_add(
+        self->mgr, name, py_path ? PyBytes_AS_STRING(py_path) : NULL,
+        py_cb != NULL ? gpm__py_chan_recv_cb : NULL, gpm__py_chan_release_cb,
+        ch, &id, why, sizeof(why));
     PyEval_RestoreThread(ts);
     if (err < 0) {
         py_chan_discard(ch);
@@ -752,7 +539,7 @@ static PyObject *py_manager_in_callback(py_manager *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
-    return PyBool_FromLong(py_cb_depth > 0);
+    return PyBool_FromLong(gpm__py_in_callback());
 }
 
 static PyObject *py_manager_stats(py_manager *self, PyObject *unused)

@@ -1,8 +1,8 @@
 /*
  * py_manager.h - what the files of _gpm.Manager share (py_manager.c, the
- * type and its channels; py_owner.c, event listeners and channel
- * ownership; py_cpu.c, hypercalls of a CPU implemented in Python). Not a
- * public header.
+ * type and its channels; py_callbacks.c, the core's callbacks into Python;
+ * py_owner.c, event listeners and channel ownership; py_cpu.c, hypercalls
+ * of a CPU implemented in Python). Not a public header.
  */
 #ifndef GPM_PY_MANAGER_H
 #define GPM_PY_MANAGER_H
@@ -31,6 +31,22 @@ typedef struct py_manager {
     py_chan chans; /* sentinel of the circular context list */
     uint64_t callback_errors;
 } py_manager;
+
+/*
+ * The core's callbacks into Python (py_callbacks.c). Each takes the GIL
+ * and never lets an exception reach the core; any thread.
+ */
+/* Receive callback of every channel made from Python; @opaque: py_chan. */
+void gpm__py_chan_recv_cb(gpm_channel_id_t id, const uint8_t *buf, size_t len,
+                          void *opaque);
+/* Release callback: unlinks and frees the py_chan @opaque. */
+void gpm__py_chan_release_cb(void *opaque);
+/* Event callback; @opaque is the py_manager. */
+void gpm__py_manager_event_cb(const gpm_event_t *ev, void *opaque);
+/* Takes @ch out of its Manager's list; the GIL held. */
+void gpm__py_chan_unlink(py_chan *ch);
+/* Whether this thread is inside a channel or event callback now. */
+bool gpm__py_in_callback(void);
 
 /* The pending exception, normalized with its traceback, or NULL. */
 PyObject *gpm__py_exc_take(void);
