@@ -110,19 +110,7 @@ if _REASON is not None:
 
 from pandagpm.image import get_image  # noqa: E402
 from pandagpm.qemu import _Serial  # noqa: E402
-
-
-def wait_for(pred, timeout, what):
-    """Polls ``pred`` until it returns something true; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting "
-                                 f"for {what}")
-        time.sleep(0.2)
+from waits import wait_for  # noqa: E402  (tests/waits.py)
 
 
 def parse_results(text):
