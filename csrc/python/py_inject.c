@@ -222,8 +222,7 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
         gpm__py_inj_state_name(gpm_injector_state(inj)), "code", rc,
         "code_name", gpm_err_name(rc), "tgid", (long long)tgid, "child",
         (long long)child, "stops", (unsigned long long)stops, "log", lines,
-        "error",
-        gpm_injector_error(inj) != NULL ? gpm_injector_error(inj) : "",
+        "error", gpm_injector_error(inj) != NULL ? gpm_injector_error(inj) : "",
         "entry", entry, "bounces", (unsigned long long)bounces);
 error:
     Py_XDECREF(lines);

@@ -19,7 +19,12 @@
  * skipped call, whose number the entry replaced, must reach its exit,
  * where it is rewound; a rewound call is next seen at the main entry.
  */
-typedef enum bounce_kind { B_FREE, B_PROBE, B_SKIPPED, B_REWOUND } bounce_kind_t;
+typedef enum bounce_kind {
+    B_FREE,
+    B_PROBE,
+    B_SKIPPED,
+    B_REWOUND
+} bounce_kind_t;
 
 typedef struct bounce_slot {
     bounce_kind_t kind;
@@ -58,9 +63,9 @@ struct gpm_qemu_inject {
     unsigned bslot_next, bret_next;
     bool bounce;       /* the bounce is used (set at start) */
     bool bounce_armed; /* its breakpoints are in (the waiter's) */
-    unsigned skipped;   /* B_SKIPPED slots (under the lock) */
-    uint64_t bounces;   /* calls rewound (under the lock) */
-    int hijack_entry;   /* -1 none yet, 0 main, 1 bounce (under the lock) */
+    unsigned skipped;  /* B_SKIPPED slots (under the lock) */
+    uint64_t bounces;  /* calls rewound (under the lock) */
+    int hijack_entry;  /* -1 none yet, 0 main, 1 bounce (under the lock) */
 };
 
 /* How often a wait checks that the host is still connected. */
@@ -537,6 +542,10 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
             goto error;
         }
     }
+    /* Before any breakpoint: a stop may come at once. */
+    qi->hijack_entry = -1;
+    qi->bounce = prof->bounce_entry != 0 && prof->bounce_exit != 0 &&
+                 qi->aops->bounce_entry_symbol != NULL;
     for (unsigned i = 0; i < GPM_KERNEL_MAX_ENTRIES && prof->entry_syscall[i];
          i++) {
         rc = gpm_qemu_host_add_breakpoint(h, prof->entry_syscall[i],
@@ -547,9 +556,7 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
             goto error;
         }
     }
-    qi->hijack_entry = -1;
-    if (prof->bounce_entry != 0 && prof->bounce_exit != 0 &&
-        qi->aops->bounce_entry_symbol != NULL) {
+    if (qi->bounce) {
         /* The exit first: no call may be skipped before it can end. */
         rc = gpm_qemu_host_add_breakpoint(h, prof->bounce_exit,
                                           syscall_entry_cb, qi);
@@ -565,7 +572,7 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
                 gpm_qemu_host_remove_breakpoint(h, prof->entry_syscall[i]);
             goto error;
         }
-        qi->bounce = qi->bounce_armed = true;
+        qi->bounce_armed = true;
     }
     qi->armed = true;
     *out = qi;
