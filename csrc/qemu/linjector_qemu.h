@@ -10,6 +10,12 @@
  * offsets of the image profile, and handed to the injector with its user
  * registers (live, or the pt_regs the kernel saved, as the backend says);
  * the host then steps off the entry instruction or the backend does.
+ *
+ * An arch with a second entry the injector cannot rewind (arch_ops
+ * bounce_*, i386's sysenter) gets two more breakpoints: a wanted thread's
+ * call there is run as nothing and, at its exit, rewound onto the
+ * instruction of the main entry (the vDSO's int $0x80), which it then
+ * enters with its own registers (docs/arch.md).
  */
 #ifndef GPM_QEMU_LINJECTOR_H
 #define GPM_QEMU_LINJECTOR_H
