@@ -428,6 +428,25 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
     gpm_inj_thread_t t;
     int rc = 0;
 
+    /*
+     * The bounce's stops come first, whatever the injector's state: a
+     * skipped call must be rewound even after the injection has ended.
+     */
+    if (qi->bounce &&
+        (pc == qi->prof.bounce_entry || pc == qi->prof.bounce_exit)) {
+        bool entry = pc == qi->prof.bounce_entry;
+
+        if (read_thread(qi, ops, cpu, &t) == 0)
+            rc = entry ? bounce_entry(qi, ops, cpu, &t)
+                       : bounce_exit(qi, ops, cpu, h, &t);
+        g_mutex_lock(&qi->lock);
+        qi->stops += entry;
+        if (rc != 0 && qi->error == 0)
+            qi->error = rc;
+        g_cond_broadcast(&qi->cond);
+        g_mutex_unlock(&qi->lock);
+        return GPM_QEMU_STOP_CONTINUE;
+    }
     if (gpm_injector_state(qi->inj) == GPM_INJ_DONE ||
         gpm_injector_state(qi->inj) == GPM_INJ_FAILED)
         return GPM_QEMU_STOP_CONTINUE;
@@ -450,22 +469,6 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
         ucpu = &view;
     }
     /* A thread we cannot identify is left alone. */
-    if (rc == 0 && qi->bounce &&
-        (pc == qi->prof.bounce_entry || pc == qi->prof.bounce_exit)) {
-        bool entry = pc == qi->prof.bounce_entry;
-
-        rc = 0;
-        if (read_thread(qi, ops, cpu, &t) == 0)
-            rc = entry ? bounce_entry(qi, ops, cpu, &t)
-                       : bounce_exit(qi, ops, cpu, h, &t);
-        g_mutex_lock(&qi->lock);
-        qi->stops += entry;
-        if (rc != 0 && qi->error == 0)
-            qi->error = rc;
-        g_cond_broadcast(&qi->cond);
-        g_mutex_unlock(&qi->lock);
-        return GPM_QEMU_STOP_CONTINUE;
-    }
     if (rc == 0 && read_thread(qi, ops, cpu, &t) == 0) {
         gpm_inj_state_t before = gpm_injector_state(qi->inj);
         bounce_slot_t *bs = qi->bounce ? bslot_of(qi, t.tid) : NULL;
