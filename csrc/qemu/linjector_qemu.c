@@ -259,16 +259,27 @@ static bounce_slot_t *bslot_of(gpm_qemu_inject_t *qi, int64_t tid)
 }
 
 /*
- * A slot for @tid: its own, a free one, or the oldest that is not a
- * skipped call (a probe whose thread exited, or a rewound call whose
- * thread died, never comes back). NULL if all hold skipped calls.
+ * A slot for @tid at its entry: its own, a free one, or the oldest that
+ * is not a skipped call (a probe whose thread exited, or a rewound call
+ * whose thread died, never comes back). NULL if all hold skipped calls.
+ * The thread's own skipped call has ended if it enters again: the kernel
+ * returned without syscall_exit_to_user_mode (i386: -EFAULT when the
+ * sixth argument cannot be read from the user's stack), and ran nothing.
  */
 static bounce_slot_t *bslot_new(gpm_qemu_inject_t *qi, int64_t tid)
 {
     bounce_slot_t *s = bslot_of(qi, tid);
 
-    if (s != NULL)
-        return s->kind == B_SKIPPED ? NULL : s;
+    if (s != NULL) {
+        if (s->kind == B_SKIPPED) {
+            g_mutex_lock(&qi->lock);
+            qi->skipped--;
+            g_cond_broadcast(&qi->cond);
+            g_mutex_unlock(&qi->lock);
+            s->kind = B_FREE;
+        }
+        return s;
+    }
     for (unsigned i = 0; i < BOUNCE_SLOTS; i++)
         if (qi->bslot[i].kind == B_FREE)
             return &qi->bslot[i];
