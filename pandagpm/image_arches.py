@@ -179,8 +179,8 @@ ARCHES: dict[str, ArchSpec] = {
     # A PC (i440FX) with a 32-bit CPU: Debian's 686-pae kernel, PAE
     # paging. qemu32 is a stable model with PAE and SEP; with
     # mitigations=off the kernel keeps one set of page tables (no PTI).
-    # The vDSO is mapped (the kernel's default), so glibc and musl enter
-    # the kernel by sysenter through __kernel_vsyscall
+    # The vDSO is mapped (the kernel's default), so glibc (AT_SYSINFO)
+    # enters the kernel by sysenter through __kernel_vsyscall
     # (entry_SYSENTER_32) and only code that executes int $0x80 itself
     # uses entry_INT80_32; linjector handles both (docs/arch.md). The
     # doorbell is kept out with memmap= as on x86_64.
