@@ -30,7 +30,7 @@ typedef struct bounce_slot {
     bounce_kind_t kind;
     int64_t tid;
     uint64_t nr;  /* B_SKIPPED: the call's number */
-    uint64_t ret; /* B_SKIPPED, B_REWOUND: the return address */
+    uint64_t ret; /* B_REWOUND: the return address the main entry sees */
 } bounce_slot_t;
 
 /* A process's learned return address for bounced calls. */
@@ -306,28 +306,26 @@ static bool bounce_insn_before(const gpm_qemu_inject_t *qi,
            memcmp(b, a->bounce_insn, a->bounce_insn_len) == 0;
 }
 
-/* The learned return address of process @tgid, or 0. */
-static uint64_t bret_of(const gpm_qemu_inject_t *qi, int64_t tgid)
+/* The learned return address of process @tgid, or NULL. */
+static bounce_ret_t *bret_of(gpm_qemu_inject_t *qi, int64_t tgid)
 {
     for (unsigned i = 0; i < BOUNCE_SLOTS; i++)
-        if (qi->bret[i].tgid == tgid && qi->bret[i].ret != 0)
-            return qi->bret[i].ret;
-    return 0;
+        if (qi->bret[i].ret != 0 && qi->bret[i].tgid == tgid)
+            return &qi->bret[i];
+    return NULL;
 }
 
+/* Learns @ret for @tgid, in its own entry or the oldest one. */
 static void bret_learn(gpm_qemu_inject_t *qi, int64_t tgid, uint64_t ret)
 {
-    unsigned i;
+    bounce_ret_t *r = bret_of(qi, tgid);
 
-    for (i = 0; i < BOUNCE_SLOTS; i++)
-        if (qi->bret[i].tgid == tgid && qi->bret[i].ret != 0)
-            break;
-    if (i == BOUNCE_SLOTS) {
-        i = qi->bret_next;
+    if (r == NULL) {
+        r = &qi->bret[qi->bret_next];
         qi->bret_next = (qi->bret_next + 1) % BOUNCE_SLOTS;
     }
-    qi->bret[i].tgid = tgid;
-    qi->bret[i].ret = ret;
+    r->tgid = tgid;
+    r->ret = ret;
 }
 
 /*
@@ -340,8 +338,9 @@ static int bounce_entry(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
                         void *cpu, const gpm_inj_thread_t *t)
 {
     unsigned nr_reg = gpm__sys_table(qi->prof.arch)->nr_reg;
+    const bounce_ret_t *r;
     bounce_slot_t *s;
-    uint64_t ret, nr;
+    uint64_t nr;
     int rc;
 
     if (!gpm_injector_wants(qi->inj, t))
@@ -349,10 +348,10 @@ static int bounce_entry(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
     s = bslot_new(qi, t->tid);
     if (s == NULL)
         return 0;
-    ret = bret_of(qi, t->tgid);
+    r = bret_of(qi, t->tgid);
     s->tid = t->tid;
     s->kind = B_PROBE;
-    if (ret == 0 || !bounce_insn_before(qi, ops, cpu, ret))
+    if (r == NULL || !bounce_insn_before(qi, ops, cpu, r->ret))
         return 0;
     rc = ops->read_reg(cpu, nr_reg, &nr);
     if (rc == 0)
@@ -361,7 +360,6 @@ static int bounce_entry(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
         return rc;
     s->kind = B_SKIPPED;
     s->nr = nr;
-    s->ret = ret;
     g_mutex_lock(&qi->lock);
     qi->skipped++;
     g_mutex_unlock(&qi->lock);
