@@ -122,7 +122,14 @@ def _kernel_profile(profile, arch="x86_64"):
                            "per_cpu_offset0 (rebuild the image?)",
                            _gpm.ENOENT) from None
         base_reg = ""
+    bounce = {}
+    if info.get("bounce_entry_symbol"):
+        # An entry the injector cannot rewind (i386's sysenter): its calls
+        # are bounced into the main entry (docs/arch.md).
+        bounce = {"bounce_entry": symbol(info["bounce_entry_symbol"]),
+                  "bounce_exit": symbol(info["bounce_exit_symbol"])}
     return {
+        **bounce,
         # The entry symbol, and the alternatives this kernel has.
         "entry_syscall": [symbol(info["syscall_entry_symbols"][0])] + [
             int(sym[s], 16) for s in info["syscall_entry_symbols"][1:]

@@ -179,9 +179,11 @@ ARCHES: dict[str, ArchSpec] = {
     # A PC (i440FX) with a 32-bit CPU: Debian's 686-pae kernel, PAE
     # paging. qemu32 is a stable model with PAE and SEP; with
     # mitigations=off the kernel keeps one set of page tables (no PTI).
-    # vdso32=0: no vDSO, so glibc enters the kernel with int $0x80 and
-    # every process uses entry_INT80_32 (docs/image.md). The doorbell is
-    # kept out with memmap= as on x86_64.
+    # The vDSO is mapped (the kernel's default), so glibc (AT_SYSINFO)
+    # enters the kernel by sysenter through __kernel_vsyscall
+    # (entry_SYSENTER_32) and only code that executes int $0x80 itself
+    # uses entry_INT80_32; linjector handles both (docs/arch.md). The
+    # doorbell is kept out with memmap= as on x86_64.
     "i386": ArchSpec(
         name="i386",
         debian_arch="i386",
@@ -194,7 +196,7 @@ ARCHES: dict[str, ArchSpec] = {
                       "-no-user-config", "-display", "none", "-nic", "none",
                       "-no-reboot"),
         console="ttyS0",
-        append=("console=ttyS0 nokaslr mitigations=off vdso32=0 quiet "
+        append=("console=ttyS0 nokaslr mitigations=off quiet "
                 "loglevel=1 panic=-1 8250.nr_uarts=1 memmap=4K$0x1fe00000 "
                 "memmap=16M$0x1ee00000"),
         doorbell_phys=0x1FE00000,
@@ -207,8 +209,9 @@ ARCHES: dict[str, ArchSpec] = {
                  "do_int80_syscall_32", "do_fast_syscall_32", "_text",
                  "_stext", "_etext", "__switch_to", "__switch_to_asm",
                  "do_exit", "__ia32_sys_execve", "__ia32_sys_exit_group",
-                 "restore_all_switch_stack"),
-        required_symbols=("entry_INT80_32", "_stext"),
+                 "restore_all_switch_stack", "syscall_exit_to_user_mode"),
+        required_symbols=("entry_INT80_32", "_stext", "entry_SYSENTER_32",
+                          "syscall_exit_to_user_mode"),
         config_need=("CONFIG_SERIAL_8250=y", "CONFIG_SERIAL_8250_CONSOLE=y",
                      "CONFIG_BLK_DEV_INITRD=y", "CONFIG_RD_GZIP=y",
                      "CONFIG_DEVTMPFS=y", "CONFIG_X86_PAE=y",

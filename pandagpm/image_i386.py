@@ -15,6 +15,10 @@ holds what only the 32-bit x86 kernel needs:
   ``&current_task + __per_cpu_offset[0]``) is a real task, that the
   doorbell page is outside System RAM and that PTI is off; records
   ``per_cpu_offset0``.
+* :func:`vdso_facts` -- processes have a vDSO, and its
+  ``__kernel_vsyscall`` enters by ``sysenter`` with the ``int $0x80``
+  before the landing pad that linjector rewinds sysenter calls to
+  (recorded as ``vdso`` and ``user_syscall_entry``).
 
 The structure offsets come from the kernel's Debian headers, compiled
 with the i686 cross compiler (:func:`pandagpm.image_arm.offsets_from_headers`),
@@ -27,8 +31,8 @@ import re
 import struct
 from pathlib import Path
 
-__all__ = ["CURRENT_TASK", "DATA_SYMBOLS", "SYSCALL_ENTRY", "layout_facts",
-]
+__all__ = ["CURRENT_TASK", "DATA_SYMBOLS", "SYSCALL_ENTRY", "SYSENTER_ENTRY",
+           "KERNEL_VSYSCALL_SYSENTER", "layout_facts", "vdso_facts"]
 
 #: PAGE_OFFSET of the 3G/1G split (CONFIG_PAGE_OFFSET, checked in config).
 PAGE_OFFSET = 0xC0000000
@@ -54,11 +58,31 @@ SYSCALL_ENTRY = {
              "number, ebx, ecx, edx, esi, edi, ebp the arguments (the "
              "user's registers, live), and esp points at the iret frame: "
              "[esp] = the user eip after the int $0x80, then cs, eflags, "
-             "user esp, ss. The image boots with vdso32=0, so glibc's "
-             "syscalls go through int $0x80 rather than the vDSO's "
-             "sysenter (entry_SYSENTER_32, whose return address the "
-             "kernel fixes to the vDSO's landing pad)."),
+             "user esp, ss. Code that executes int $0x80 itself comes "
+             "here, and so do sysenter calls that linjector bounces "
+             "(sysenter_entry)."),
 }
+
+#: The sysenter entry, and where linjector finishes such a call.
+SYSENTER_ENTRY = {
+    "symbol": "entry_SYSENTER_32",
+    "exit_symbol": "syscall_exit_to_user_mode",
+    "note": ("__kernel_vsyscall's sysenter. At its first instruction eax "
+             "is the number, ebx, ecx, edx, esi, edi the arguments, ebp "
+             "the user's esp, whose first word is the sixth; the kernel "
+             "sets the return address to the vDSO's int80_landing_pad "
+             "itself. linjector runs such a call as -1 (nothing), and at "
+             "syscall_exit_to_user_mode(regs) (regs in eax) puts the "
+             "number back in regs->ax and regs->ip at the landing pad's "
+             "int $0x80, which then enters entry_INT80_32 with the "
+             "call's registers (docs/arch.md)."),
+}
+
+#: __kernel_vsyscall with its sysenter patched in, through the landing
+#: pad: push ecx, edx, ebp; mov esp, ebp; sysenter; int $0x80; pop ebp,
+#: edx, ecx; ret.
+KERNEL_VSYSCALL_SYSENTER = bytes.fromhex(
+    "51 52 55 89 e5 0f 34 cd 80 5d 5a 59 c3")
 
 _IOMEM_RE = re.compile(r"^(\s*)([0-9a-f]+)-([0-9a-f]+) : (.+)$", re.M)
 
@@ -127,10 +151,7 @@ def layout_facts(m, spec, syms: dict[str, str],
     if "PTI" in vuln:
         raise ImageError(f"the kernel isolates its page tables ({vuln}); "
                          "the host expects one set for user and kernel")
-    vdso = m.run_serial_cmd("grep -c vdso /proc/self/maps", timeout=30)
-    if vdso.strip() != "0":
-        raise ImageError("processes have a vDSO (vdso32=0 not in effect): "
-                         "they would enter the kernel by sysenter")
+    vdso = vdso_facts(m, blob)
     return {"ram_ranges": [[hex(s), hex(e)] for s, e in ram],
             "doorbell_in_system_ram": False,
             "page_offset": hex(PAGE_OFFSET),
@@ -140,4 +161,43 @@ def layout_facts(m, spec, syms: dict[str, str],
             "meltdown": vuln.strip(),
             "symbols_source": "kallsyms (text) + export table (data)",
             "current": dict(CURRENT_TASK),
-            "syscall_entry": dict(SYSCALL_ENTRY)}
+            "syscall_entry": dict(SYSCALL_ENTRY),
+            "sysenter_entry": dict(SYSENTER_ENTRY),
+            "vdso": vdso,
+            "user_syscall_entry": "sysenter"}
+
+
+def vdso_facts(m, kernel_blob: bytes) -> dict:
+    """Checks that processes have a vDSO whose __kernel_vsyscall enters by
+    sysenter, with the int $0x80 the kernel's restarts (and linjector)
+    rely on just before its landing pad; returns the facts.
+
+    ``kernel_blob`` is the kernel's code and data from the RAM file: the
+    vDSO's pages are the kernel's own copy of the image, which boot has
+    patched for the CPU (without SEP the sysenter would be NOPs)."""
+    from .image import ImageError
+
+    maps = m.run_serial_cmd("grep -c '\\[vdso\\]' /proc/self/maps",
+                            timeout=30)
+    if maps.strip() != "1":
+        raise ImageError(f"processes have no vDSO ({maps!r} [vdso] lines "
+                         "in /proc/self/maps): they would enter the kernel "
+                         "by int $0x80 only")
+    flags = m.run_serial_cmd("grep -m1 '^flags' /proc/cpuinfo", timeout=30)
+    if " sep" not in flags:
+        raise ImageError(f"the CPU has no SEP ({flags!r}): the vDSO would "
+                         "use int $0x80")
+    n = kernel_blob.count(KERNEL_VSYSCALL_SYSENTER)
+    if n != 1:
+        raise ImageError(f"__kernel_vsyscall's sysenter sequence "
+                         f"{KERNEL_VSYSCALL_SYSENTER.hex()} is in the "
+                         f"kernel's image {n} times, not once")
+    pad = (kernel_blob.find(KERNEL_VSYSCALL_SYSENTER) +
+           len(KERNEL_VSYSCALL_SYSENTER) - 4)
+    return {"present": True,
+            "kernel_vsyscall": KERNEL_VSYSCALL_SYSENTER.hex(" "),
+            "int80_landing_pad_page_offset": hex(pad % 4096),
+            "note": ("__kernel_vsyscall pushes ecx, edx, ebp, copies esp "
+                     "to ebp and executes sysenter; the kernel returns to "
+                     "int80_landing_pad (pop ebp, edx, ecx; ret), whose "
+                     "2 bytes before are int $0x80 (cd 80)")}

@@ -161,6 +161,91 @@ def test_require_root_with_only_non_root_processes(panda):
         panda.run_serial_cmd("kill $(cat /tmp/loop)")
 
 
+def entryloop_rounds(panda, out):
+    """The last ``rounds=`` and ``bad=`` entryloop wrote to ``out``."""
+    lines = [ln for ln in panda.run_serial_cmd(f"cat {out}").splitlines()
+             if ln.startswith("entryloop rounds=")]
+    if not lines:
+        return 0, 0
+    f = dict(kv.split("=") for kv in lines[-1].split()[1:])
+    return int(f["rounds"]), int(f["bad"])
+
+
+def inject_into_entryloop(panda, arch, how):
+    """Starts guest/testprogs/entryloop ``how`` (int80 or sysenter) in the
+    background, injects with proc_name ``entryloop`` and checks that the
+    loop went on with every register it checks intact; returns the
+    injection's result and the loop's pid."""
+    exe, out = "/tmp/entryloop", f"/tmp/entryloop-{how}.out"
+    panda.machine.copy_to_guest(
+        str(archs.guest_build(arch) / "testprogs" / "entryloop"), exe)
+    panda.run_serial_cmd(f"{exe} {how} > {out} 2>&1 & echo $! > /tmp/loop")
+    loop = int(panda.run_serial_cmd("cat /tmp/loop").strip())
+    try:
+        deadline = time.monotonic() + 30
+        while entryloop_rounds(panda, out)[0] < 50:
+            assert time.monotonic() < deadline, \
+                panda.run_serial_cmd(f"cat {out}")
+            time.sleep(0.5)
+        pid = panda.ensure_daemon(timeout=30, proc_name="entryloop",
+                                  nudge=False)
+        res = panda.last_injection
+        assert res["state"] == "done" and res["tgid"] == loop
+        assert res["child"] == pid
+        assert load_etc_count(panda) > 0
+        # The loop goes on, and no check of its registers failed.
+        before = entryloop_rounds(panda, out)[0]
+        deadline = time.monotonic() + 30
+        while entryloop_rounds(panda, out)[0] <= before:
+            assert time.monotonic() < deadline, "entryloop stopped"
+            time.sleep(0.5)
+        assert entryloop_rounds(panda, out)[1] == 0
+        maps = panda.run_serial_cmd(f"cat /proc/{loop}/maps")
+        return res, maps
+    finally:
+        panda.run_serial_cmd(f"kill {loop}")
+
+
+def test_i386_a_process_entering_by_int80_is_hijacked(panda, arch):
+    """A process whose calls all use int $0x80 is hijacked at
+    entry_INT80_32 although it has a vDSO, and comes back exactly."""
+    if arch != "i386":
+        pytest.skip("i386's two syscall entries")
+    panda.revert_sync("root")
+    res, maps = inject_into_entryloop(panda, arch, "int80")
+    assert res["entry"] == "entry_INT80_32", res
+    assert res["bounces"] == 0, res
+    assert "[vdso]" in maps
+
+
+def test_i386_a_process_entering_by_sysenter_is_hijacked(panda, arch):
+    """A process whose calls all go through the vDSO's __kernel_vsyscall
+    (sysenter) is hijacked: the host bounced its call into
+    entry_INT80_32, and it comes back exactly (its esp too)."""
+    if arch != "i386":
+        pytest.skip("i386's two syscall entries")
+    panda.revert_sync("root")
+    res, maps = inject_into_entryloop(panda, arch, "sysenter")
+    assert res["entry"] == "entry_SYSENTER_32", res
+    assert res["bounces"] >= 1, res
+    assert "[vdso]" in maps
+    assert panda.image.profile["kernel"]["user_syscall_entry"] == "sysenter"
+
+
+def test_i386_the_shell_enters_by_sysenter(panda, arch):
+    """busybox's shell (glibc) enters by sysenter, and so the idle
+    shell's injection (the other tests') is the sysenter path."""
+    if arch != "i386":
+        pytest.skip("i386's two syscall entries")
+    panda.revert_sync("root")
+    shell = panda.run_serial_cmd("echo $$").strip()
+    pid = panda.ensure_daemon(timeout=30)
+    res = panda.last_injection
+    assert res["tgid"] == int(shell) and res["child"] == pid
+    assert res["entry"] == "entry_SYSENTER_32", res
+    assert "[vdso]" in panda.run_serial_cmd(f"cat /proc/{shell}/maps")
+
+
 def test_the_demo(tmp_path, arch):
     """``make demo``'s script (``make demo ARCH=...``): its count equals
     the shell's, same session."""

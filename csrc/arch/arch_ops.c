@@ -109,6 +109,22 @@ static const gpm__arch_ops_t ops_table[GPM_ARCH_COUNT] = {
             .entry_ret_word = true,
             .entry_ret_base_reg = 4,
             .entry_ret_offset = 0,
+            /*
+             * sysenter (docs/arch.md): at entry_SYSENTER_32 eax is the
+             * number (-1 runs nothing); the kernel (regparm) calls
+             * syscall_exit_to_user_mode(regs) with regs in eax, whose ax
+             * and ip are words 6 and 12 of the i386 pt_regs (bx, cx,
+             * dx, si, di, bp, ax, ds, es, fs, gs, orig_ax, ip, ...), ip
+             * then the vDSO's int80_landing_pad, after int $0x80.
+             */
+            .bounce_entry_symbol = "entry_SYSENTER_32",
+            .bounce_exit_symbol = "syscall_exit_to_user_mode",
+            .bounce_skip_nr = 0xffffffffu,
+            .bounce_exit_regs_reg = 0,
+            .bounce_pt_ax = 24,
+            .bounce_pt_ip = 48,
+            .bounce_insn = {0xcd, 0x80}, /* int $0x80 */
+            .bounce_insn_len = 2,
             .env_gpr_field = "regs",
             .env_gpr_index = identity_env_gpr,
             .env_ngpr = 8,

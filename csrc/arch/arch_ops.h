@@ -191,6 +191,30 @@ typedef struct gpm__arch_ops {
      */
     gpm__entry_saved_t entry_saved[GPM__ENTRY_SAVED_MAX];
     unsigned entry_saved_n;
+    /*
+     * bounce_*: a second syscall entry whose return address the kernel
+     * sets itself, so linjector cannot rewind a call there (i386:
+     * sysenter through the vDSO, which always returns to the vDSO's
+     * int80_landing_pad). The stock-QEMU host turns such a call of a
+     * wanted thread into one through the main entry: at
+     * bounce_entry_symbol (live registers) it replaces the number
+     * (syscall table's nr_reg) with bounce_skip_nr, which the kernel runs
+     * as nothing; at bounce_exit_symbol, where GDB register
+     * bounce_exit_regs_reg points at the thread's saved pt_regs, it puts
+     * the number back in the word at bounce_pt_ax and moves the return
+     * address (the word at bounce_pt_ip) back over the bounce_insn that
+     * precedes it (i386: the landing pad's int $0x80), which it reads in
+     * guest memory first. The thread then enters the main entry with the
+     * call's own registers. NULL bounce_entry_symbol: no such entry.
+     */
+    const char *bounce_entry_symbol;
+    const char *bounce_exit_symbol;
+    uint64_t bounce_skip_nr;
+    unsigned bounce_exit_regs_reg;
+    int bounce_pt_ax;
+    int bounce_pt_ip;
+    uint8_t bounce_insn[4];
+    unsigned bounce_insn_len;
     bool (*entry_step_over)(const gpm_host_ops_t *ops, void *cpu, uint64_t pc,
                             gpm__regnum_fn regnum, void *opaque);
     unsigned (*entry_insn_len)(const gpm_host_ops_t *ops, void *cpu,

@@ -597,7 +597,7 @@ bool gpm_injector_settled(const gpm_injector_t *inj)
            (inj->cstep == C_EXECVE && inj->state == GPM_INJ_DONE);
 }
 
-static bool wanted(gpm_injector_t *inj, const gpm_inj_thread_t *t)
+static bool wanted(const gpm_injector_t *inj, const gpm_inj_thread_t *t)
 {
     if (t->tid <= 0 || t->tgid <= 1 || rejected(inj, t->tgid))
         return false;
@@ -607,6 +607,12 @@ static bool wanted(gpm_injector_t *inj, const gpm_inj_thread_t *t)
     if (inj->require_root && t->uid > 0)
         return false;
     return true;
+}
+
+bool gpm_injector_wants(const gpm_injector_t *inj, const gpm_inj_thread_t *t)
+{
+    return inj != NULL && t != NULL && inj->state == GPM_INJ_WAITING &&
+           wanted(inj, t);
 }
 
 int gpm_injector_on_syscall(gpm_injector_t *inj, const gpm_host_ops_t *ops,

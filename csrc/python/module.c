@@ -341,7 +341,8 @@ static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
         Py_DECREF(n);
     }
     extra = Py_BuildValue(
-        "{s:K,s:y#,s:z,s:z,s:z,s:I,s:K,s:N,s:z,s:z,s:N,s:O,s:z,s:N,s:z,s:O}",
+        "{s:K,s:y#,s:z,s:z,s:z,s:I,s:K,s:N,s:z,s:z,s:N,s:O,s:z,s:N,s:z,s:O,"
+        "s:z,s:z}",
         "hc_addr", (unsigned long long)ops->hc_addr, "hc_insn",
         (const char *)ops->hc_insn, (Py_ssize_t)ops->hc_insn_len, "mode_reg",
         ops->mode_reg, "pc_name", ops->pc_reg, "gdb_xml_arch",
@@ -351,7 +352,9 @@ static int py_arch_backend(PyObject *d, const gpm__arch_ops_t *ops)
         ops->user_percpu_reg, "mmu_regs", mmu, "page_walk",
         ops->xlate ? Py_True : Py_False, "env_gpr_field", ops->env_gpr_field,
         "env_gpr_index", env, "env_pc_field", ops->env_pc_field,
-        "mmu_inputs_const", ops->mmu_inputs_const ? Py_True : Py_False);
+        "mmu_inputs_const", ops->mmu_inputs_const ? Py_True : Py_False,
+        "bounce_entry_symbol", ops->bounce_entry_symbol, "bounce_exit_symbol",
+        ops->bounce_entry_symbol ? ops->bounce_exit_symbol : NULL);
     if (extra == NULL)
         return -1;
     rc = PyDict_Update(d, extra);

@@ -101,6 +101,11 @@ static int parse_profile(PyObject *profile, gpm_kernel_profile_t *p)
     p->task_real_parent = (uint32_t)v[5];
     p->task_cred = (uint32_t)v[6];
     p->cred_uid = (uint32_t)v[7];
+    /* The bounce entry and its exit (i386's sysenter): optional. */
+    if (PyDict_GetItemString(profile, "bounce_entry") != NULL &&
+        (profile_u64(profile, "bounce_entry", &p->bounce_entry) < 0 ||
+         profile_u64(profile, "bounce_exit", &p->bounce_exit) < 0))
+        return -1;
     return 0;
 }
 
@@ -138,7 +143,8 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
     PyObject *lines = NULL;
     Py_ssize_t nargs = 0;
     int64_t tgid, child;
-    uint64_t stops = 0;
+    uint64_t stops = 0, bounces = 0;
+    const char *entry = NULL;
     PyThreadState *ts;
     int rc;
 
@@ -188,6 +194,7 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
         if (rc == GPM_ETIMEDOUT && gpm_injector_state(inj) == GPM_INJ_RUNNING)
             rc = gpm_qemu_inject_wait(qi, FINISH_GRACE_MS);
         stops = gpm_qemu_inject_stops(qi);
+        entry = gpm_qemu_inject_entry(qi, &bounces);
         gpm_qemu_inject_free(qi);
     }
     PyEval_RestoreThread(ts);
@@ -211,12 +218,12 @@ PyObject *gpm__py_inject(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     g_mutex_unlock(&log.lock);
     result = Py_BuildValue(
-        "{s:s,s:i,s:s,s:L,s:L,s:K,s:O,s:s}", "state",
+        "{s:s,s:i,s:s,s:L,s:L,s:K,s:O,s:s,s:z,s:K}", "state",
         gpm__py_inj_state_name(gpm_injector_state(inj)), "code", rc,
         "code_name", gpm_err_name(rc), "tgid", (long long)tgid, "child",
         (long long)child, "stops", (unsigned long long)stops, "log", lines,
-        "error",
-        gpm_injector_error(inj) != NULL ? gpm_injector_error(inj) : "");
+        "error", gpm_injector_error(inj) != NULL ? gpm_injector_error(inj) : "",
+        "entry", entry, "bounces", (unsigned long long)bounces);
 error:
     Py_XDECREF(lines);
     gpm_injector_free(inj);

@@ -11,6 +11,39 @@
 #include "arch/arch_ops.h"
 #include "core/syscalls.h"
 
+/*
+ * The bounce (arch_ops.bounce_*, i386's sysenter): per thread, what its
+ * call through the bounce entry is waiting for. A probe lets the call run
+ * and learns, at its exit, the process's return address (the kernel's
+ * own: the vDSO's landing pad) once the instruction before it checks; a
+ * skipped call, whose number the entry replaced, must reach its exit,
+ * where it is rewound; a rewound call is next seen at the main entry.
+ */
+typedef enum bounce_kind {
+    B_FREE,
+    B_PROBE,
+    B_SKIPPED,
+    B_REWOUND
+} bounce_kind_t;
+
+typedef struct bounce_slot {
+    bounce_kind_t kind;
+    int64_t tid;
+    uint64_t nr;  /* B_SKIPPED: the call's number */
+    uint64_t ret; /* B_REWOUND: the return address the main entry sees */
+} bounce_slot_t;
+
+/* A process's learned return address for bounced calls. */
+typedef struct bounce_ret {
+    int64_t tgid;
+    uint64_t ret;
+} bounce_ret_t;
+
+#define BOUNCE_SLOTS 16
+
+/* How long a disarm waits for skipped calls to reach their exit. */
+#define BOUNCE_DRAIN_US (5 * 1000 * 1000)
+
 struct gpm_qemu_inject {
     gpm_qemu_host_t *h;
     gpm_kernel_profile_t prof;
@@ -24,6 +57,15 @@ struct gpm_qemu_inject {
     gpm_inj_state_t state; /* copied under the lock after each stop */
     uint64_t stops;
     int error; /* a host ops failure seen by the callback */
+    /* The bounce: slots and learned addresses are the I/O thread's. */
+    bounce_slot_t bslot[BOUNCE_SLOTS];
+    bounce_ret_t bret[BOUNCE_SLOTS];
+    unsigned bslot_next, bret_next;
+    bool bounce;       /* the bounce is used (set at start) */
+    bool bounce_armed; /* its breakpoints are in (the waiter's) */
+    unsigned skipped;  /* B_SKIPPED slots (under the lock) */
+    uint64_t bounces;  /* calls rewound (under the lock) */
+    int hijack_entry;  /* -1 none yet, 0 main, 1 bounce (under the lock) */
 };
 
 /* How often a wait checks that the host is still connected. */
@@ -207,6 +249,179 @@ static int view_write_mem(void *cpu, uint64_t addr, const void *buf, size_t len)
 static const gpm_host_ops_t pt_view_ops = {view_read_reg, view_write_reg,
                                            view_read_mem, view_write_mem};
 
+/* The slot of thread @tid, or NULL. */
+static bounce_slot_t *bslot_of(gpm_qemu_inject_t *qi, int64_t tid)
+{
+    for (unsigned i = 0; i < BOUNCE_SLOTS; i++)
+        if (qi->bslot[i].kind != B_FREE && qi->bslot[i].tid == tid)
+            return &qi->bslot[i];
+    return NULL;
+}
+
+/*
+ * A slot for @tid at its entry: its own, a free one, or the oldest that
+ * is not a skipped call (a probe whose thread exited, or a rewound call
+ * whose thread died, never comes back). NULL if all hold skipped calls.
+ * The thread's own skipped call has ended if it enters again: the kernel
+ * returned without syscall_exit_to_user_mode (i386: -EFAULT when the
+ * sixth argument cannot be read from the user's stack), and ran nothing.
+ */
+static bounce_slot_t *bslot_new(gpm_qemu_inject_t *qi, int64_t tid)
+{
+    bounce_slot_t *s = bslot_of(qi, tid);
+
+    if (s != NULL) {
+        if (s->kind == B_SKIPPED) {
+            g_mutex_lock(&qi->lock);
+            qi->skipped--;
+            g_cond_broadcast(&qi->cond);
+            g_mutex_unlock(&qi->lock);
+            s->kind = B_FREE;
+        }
+        return s;
+    }
+    for (unsigned i = 0; i < BOUNCE_SLOTS; i++)
+        if (qi->bslot[i].kind == B_FREE)
+            return &qi->bslot[i];
+    for (unsigned n = 0; n < BOUNCE_SLOTS; n++) {
+        s = &qi->bslot[qi->bslot_next];
+        qi->bslot_next = (qi->bslot_next + 1) % BOUNCE_SLOTS;
+        if (s->kind != B_SKIPPED)
+            return s;
+    }
+    return NULL;
+}
+
+/* True if the bounce instruction (int $0x80) ends just before @ret. */
+static bool bounce_insn_before(const gpm_qemu_inject_t *qi,
+                               const gpm_host_ops_t *ops, void *cpu,
+                               uint64_t ret)
+{
+    const gpm__arch_ops_t *a = qi->aops;
+    uint8_t b[sizeof(a->bounce_insn)];
+
+    return ret >= a->bounce_insn_len && ret < a->user_top &&
+           ops->read_mem(cpu, ret - a->bounce_insn_len, b,
+                         a->bounce_insn_len) == 0 &&
+           memcmp(b, a->bounce_insn, a->bounce_insn_len) == 0;
+}
+
+/* The learned return address of process @tgid, or NULL. */
+static bounce_ret_t *bret_of(gpm_qemu_inject_t *qi, int64_t tgid)
+{
+    for (unsigned i = 0; i < BOUNCE_SLOTS; i++)
+        if (qi->bret[i].ret != 0 && qi->bret[i].tgid == tgid)
+            return &qi->bret[i];
+    return NULL;
+}
+
+/* Learns @ret for @tgid, in its own entry or the oldest one. */
+static void bret_learn(gpm_qemu_inject_t *qi, int64_t tgid, uint64_t ret)
+{
+    bounce_ret_t *r = bret_of(qi, tgid);
+
+    if (r == NULL) {
+        r = &qi->bret[qi->bret_next];
+        qi->bret_next = (qi->bret_next + 1) % BOUNCE_SLOTS;
+    }
+    r->tgid = tgid;
+    r->ret = ret;
+}
+
+/*
+ * A wanted thread at the bounce entry: once its process's return address
+ * is known and the bounce instruction is still before it, the call is
+ * skipped (its number becomes bounce_skip_nr) to be rewound at its exit;
+ * before that it runs as it is, probed.
+ */
+static int bounce_entry(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
+                        void *cpu, const gpm_inj_thread_t *t)
+{
+    unsigned nr_reg = gpm__sys_table(qi->prof.arch)->nr_reg;
+    const bounce_ret_t *r;
+    bounce_slot_t *s;
+    uint64_t nr;
+    int rc;
+
+    if (!gpm_injector_wants(qi->inj, t))
+        return 0;
+    s = bslot_new(qi, t->tid);
+    if (s == NULL)
+        return 0;
+    r = bret_of(qi, t->tgid);
+    s->tid = t->tid;
+    s->kind = B_PROBE;
+    if (r == NULL || !bounce_insn_before(qi, ops, cpu, r->ret))
+        return 0;
+    rc = ops->read_reg(cpu, nr_reg, &nr);
+    if (rc == 0)
+        rc = ops->write_reg(cpu, nr_reg, qi->aops->bounce_skip_nr);
+    if (rc != 0)
+        return rc;
+    s->kind = B_SKIPPED;
+    s->nr = nr;
+    g_mutex_lock(&qi->lock);
+    qi->skipped++;
+    g_mutex_unlock(&qi->lock);
+    return 0;
+}
+
+/*
+ * Any thread at the bounce exit: a probe learns its return address, a
+ * skipped call gets its number back and its return address moved onto
+ * the bounce instruction, both checked in guest memory. The kernel's
+ * return address is used, not the learned one, so a process that has
+ * since exec'd (a new vDSO) is still rewound right.
+ */
+static int bounce_exit(gpm_qemu_inject_t *qi, const gpm_host_ops_t *ops,
+                       void *cpu, gpm_qemu_host_t *h, const gpm_inj_thread_t *t)
+{
+    const gpm__arch_ops_t *a = qi->aops;
+    bounce_slot_t *s = bslot_of(qi, t->tid);
+    pt_view_t v;
+    uint64_t regs, ip;
+    bool ok;
+    int rc;
+
+    if (s == NULL || (s->kind != B_PROBE && s->kind != B_SKIPPED))
+        return 0;
+    rc = ops->read_reg(cpu, a->bounce_exit_regs_reg, &regs);
+    if (rc == 0)
+        rc = read_ptr(qi, ops, cpu, regs + (uint64_t)a->bounce_pt_ip, &ip);
+    if (rc != 0)
+        return rc;
+    ok = bounce_insn_before(qi, ops, cpu, ip);
+    if (s->kind == B_PROBE) {
+        if (ok)
+            bret_learn(qi, t->tgid, ip);
+        s->kind = B_FREE;
+        return 0;
+    }
+    memset(&v, 0, sizeof(v));
+    v.qi = qi;
+    v.h = h;
+    if (ok) {
+        rc = view_put_word(&v, regs + (uint64_t)a->bounce_pt_ax, s->nr);
+        if (rc == 0)
+            rc = view_put_word(&v, regs + (uint64_t)a->bounce_pt_ip,
+                               ip - a->bounce_insn_len);
+    }
+    /*
+     * Not ok: the kernel's landing pad has no int $0x80 before it (the
+     * image builder checks that it has); the call then returns the
+     * kernel's -ENOSYS for the skipped number.
+     */
+    s->kind = ok && rc == 0 ? B_REWOUND : B_FREE;
+    s->ret = ip;
+    g_mutex_lock(&qi->lock);
+    qi->skipped--;
+    if (s->kind == B_REWOUND)
+        qi->bounces++;
+    g_cond_broadcast(&qi->cond);
+    g_mutex_unlock(&qi->lock);
+    return rc;
+}
+
 static int host_regnum(void *opaque, const char *name)
 {
     return gpm_qemu_host_reg_number(opaque, name);
@@ -222,6 +437,25 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
     gpm_inj_thread_t t;
     int rc = 0;
 
+    /*
+     * The bounce's stops come first, whatever the injector's state: a
+     * skipped call must be rewound even after the injection has ended.
+     */
+    if (qi->bounce &&
+        (pc == qi->prof.bounce_entry || pc == qi->prof.bounce_exit)) {
+        bool entry = pc == qi->prof.bounce_entry;
+
+        if (read_thread(qi, ops, cpu, &t) == 0)
+            rc = entry ? bounce_entry(qi, ops, cpu, &t)
+                       : bounce_exit(qi, ops, cpu, h, &t);
+        g_mutex_lock(&qi->lock);
+        qi->stops += entry;
+        if (rc != 0 && qi->error == 0)
+            qi->error = rc;
+        g_cond_broadcast(&qi->cond);
+        g_mutex_unlock(&qi->lock);
+        return GPM_QEMU_STOP_CONTINUE;
+    }
     if (gpm_injector_state(qi->inj) == GPM_INJ_DONE ||
         gpm_injector_state(qi->inj) == GPM_INJ_FAILED)
         return GPM_QEMU_STOP_CONTINUE;
@@ -245,6 +479,17 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
     }
     /* A thread we cannot identify is left alone. */
     if (rc == 0 && read_thread(qi, ops, cpu, &t) == 0) {
+        gpm_inj_state_t before = gpm_injector_state(qi->inj);
+        bounce_slot_t *bs = qi->bounce ? bslot_of(qi, t.tid) : NULL;
+        uint64_t ret = 0;
+
+        if (bs != NULL && bs->kind == B_REWOUND &&
+            (uops->read_reg(ucpu, gpm__sys_table(qi->prof.arch)->retaddr_reg,
+                            &ret) != 0 ||
+             ret != bs->ret))
+            bs = NULL;
+        if (bs != NULL)
+            bs->kind = B_FREE; /* the bounced call, seen here */
         if (qi->aops->entry_insn_len) {
             uint64_t ret = 0;
             unsigned sys_ret = gpm__sys_table(qi->prof.arch)->retaddr_reg;
@@ -253,6 +498,12 @@ static int syscall_entry_cb(gpm_qemu_host_t *h, const gpm_host_ops_t *ops,
                 t.insn_len = qi->aops->entry_insn_len(ops, cpu, ret);
         }
         rc = gpm_injector_on_syscall(qi->inj, uops, ucpu, &t);
+        if (before == GPM_INJ_WAITING &&
+            gpm_injector_state(qi->inj) != GPM_INJ_WAITING) {
+            g_mutex_lock(&qi->lock);
+            qi->hijack_entry = bs != NULL;
+            g_mutex_unlock(&qi->lock);
+        }
     } else {
         rc = 0;
     }
@@ -303,6 +554,10 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
             goto error;
         }
     }
+    /* Before any breakpoint: a stop may come at once. */
+    qi->hijack_entry = -1;
+    qi->bounce = prof->bounce_entry != 0 && prof->bounce_exit != 0 &&
+                 qi->aops->bounce_entry_symbol != NULL;
     for (unsigned i = 0; i < GPM_KERNEL_MAX_ENTRIES && prof->entry_syscall[i];
          i++) {
         rc = gpm_qemu_host_add_breakpoint(h, prof->entry_syscall[i],
@@ -312,6 +567,24 @@ int gpm_qemu_inject_start(gpm_qemu_host_t *h, const gpm_kernel_profile_t *prof,
                 gpm_qemu_host_remove_breakpoint(h, prof->entry_syscall[i]);
             goto error;
         }
+    }
+    if (qi->bounce) {
+        /* The exit first: no call may be skipped before it can end. */
+        rc = gpm_qemu_host_add_breakpoint(h, prof->bounce_exit,
+                                          syscall_entry_cb, qi);
+        if (rc == 0) {
+            rc = gpm_qemu_host_add_breakpoint(h, prof->bounce_entry,
+                                              syscall_entry_cb, qi);
+            if (rc != 0)
+                gpm_qemu_host_remove_breakpoint(h, prof->bounce_exit);
+        }
+        if (rc != 0) {
+            for (unsigned i = 0;
+                 i < GPM_KERNEL_MAX_ENTRIES && prof->entry_syscall[i]; i++)
+                gpm_qemu_host_remove_breakpoint(h, prof->entry_syscall[i]);
+            goto error;
+        }
+        qi->bounce_armed = true;
     }
     qi->armed = true;
     *out = qi;
@@ -328,10 +601,33 @@ static bool finished(gpm_inj_state_t s)
     return s == GPM_INJ_DONE || s == GPM_INJ_FAILED;
 }
 
+/*
+ * Removes the bounce breakpoints: the entry first, then the exit once no
+ * skipped call still has to reach it (the guest runs meanwhile; a
+ * skipped call has nothing to do in the kernel, so that is soon).
+ */
+static int disarm_bounce(gpm_qemu_inject_t *qi)
+{
+    gint64 deadline = g_get_monotonic_time() + BOUNCE_DRAIN_US;
+    int rc, r;
+
+    rc = gpm_qemu_host_remove_breakpoint(qi->h, qi->prof.bounce_entry);
+    g_mutex_lock(&qi->lock);
+    while (qi->skipped > 0 && g_get_monotonic_time() < deadline)
+        g_cond_wait_until(&qi->cond, &qi->lock,
+                          g_get_monotonic_time() + WAIT_SLICE_US);
+    g_mutex_unlock(&qi->lock);
+    r = gpm_qemu_host_remove_breakpoint(qi->h, qi->prof.bounce_exit);
+    qi->bounce_armed = false;
+    return rc != 0 ? rc : r;
+}
+
 static int disarm(gpm_qemu_inject_t *qi)
 {
     int rc = 0;
 
+    if (qi->armed && qi->bounce_armed)
+        rc = disarm_bounce(qi);
     if (qi->armed) {
         for (unsigned i = 0;
              i < GPM_KERNEL_MAX_ENTRIES && qi->prof.entry_syscall[i]; i++) {
@@ -395,6 +691,20 @@ uint64_t gpm_qemu_inject_stops(gpm_qemu_inject_t *qi)
     n = qi->stops;
     g_mutex_unlock(&qi->lock);
     return n;
+}
+
+const char *gpm_qemu_inject_entry(gpm_qemu_inject_t *qi, uint64_t *bounces)
+{
+    int e;
+
+    g_mutex_lock(&qi->lock);
+    e = qi->hijack_entry;
+    if (bounces != NULL)
+        *bounces = qi->bounces;
+    g_mutex_unlock(&qi->lock);
+    if (e < 0)
+        return NULL;
+    return e ? qi->aops->bounce_entry_symbol : qi->aops->syscall_entry_symbol;
 }
 
 void gpm_qemu_inject_free(gpm_qemu_inject_t *qi)

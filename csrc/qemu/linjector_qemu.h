@@ -10,6 +10,12 @@
  * offsets of the image profile, and handed to the injector with its user
  * registers (live, or the pt_regs the kernel saved, as the backend says);
  * the host then steps off the entry instruction or the backend does.
+ *
+ * An arch with a second entry the injector cannot rewind (arch_ops
+ * bounce_*, i386's sysenter) gets two more breakpoints: a wanted thread's
+ * call there is run as nothing and, at its exit, rewound onto the
+ * instruction of the main entry (the vDSO's int $0x80), which it then
+ * enters with its own registers (docs/arch.md).
  */
 #ifndef GPM_QEMU_LINJECTOR_H
 #define GPM_QEMU_LINJECTOR_H
@@ -33,6 +39,10 @@ typedef struct gpm_kernel_profile {
     /* The breakpoints: arch_ops.syscall_entry_symbol and its alternatives
      * the kernel has; 0 ends the list (at least one is needed). */
     uint64_t entry_syscall[GPM_KERNEL_MAX_ENTRIES];
+    /* arch_ops.bounce_entry_symbol and bounce_exit_symbol, or 0 (none):
+     * both or neither. */
+    uint64_t bounce_entry;
+    uint64_t bounce_exit;
     uint64_t current_task; /* per-CPU offset of the current task pointer */
     uint32_t task_pid;     /* offsetof(struct task_struct, pid) */
     uint32_t task_tgid;
@@ -73,6 +83,15 @@ int gpm_qemu_inject_wait(gpm_qemu_inject_t *qi, int timeout_ms);
  * gpm_qemu_inject_stops() - syscall entries seen so far.
  */
 uint64_t gpm_qemu_inject_stops(gpm_qemu_inject_t *qi);
+
+/**
+ * gpm_qemu_inject_entry() - the kernel symbol of the entry the hijacked
+ * thread used: arch_ops.syscall_entry_symbol, or bounce_entry_symbol if
+ * its call came by that entry and was bounced (i386: entry_SYSENTER_32);
+ * NULL while no thread is hijacked.
+ * @bounces: if not NULL, receives how many calls were bounced so far.
+ */
+const char *gpm_qemu_inject_entry(gpm_qemu_inject_t *qi, uint64_t *bounces);
 
 /**
  * gpm_qemu_inject_free() - disarm the breakpoint if still armed and free.

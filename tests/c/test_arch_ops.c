@@ -303,6 +303,34 @@ static void test_entry_helpers(void **state)
     assert_false(r->entry_pt_regs);
 }
 
+/*
+ * i386's sysenter bounce: int $0x80 is cd 80, and ax and ip are words 6
+ * and 12 of the i386 pt_regs (the ptrace order: EBX ECX EDX ESI EDI EBP
+ * EAX DS ES FS GS ORIG_EAX EIP ...); regs arrives in eax (GDB 0) under
+ * -mregparm=3. Only i386 has a bounce entry.
+ */
+static void test_bounce_i386(void **state)
+{
+    const gpm__arch_ops_t *o = gpm__arch_ops(GPM_ARCH_I386);
+    static const uint8_t int80[2] = {0xcd, 0x80};
+
+    (void)state;
+    assert_string_equal(o->bounce_entry_symbol, "entry_SYSENTER_32");
+    assert_string_equal(o->bounce_exit_symbol, "syscall_exit_to_user_mode");
+    assert_int_equal(o->bounce_insn_len, 2);
+    assert_memory_equal(o->bounce_insn, int80, 2);
+    assert_int_equal(o->bounce_pt_ax, 6 * 4);
+    assert_int_equal(o->bounce_pt_ip, 12 * 4);
+    assert_int_equal(o->bounce_exit_regs_reg, 0);
+    assert_int_equal(o->bounce_skip_nr, 0xffffffffu);
+    for (unsigned a = 0; a < GPM_ARCH_COUNT; a++) {
+        const gpm__arch_ops_t *r = gpm__arch_ops((gpm_arch_t)a);
+
+        if (r && a != GPM_ARCH_I386)
+            assert_null(r->bounce_entry_symbol);
+    }
+}
+
 /* What every host needs from a row to serve the arch. */
 static void test_host_fields(void **state)
 {
@@ -338,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_user_mode),
         cmocka_unit_test(test_entry_helpers),
         cmocka_unit_test(test_host_fields),
+        cmocka_unit_test(test_bounce_i386),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -350,13 +350,18 @@ static void test_filters(void **state)
     sim_init(&s);
     /* Wrong name, and a known non-root uid: left alone. */
     inj = make(&s, elf, 100, "init", true);
+    assert_false(gpm_injector_wants(inj, &s.pt));
     before = s.parent;
     assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
                      0);
     assert_memory_equal(before.regs, s.parent.regs, sizeof(before.regs));
     gpm_injector_free(inj);
     inj = make(&s, elf, 100, NULL, true);
+    assert_true(gpm_injector_wants(inj, &s.pt));
+    assert_false(gpm_injector_wants(NULL, &s.pt));
+    assert_false(gpm_injector_wants(inj, NULL));
     s.pt.uid = 1000;
+    assert_false(gpm_injector_wants(inj, &s.pt));
     assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
                      0);
     assert_memory_equal(before.regs, s.parent.regs, sizeof(before.regs));
@@ -369,6 +374,7 @@ static void test_filters(void **state)
     assert_true(log_has(&s, "not root"));
     assert_false(s.mapped);
     /* That process is not asked again. */
+    assert_false(gpm_injector_wants(inj, &s.pt));
     before = s.parent;
     assert_int_equal(gpm_injector_on_syscall(inj, &fake_ops, &s.parent, &s.pt),
                      0);

@@ -109,6 +109,18 @@ void gpm_injector_free(gpm_injector_t *inj);
 int gpm_injector_on_syscall(gpm_injector_t *inj, const gpm_host_ops_t *ops,
                             void *cpu, const gpm_inj_thread_t *t);
 
+/**
+ * gpm_injector_wants() - would @inj hijack thread @t at its next entry?
+ *
+ * True while a target is still wanted (GPM_INJ_WAITING) and @t passes the
+ * configured checks (not init, not rejected, proc_name, a uid that is not
+ * known to be non-root when require_root): what
+ * gpm_injector_on_syscall() would decide, without changing anything.
+ * Hosts use it to prepare an entry the injector cannot rewind (i386's
+ * sysenter, see linjector_qemu.c) for the wanted threads only.
+ */
+bool gpm_injector_wants(const gpm_injector_t *inj, const gpm_inj_thread_t *t);
+
 /** gpm_injector_state() - where the injection is. */
 gpm_inj_state_t gpm_injector_state(const gpm_injector_t *inj);
 
