@@ -1,7 +1,7 @@
 /*
  * module.c - the pandagpm._gpm module: definition, state, errors, and the
- * module-level functions (error names, architectures, the plugin
- * inventory).
+ * module-level functions (error names, architectures; the plugin
+ * inventory's are in py_inventory.c).
  *
  * Each C function parses its own arguments and returns plain Python values
  * (ints, bytes, tuples, dicts); the pandagpm package builds the friendly
@@ -18,15 +18,12 @@
 #include "gpm/pty_proto.h"
 #include "gpm/wire.h"
 
-/* Room for the explanations the inventory functions write. */
-#define PY_WHY_LEN 2048
-
 /*
  * O& converter for an optional file system path: None stays NULL,
  * anything else goes through PyUnicode_FSConverter (the caller releases
  * the bytes object).
  */
-static int py_opt_path_conv(PyObject *obj, void *out)
+int gpm__py_opt_path_conv(PyObject *obj, void *out)
 {
     if (obj == Py_None) {
         *(PyObject **)out = NULL;
@@ -258,7 +255,7 @@ static PyObject *py_err_name(PyObject *module, PyObject *arg)
     return PyUnicode_FromString(gpm_err_name(err));
 }
 
-static PyObject *py_arch_name(int arch)
+PyObject *gpm__py_arch_name(int arch)
 {
     const gpm_arch_info_t *info;
 
@@ -268,7 +265,7 @@ static PyObject *py_arch_name(int arch)
 }
 
 /* Reads an architecture name argument; 0 or -1 with an exception set. */
-static int py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out)
+int gpm__py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out)
 {
     int err = gpm_arch_from_name(name, out);
 
@@ -372,7 +369,7 @@ static PyObject *py_arch_info(PyObject *module, PyObject *args)
 
     if (!PyArg_ParseTuple(args, "s:arch_info", &name))
         return NULL;
-    if (py_arch_parse(module, name, &arch) < 0)
+    if (gpm__py_arch_parse(module, name, &arch) < 0)
         return NULL;
     info = gpm_arch_info(arch);
     if (info == NULL)
@@ -389,190 +386,6 @@ static PyObject *py_arch_info(PyObject *module, PyObject *args)
     if (d != NULL && ops != NULL && py_arch_backend(d, ops) < 0)
         Py_CLEAR(d);
     return d;
-}
-
-/* A plugin description as a plain dict. */
-static PyObject *py_plugin_dict(const gpm_plugin_info_t *info)
-{
-    PyObject *py_arch = py_arch_name(info->arch);
-    PyObject *py_dict;
-
-    if (py_arch == NULL)
-        return NULL;
-    py_dict = Py_BuildValue(
-        "{s:s,s:s,s:s,s:s,s:O,s:I,s:I,s:I}", "path", info->path, "name",
-        info->name, "version", info->version, "description", info->description,
-        "arch", py_arch, "elf_machine", info->elf_machine, "elf_class",
-        info->elf_class, "desc_abi", (unsigned)info->desc_abi);
-    Py_DECREF(py_arch);
-    return py_dict;
-}
-
-static PyObject *py_inspect_plugin(PyObject *module, PyObject *args)
-{
-    PyThreadState *ts;
-    gpm_plugin_info_t *info = NULL;
-    PyObject *py_path = NULL;
-    PyObject *py_ret = NULL;
-    char why[PY_WHY_LEN] = "";
-    int err;
-
-    if (!PyArg_ParseTuple(args, "O&:inspect_plugin", PyUnicode_FSConverter,
-                          &py_path))
-        return NULL;
-    info = calloc(1, sizeof(*info));
-    if (info == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    ts = PyEval_SaveThread();
-    err =
-        gpm_plugin_inspect(PyBytes_AS_STRING(py_path), info, why, sizeof(why));
-    PyEval_RestoreThread(ts);
-    if (err < 0) {
-        gpm__py_raise(module, err, why);
-        goto error;
-    }
-    py_ret = py_plugin_dict(info);
-error:
-    free(info);
-    Py_XDECREF(py_path);
-    return py_ret;
-}
-
-static PyObject *py_find_plugin(PyObject *module, PyObject *args,
-                                PyObject *kwargs)
-{
-    static char *kwlist[] = {"name", "arch", "explicit_dir", NULL};
-    PyThreadState *ts;
-    gpm_plugin_info_t *info = NULL;
-    PyObject *py_dir = NULL;
-    PyObject *py_ret = NULL;
-    const char *name;
-    const char *arch_name = "x86_64";
-    char why[PY_WHY_LEN] = "";
-    gpm_arch_t arch;
-    int err;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|sO&:find_plugin", kwlist,
-                                     &name, &arch_name, py_opt_path_conv,
-                                     &py_dir))
-        return NULL;
-    if (py_arch_parse(module, arch_name, &arch) < 0)
-        goto error;
-    info = calloc(1, sizeof(*info));
-    if (info == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    ts = PyEval_SaveThread();
-    err = gpm_plugin_find(name, py_dir ? PyBytes_AS_STRING(py_dir) : NULL, arch,
-                          info, why, sizeof(why));
-    PyEval_RestoreThread(ts);
-    if (err < 0) {
-        gpm__py_raise(module, err, why);
-        goto error;
-    }
-    py_ret = py_plugin_dict(info);
-error:
-    free(info);
-    Py_XDECREF(py_dir);
-    return py_ret;
-}
-
-/* What gpm_plugin_list() collects, without the GIL. */
-struct py_plugin_vec {
-    gpm_plugin_info_t *items;
-    size_t len;
-    size_t cap;
-    bool oom;
-};
-
-static void py_plugin_collect_cb(const gpm_plugin_info_t *info, void *opaque)
-{
-    struct py_plugin_vec *vec = opaque;
-
-    if (vec->oom)
-        return;
-    if (vec->len == vec->cap) {
-        size_t cap = vec->cap ? vec->cap * 2 : 8;
-        gpm_plugin_info_t *items = realloc(vec->items, cap * sizeof(*items));
-
-        if (items == NULL) {
-            vec->oom = true;
-            return;
-        }
-        vec->items = items;
-        vec->cap = cap;
-    }
-    vec->items[vec->len++] = *info;
-}
-
-static PyObject *py_list_plugins(PyObject *module, PyObject *args,
-                                 PyObject *kwargs)
-{
-    static char *kwlist[] = {"explicit_dir", NULL};
-    PyThreadState *ts;
-    struct py_plugin_vec vec = {0};
-    PyObject *py_dir = NULL;
-    PyObject *py_list = NULL;
-    PyObject *py_ret = NULL;
-    int err;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O&:list_plugins", kwlist,
-                                     py_opt_path_conv, &py_dir))
-        return NULL;
-    ts = PyEval_SaveThread();
-    err = gpm_plugin_list(py_dir ? PyBytes_AS_STRING(py_dir) : NULL,
-                          py_plugin_collect_cb, &vec);
-    PyEval_RestoreThread(ts);
-    if (err == 0 && vec.oom)
-        err = GPM_ENOMEM;
-    if (err < 0) {
-        gpm__py_raise(module, err, NULL);
-        goto error;
-    }
-    py_list = PyList_New(0);
-    if (py_list == NULL)
-        goto error;
-    for (size_t i = 0; i < vec.len; i++) {
-        PyObject *py_item = py_plugin_dict(&vec.items[i]);
-
-        if (py_item == NULL || PyList_Append(py_list, py_item) < 0) {
-            Py_XDECREF(py_item);
-            goto error;
-        }
-        Py_DECREF(py_item);
-    }
-    py_ret = Py_NewRef(py_list);
-error:
-    Py_XDECREF(py_list);
-    Py_XDECREF(py_dir);
-    free(vec.items);
-    return py_ret;
-}
-
-static PyObject *py_add_plugin_dir(PyObject *module, PyObject *args)
-{
-    PyObject *py_dir = NULL;
-    int err;
-
-    if (!PyArg_ParseTuple(args, "O&:add_plugin_dir", PyUnicode_FSConverter,
-                          &py_dir))
-        return NULL;
-    err = gpm_inventory_add_dir(PyBytes_AS_STRING(py_dir));
-    Py_DECREF(py_dir);
-    if (err < 0)
-        return gpm__py_raise(module, err, NULL);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_clear_plugin_dirs(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    gpm_inventory_clear_dirs();
-    Py_RETURN_NONE;
 }
 
 /* wire_header(magic, type, seq, len) -> bytes, from gpm/wire.h itself. */
@@ -610,20 +423,20 @@ static PyMethodDef py_module_methods[] = {
      "the guest's user mode read (write) [va, va+length)? regs: the values "
      "of arch_info(arch)['mmu_regs']; phys_read(paddr, n) returns n bytes "
      "of guest-physical memory or None. 0, EFAULT or EROFS."},
-    {"inspect_plugin", py_inspect_plugin, METH_VARARGS,
+    {"inspect_plugin", gpm__py_inspect_plugin, METH_VARARGS,
      "inspect_plugin(path) -> dict: a guest binary's ELF header and "
      "descriptor."},
-    {"find_plugin", (PyCFunction)(void (*)(void))py_find_plugin,
+    {"find_plugin", (PyCFunction)(void (*)(void))gpm__py_find_plugin,
      METH_VARARGS | METH_KEYWORDS,
      "find_plugin(name, arch='x86_64', explicit_dir=None) -> dict: the "
      "first valid binary for name along the search path."},
-    {"list_plugins", (PyCFunction)(void (*)(void))py_list_plugins,
+    {"list_plugins", (PyCFunction)(void (*)(void))gpm__py_list_plugins,
      METH_VARARGS | METH_KEYWORDS,
      "list_plugins(explicit_dir=None) -> list[dict]: every plugin on the "
      "search path."},
-    {"add_plugin_dir", py_add_plugin_dir, METH_VARARGS,
+    {"add_plugin_dir", gpm__py_add_plugin_dir, METH_VARARGS,
      "add_plugin_dir(dir): append a directory to the search path."},
-    {"clear_plugin_dirs", py_clear_plugin_dirs, METH_NOARGS,
+    {"clear_plugin_dirs", gpm__py_clear_plugin_dirs, METH_NOARGS,
      "clear_plugin_dirs(): forget the directories of add_plugin_dir()."},
     {"inject", (PyCFunction)(void (*)(void))gpm__py_inject,
      METH_VARARGS | METH_KEYWORDS,
@@ -822,7 +635,7 @@ static int py_add_constants(PyObject *module)
     if (py_arches == NULL)
         goto error;
     for (int i = 0; i < GPM_ARCH_COUNT; i++) {
-        PyObject *py_name = py_arch_name(i);
+        PyObject *py_name = gpm__py_arch_name(i);
 
         if (py_name == NULL)
             goto error;

@@ -33,20 +33,6 @@
 /* Room for the explanation of a failed gpm_guest_plugin_add(). */
 #define PY_WHY_LEN 2048
 
-/*
- * O& converter for an optional file system path: None stays NULL,
- * anything else goes through PyUnicode_FSConverter (the caller releases
- * the bytes object).
- */
-static int py_opt_path_conv(PyObject *obj, void *out)
-{
-    if (obj == Py_None) {
-        *(PyObject **)out = NULL;
-        return 1;
-    }
-    return PyUnicode_FSConverter(obj, out);
-}
-
 PyObject *gpm__py_manager_module(py_manager *self)
 {
     return PyType_GetModule(Py_TYPE(self));
@@ -496,8 +482,8 @@ static PyObject *py_manager_add_guest_plugin(py_manager *self, PyObject *args,
     int err;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|O&O:add_guest_plugin",
-                                     kwlist, &name, py_opt_path_conv, &py_path,
-                                     &py_arg))
+                                     kwlist, &name, gpm__py_opt_path_conv,
+                                     &py_path, &py_arg))
         return NULL;
     if (py_callback_arg(py_arg, &py_cb, "callback") < 0)
         goto error;

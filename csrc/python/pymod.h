@@ -32,6 +32,22 @@ gpm__py_state *gpm__py_state_from_type(PyTypeObject *type);
  */
 PyObject *gpm__py_raise(PyObject *module_or_null, int err, const char *detail);
 
+/* O& converter: None stays NULL, else PyUnicode_FSConverter's bytes. */
+int gpm__py_opt_path_conv(PyObject *obj, void *out);
+/* An arch's name as str, or None for an unknown one; NULL on error. */
+PyObject *gpm__py_arch_name(int arch);
+/* Reads an architecture name argument; 0, or -1 with an exception set. */
+int gpm__py_arch_parse(PyObject *module, const char *name, gpm_arch_t *out);
+
+/* The plugin inventory's module functions (py_inventory.c). */
+PyObject *gpm__py_inspect_plugin(PyObject *module, PyObject *args);
+PyObject *gpm__py_find_plugin(PyObject *module, PyObject *args,
+                              PyObject *kwargs);
+PyObject *gpm__py_list_plugins(PyObject *module, PyObject *args,
+                               PyObject *kwargs);
+PyObject *gpm__py_add_plugin_dir(PyObject *module, PyObject *args);
+PyObject *gpm__py_clear_plugin_dirs(PyObject *module, PyObject *unused);
+
 /*
  * Exec hooks, called by module.c's exec slot in this order. Each adds its
  * type(s) to @module and stores them in the state. Return 0 or -1 with an
