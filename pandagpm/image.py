@@ -41,15 +41,11 @@ Command line: ``python -m pandagpm.image build [--arch x86_64] [--force]``,
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
-import gzip
 import hashlib
-import io
 import json
-import lzma
 import os
 import re
 import shutil
@@ -95,6 +91,10 @@ class ImageError(Exception):
 from .image_arches import ARCHES, EXTRA_FIELDS, STRUCT_FIELDS  # noqa: F401
 from .image_arches import ArchSpec  # noqa: F401
 
+
+# The kernel file's parts (after ImageError, which they raise).
+from .image_kernel import (  # noqa: E402,F401  (re-exported)
+    _btf_offsets, _offset_requests, extract_vmlinux, kernel_btf)
 
 #: x86_64 kernel text mapping base (``__START_KERNEL_map``).
 _START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -438,97 +438,6 @@ def get_image(arch: str = "x86_64", *, progress: bool | Callable = True,
         return ImageInfo.load(final)
     return build_image(arch, progress=progress, root=root,
                        _resolved=(packages, qver))
-
-
-# --------------------------------------------------------------------------
-# Kernel: vmlinux out of bzImage, offsets from BTF.
-# --------------------------------------------------------------------------
-
-def extract_vmlinux(bzimage: bytes) -> bytes:
-    """Return the ELF vmlinux inside a compressed kernel image.
-
-    Tries each compressed stream the kernel may use (xz, gzip, and zstd
-    through the ``zstd`` tool) at every place its magic appears.  Debian's
-    amd64 kernels are xz-compressed, Ubuntu's zstd-compressed.
-    """
-    for magic, kind in ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gzip")):
-        start = 0
-        while True:
-            i = bzimage.find(magic, start)
-            if i < 0:
-                break
-            start = i + 1
-            try:
-                if kind == "xz":
-                    out = lzma.LZMADecompressor().decompress(bzimage[i:])
-                else:
-                    out = gzip.GzipFile(fileobj=io.BytesIO(bzimage[i:])).read()
-            except (lzma.LZMAError, OSError, EOFError):
-                continue
-            if out[:4] == b"\x7fELF":
-                return out
-    if b"(\xb5/\xfd" in bzimage:
-        return _unzstd_vmlinux(bzimage)
-    raise ImageError("no compressed vmlinux found inside the kernel image")
-
-
-def _unzstd_vmlinux(bzimage: bytes) -> bytes:
-    """The zstd case, through the ``zstd`` tool (not in the stdlib)."""
-    if shutil.which("zstd") is None:
-        raise ImageError("the kernel is zstd-compressed; install zstd "
-                         "(Debian: apt-get install zstd) to read it")
-    start = 0
-    while True:
-        i = bzimage.find(b"(\xb5/\xfd", start)
-        if i < 0:
-            break
-        start = i + 1
-        # Whatever follows the frame makes zstd complain after it has
-        # written the frame's contents; those are what counts.
-        r = subprocess.run(["zstd", "-dcq"], input=bzimage[i:],
-                           capture_output=True)
-        if r.stdout[:4] == b"\x7fELF":
-            return r.stdout
-    raise ImageError("no zstd stream inside the kernel decompresses to an "
-                     "ELF vmlinux")
-
-
-def _vmlinux_btf(vmlinux: bytes) -> _btf.BTF:
-    return _btf.BTF.from_bytes(_btf.elf_section_from_bytes(vmlinux, ".BTF"))
-
-
-def kernel_btf(kernel: bytes) -> _btf.BTF:
-    """The BTF of a kernel file: a compressed kernel (bzImage), an ELF
-    vmlinux, or an uncompressed boot image (arm64's ``Image``, which has
-    no section table: its ``.BTF`` is found by its header)."""
-    if kernel[:4] == b"\x7fELF":
-        return _vmlinux_btf(kernel)
-    try:
-        return _vmlinux_btf(extract_vmlinux(kernel))
-    except ImageError:
-        raw = _image_arm.btf_in_raw_image(kernel)
-        if raw is None:
-            raise
-        return raw
-
-
-def _offset_requests(arch: str) -> dict[str, tuple[str, ...]]:
-    """The members whose offsets an arch's profile records."""
-    want = {k: tuple(v) for k, v in STRUCT_FIELDS.items()}
-    for sname, members in EXTRA_FIELDS.get(arch, {}).items():
-        want[sname] = want.get(sname, ()) + members
-    return want
-
-
-def _btf_offsets(b: _btf.BTF, arch: str = "x86_64"
-                 ) -> dict[str, dict[str, int]]:
-    offsets: dict[str, dict[str, int]] = {}
-    for sname, members in _offset_requests(arch).items():
-        offsets[sname] = {m: b.member_offset(sname, m) for m in members}
-    offsets["task_struct"]["comm_size"] = b.member_size("task_struct", "comm")
-    offsets["task_struct"]["sizeof"] = b.sizeof(b.find("task_struct").id)
-    offsets["cred"]["uid_size"] = b.member_size("cred", "uid")
-    return offsets
 
 
 # --------------------------------------------------------------------------
@@ -887,120 +796,11 @@ def ensure_kernelinfo(img: ImageInfo) -> Path:
     raise ImageError(f"cannot write the kernelinfo of {img.path}: {last}")
 
 
-# --------------------------------------------------------------------------
-# Command line.
-# --------------------------------------------------------------------------
-
-def _parse_version(text: str) -> tuple[int, int, int]:
-    m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", text)
-    if not m:
-        raise argparse.ArgumentTypeError("expected A.B.C, e.g. 6.1.192")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
-
-
-def _osi_summary(img: ImageInfo) -> dict:
-    return {"kconf_file": str(img.kernelinfo_path),
-            "kconf_group": img.kernelinfo_group, "os": img.os_string}
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pandagpm.image",
-                                 description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="build the image (or reuse the cache)")
-    b.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
-    b.add_argument("--force", action="store_true", help="rebuild anyway")
-    i = sub.add_parser("info", help="print the cached image's profile",
-                       description="Print the cached image's profile, with "
-                       "its osi_linux kernelinfo file, group and -os string "
-                       "under \"osi_linux\".")
-    i.add_argument("--arch", default="x86_64", choices=sorted(ARCHES))
-    how = i.add_mutually_exclusive_group()
-    how.add_argument("--path", action="store_true",
-                     help="print only the image directory")
-    how.add_argument("--kernelinfo", action="store_true",
-                     help="print the image's osi_linux kernelinfo group")
-    k = sub.add_parser(
-        "kernelinfo", help="print an osi_linux kernelinfo group for a kernel",
-        description="Print a PANDA osi_linux kernelinfo group (for "
-        "kernelinfo.conf) made from a kernel's BTF and its symbol table. "
-        "The kernel must be built with CONFIG_DEBUG_INFO_BTF. Read the "
-        "symbols as root, from a boot with the KASLR setting the analysis "
-        "will use (nokaslr, or the same seed).",
-        epilog="Then run PANDA with -os OS -panda osi_linux:kconf_file="
-        "FILE,kconf_group=GROUP (the -os and group are printed on stderr).")
-    k.add_argument("kernel", metavar="VMLINUZ",
-                   help="the kernel: vmlinuz/bzImage, vmlinux, or a raw BTF "
-                   "file such as the guest's /sys/kernel/btf/vmlinux")
-    k.add_argument("kallsyms", metavar="KALLSYMS",
-                   help="the guest's /proc/kallsyms (or System.map)")
-    k.add_argument("--group", help="the group name (default "
-                   "pandagpm-<arch>-<release>:<bits>)")
-    k.add_argument("--arch", choices=_ki.ARCHES,
-                   help="the guest arch (default: from the kernel file)")
-    k.add_argument("--banner", metavar="PROC_VERSION_FILE",
-                   help="a file holding the guest's /proc/version (needed "
-                   "for a raw BTF file)")
-    k.add_argument("--kernel-version", type=_parse_version, metavar="A.B.C",
-                   help="the upstream kernel version (default: from the "
-                   "banner)")
-    k.add_argument("--per-cpu-offset0", type=lambda v: int(v, 0), default=0,
-                   metavar="ADDR", help="x86: __per_cpu_offset[0] of the "
-                   "booted guest, a fallback (osi_linux reads the real "
-                   "value at its first query; default 0)")
-    k.add_argument("--switch-task-hook", action="store_true",
-                   help="add task.switch_task_hook_addr (finish_task_switch)"
-                   ": task-switch notifications, through PANDA's hooks "
-                   "plugin")
-    k.add_argument("-o", "--output", metavar="FILE",
-                   help="write the group to FILE instead of stdout")
-    args = ap.parse_args(argv)
-    try:
-        if args.cmd == "build":
-            if args.force:
-                img = build_image(args.arch, force=True)
-            else:
-                img = get_image(args.arch)
-            print(img.path)
-        elif args.cmd == "kernelinfo":
-            banner = None
-            if args.banner:
-                banner = Path(args.banner).read_text(errors="replace")
-            ki = _ki.from_files(args.kernel, args.kallsyms, arch=args.arch,
-                                group=args.group, banner=banner,
-                                version=args.kernel_version,
-                                per_cpu_offset0=args.per_cpu_offset0,
-                                switch_task_hook=args.switch_task_hook)
-            if args.output:
-                ki.write(args.output)
-            else:
-                sys.stdout.write(ki.to_conf())
-            print(f"kconf_group: {ki.group}\n-os: {ki.os_string}",
-                  file=sys.stderr)
-        else:
-            have = cached_images(args.arch)
-            if not have:
-                print(f"no {args.arch} image in {_images_dir()}; run "
-                      "`python -m pandagpm.image build`", file=sys.stderr)
-                return 1
-            if args.path:
-                print(have[0].path)
-            elif args.kernelinfo:
-                sys.stdout.write(have[0].kernelinfo_path.read_text())
-            else:
-                shown = dict(have[0].profile)
-                try:
-                    shown["osi_linux"] = _osi_summary(have[0])
-                except ImageError as err:
-                    shown["osi_linux"] = {"unavailable": str(err)}
-                print(json.dumps(shown, indent=2, sort_keys=True))
-    except BrokenPipeError:
-        # The reader (e.g. `| head`) went away; that is not an error.
-        sys.stderr.close()
-    except (ImageError, _ki.KernelInfoError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    """``python -m pandagpm.image``: see :mod:`pandagpm.image_cli`."""
+    from .image_cli import main as _main
+
+    return _main(argv)
 
 
 if __name__ == "__main__":
