@@ -199,7 +199,10 @@ def test_recipes_reach_a_running_process(img, machine):
         task = word(word(int(k["symbols"]["kernelsp"], 16)) &
                     ~(k["thread_size"] - 1))
         comm = machine.read_phys(v2p(task + t["comm"]), 16).split(b"\0")[0]
-        if comm == b"gpmspin":
+        # The name is set early in execve, the argv's place in the new
+        # mm only later: a task caught in between is read again.
+        mm = word(task + t["mm"]) if comm == b"gpmspin" else 0
+        if mm and word(mm + k["offsets"]["mm_struct"]["arg_start"]):
             seen = task
         else:
             time.sleep(0.01)
@@ -213,15 +216,24 @@ def test_recipes_reach_a_running_process(img, machine):
             int(k["mmu_inputs"][0], 16), 4))[0] == pgd
     # Walk the directory for the spinner's argv (mm->arg_start).
     arg = word(word(seen + t["mm"]) + k["offsets"]["mm_struct"]["arg_start"])
-    if img.arch == "mips64el":
-        pmd = word(pgd + ((arg >> 30) & 1023) * 8)
-        e = word(pmd + ((arg >> 21) & 511) * 8)
-        pte = word(e + ((arg >> 12) & 511) * 8)
-        pa = (pte >> 14) << 12
-    else:
+
+    def walk():
+        if img.arch == "mips64el":
+            pmd = word(pgd + ((arg >> 30) & 1023) * 8)
+            e = word(pmd + ((arg >> 21) & 511) * 8)
+            pte = word(e + ((arg >> 12) & 511) * 8)
+            return pte, (pte >> 14) << 12
         pt = word(pgd + (arg >> 22) * 4)
         pte = word(pt + ((arg >> 12) & 1023) * 4)
-        pa = (pte >> 12) << 12
+        return pte, (pte >> 12) << 12
+
+    # Just after its execve a task's argv page may not be mapped yet (seen
+    # on both arches, for well under 0.5 s): give it up to 5 s.
+    deadline = time.monotonic() + 5
+    pte, pa = walk()
+    while not pte & 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pte, pa = walk()
     assert pte & 1, f"argv page {arg:#x} not present: {pte:#x}"
     data = machine.read_phys(pa + (arg & 0xFFF), 64)
     assert b"/tmp/gpmspin\0gpmarg\0" in data, data
