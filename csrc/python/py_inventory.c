@@ -30,35 +30,48 @@ static PyObject *py_plugin_dict(const gpm_plugin_info_t *info)
     return py_dict;
 }
 
+/* One lookup: inspect the file at @path, or (@path NULL) find @name. */
+typedef struct py_lookup {
+    const char *path;
+    const char *name;
+    const char *dir; /* the explicit directory, or NULL */
+    gpm_arch_t arch;
+} py_lookup;
+
+/* Runs @q without the GIL: the plugin's dict, or NULL with an exception. */
+static PyObject *py_lookup_run(PyObject *module, const py_lookup *q)
+{
+    gpm_plugin_info_t *info = calloc(1, sizeof(*info));
+    char why[PY_WHY_LEN] = "";
+    PyThreadState *ts;
+    PyObject *py_ret;
+    int err;
+
+    if (info == NULL)
+        return PyErr_NoMemory();
+    ts = PyEval_SaveThread();
+    if (q->path != NULL)
+        err = gpm_plugin_inspect(q->path, info, why, sizeof(why));
+    else
+        err = gpm_plugin_find(q->name, q->dir, q->arch, info, why, sizeof(why));
+    PyEval_RestoreThread(ts);
+    py_ret = err < 0 ? gpm__py_raise(module, err, why) : py_plugin_dict(info);
+    free(info);
+    return py_ret;
+}
+
 PyObject *gpm__py_inspect_plugin(PyObject *module, PyObject *args)
 {
-    PyThreadState *ts;
-    gpm_plugin_info_t *info = NULL;
+    py_lookup q = {0};
     PyObject *py_path = NULL;
-    PyObject *py_ret = NULL;
-    char why[PY_WHY_LEN] = "";
-    int err;
+    PyObject *py_ret;
 
     if (!PyArg_ParseTuple(args, "O&:inspect_plugin", PyUnicode_FSConverter,
                           &py_path))
         return NULL;
-    info = calloc(1, sizeof(*info));
-    if (info == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    ts = PyEval_SaveThread();
-    err =
-        gpm_plugin_inspect(PyBytes_AS_STRING(py_path), info, why, sizeof(why));
-    PyEval_RestoreThread(ts);
-    if (err < 0) {
-        gpm__py_raise(module, err, why);
-        goto error;
-    }
-    py_ret = py_plugin_dict(info);
-error:
-    free(info);
-    Py_XDECREF(py_path);
+    q.path = PyBytes_AS_STRING(py_path);
+    py_ret = py_lookup_run(module, &q);
+    Py_DECREF(py_path);
     return py_ret;
 }
 
@@ -66,38 +79,19 @@ PyObject *gpm__py_find_plugin(PyObject *module, PyObject *args,
                               PyObject *kwargs)
 {
     static char *kwlist[] = {"name", "arch", "explicit_dir", NULL};
-    PyThreadState *ts;
-    gpm_plugin_info_t *info = NULL;
+    const char *arch_name = "x86_64";
+    py_lookup q = {0};
     PyObject *py_dir = NULL;
     PyObject *py_ret = NULL;
-    const char *name;
-    const char *arch_name = "x86_64";
-    char why[PY_WHY_LEN] = "";
-    gpm_arch_t arch;
-    int err;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|sO&:find_plugin", kwlist,
-                                     &name, &arch_name, gpm__py_opt_path_conv,
+                                     &q.name, &arch_name, gpm__py_opt_path_conv,
                                      &py_dir))
         return NULL;
-    if (gpm__py_arch_parse(module, arch_name, &arch) < 0)
-        goto error;
-    info = calloc(1, sizeof(*info));
-    if (info == NULL) {
-        PyErr_NoMemory();
-        goto error;
+    if (gpm__py_arch_parse(module, arch_name, &q.arch) == 0) {
+        q.dir = py_dir ? PyBytes_AS_STRING(py_dir) : NULL;
+        py_ret = py_lookup_run(module, &q);
     }
-    ts = PyEval_SaveThread();
-    err = gpm_plugin_find(name, py_dir ? PyBytes_AS_STRING(py_dir) : NULL, arch,
-                          info, why, sizeof(why));
-    PyEval_RestoreThread(ts);
-    if (err < 0) {
-        gpm__py_raise(module, err, why);
-        goto error;
-    }
-    py_ret = py_plugin_dict(info);
-error:
-    free(info);
     Py_XDECREF(py_dir);
     return py_ret;
 }
